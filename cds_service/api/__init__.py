@@ -1,0 +1,1 @@
+"""HTTP face of the service: thin Flask blueprints over the engine."""

@@ -1,0 +1,68 @@
+"""Discovery and hook endpoints, one route keyed by service id (not one route per service)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import BadRequest
+
+from cds_service.engine import Engine
+from cds_service.errors import CdsError, InvalidRequestError, UnsupportedMediaTypeError
+
+blueprint = Blueprint("cds_services", __name__)
+log = structlog.get_logger("cds_service.hook")
+
+
+def _engine() -> Engine:
+    engine: Engine = current_app.extensions["cds_engine"]
+    return engine
+
+
+@blueprint.get("/cds-services")
+def discovery() -> ResponseReturnValue:
+    services = [s.discovery_entry() for s in _engine().knowledge.services.values()]
+    return jsonify({"services": services})
+
+
+def _json_body() -> Any:
+    if not request.is_json:
+        raise UnsupportedMediaTypeError("Send the request as application/json")
+    try:
+        return request.get_json()
+    except BadRequest:
+        raise InvalidRequestError("The request body is not valid JSON") from None
+
+
+@blueprint.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> ResponseReturnValue:
+    started = time.perf_counter()
+    engine = _engine()
+    engine.service(service_id)  # 404 before reading the body
+    body = _json_body()
+    hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
+    bound = log.bind(service=service_id, hookInstance=str(hook_instance)[:64])
+    try:
+        outcome = engine.evaluate(service_id, body)
+    except CdsError as exc:
+        bound.info(
+            "hook",
+            outcome=exc.error,
+            status=exc.status,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        raise
+    bound.info(
+        "hook",
+        outcome="cards" if outcome.response.cards else "no-cards",
+        status=200,
+        cards=len(outcome.response.cards),
+        in_scope=outcome.in_scope,
+        orders_checked=outcome.orders_checked,
+        resources_skipped=outcome.resources_skipped,
+        ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return jsonify(outcome.response.to_json())

@@ -1,0 +1,49 @@
+"""Application factory: create_app(settings) builds the Flask app around one Engine."""
+
+from __future__ import annotations
+
+import structlog
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from cds_service.api.services import blueprint as services_blueprint
+from cds_service.config import Settings
+from cds_service.engine import Engine
+from cds_service.errors import CdsError
+from cds_service.knowledge import load_knowledge
+from cds_service.logs import configure_logging
+
+log = structlog.get_logger("cds_service.app")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app. Knowledge is loaded and validated here: bad knowledge stops start-up."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["CDS_SETTINGS"] = settings
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["cds_engine"] = Engine(load_knowledge(settings.hooks_dir))
+    app.register_blueprint(services_blueprint)
+    _register_error_handlers(app)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CdsError)
+    def _cds_error(exc: CdsError) -> ResponseReturnValue:
+        return jsonify(exc.to_json()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        code = exc.code or 500
+        name = (exc.name or "error").lower().replace(" ", "-")
+        return jsonify({"error": name, "message": exc.description or exc.name}), code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
+        # Logged with its type only: the message may carry request data.
+        log.error("unhandled", error_type=type(exc).__name__)
+        return jsonify({"error": "internal-error", "message": "Internal error"}), 500

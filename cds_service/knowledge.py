@@ -1,0 +1,328 @@
+"""Load and validate the clinical knowledge in hooks/ once, at start-up.
+
+Bad knowledge must stop the service from starting (fail fast), never surface as a wrong card
+at request time. Every file is parsed into strict pydantic models; value sets are also validated
+as FHIR R4 ValueSet resources, and every code must name the public source it was checked against.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from fhir.resources.R4B.valueset import ValueSet
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cds_service.terminology import Concept, ValueSets
+
+CHECKED_AGAINST_URL = "urn:salivary-imaging-cds:extension:checked-against"
+
+#: Value sets the reasoning reads; a knowledge folder without one of them is refused.
+REQUIRED_VALUESETS = frozenset(
+    {
+        "malignant-major-salivary-neoplasm",
+        "benign-or-uncertain-salivary-neoplasm",
+        "major-salivary-topography",
+        "malignant-salivary-histology",
+        "nonspecific-head-neck-cancer-history",
+        "salivary-gland-excision",
+        "neck-dissection",
+        "radiotherapy",
+        "chemoradiotherapy",
+    }
+)
+
+Modality = Literal["MR", "MRA", "CT", "CTA", "PET-CT", "PET-MR", "US", "XR", "NM", "FL", "MG"]
+Contrast = Literal["without", "with", "without-and-with", "unspecified"]
+
+
+class KnowledgeError(Exception):
+    """The hooks/ folder is missing, unreadable or clinically inconsistent."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WireCoding(_Strict):
+    system: str
+    code: str
+    display: str
+
+
+class ServiceConfig(_Strict):
+    requiredPrefetch: tuple[str, ...]
+    ordersToCheck: Literal["selections", "all-drafts"]
+
+
+class ServiceDefinition(_Strict):
+    """One CDS service: its public discovery entry plus the private ``_config`` block."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9\-_.]+$")
+    hook: Literal["order-select", "order-sign"]
+    title: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    usageRequirements: str | None = None
+    prefetch: dict[str, str]
+    config: ServiceConfig = Field(alias="_config")
+
+    @field_validator("prefetch")
+    @classmethod
+    def _only_allowed_tokens(cls, templates: dict[str, str]) -> dict[str, str]:
+        # CDS Hooks 2.0 "Prefetch tokens": only context fields with primitive values.
+        allowed = {"context.patientId", "context.userId", "context.encounterId"}
+        for key, template in templates.items():
+            for token in re.findall(r"\{\{(.*?)\}\}", template):
+                if token.strip() not in allowed:
+                    raise ValueError(f"prefetch {key!r} uses token {token!r}, not allowed")
+        return templates
+
+    def discovery_entry(self) -> dict[str, Any]:
+        """The public part: what GET /cds-services shows (rule config stripped)."""
+        return self.model_dump(exclude={"config"}, exclude_none=True)
+
+
+class CodedOrderable(_Strict):
+    system: str
+    code: str
+    display: str
+    source: str = Field(min_length=1)
+    modality: Modality
+    regions: tuple[str, ...]
+    regionsExact: bool
+    contrast: Contrast
+
+
+class ModalityPatterns(_Strict):
+    modality: Modality
+    patterns: tuple[str, ...]
+
+
+class RegionPatterns(_Strict):
+    region: str
+    patterns: tuple[str, ...]
+
+
+class ContrastPatterns(_Strict):
+    withoutAndWith: tuple[str, ...]
+    without: tuple[str, ...]
+    with_: tuple[str, ...] = Field(alias="with")
+
+
+class TextVocabulary(_Strict):
+    ambiguousRegionPatterns: tuple[str, ...]
+    modalities: tuple[ModalityPatterns, ...]
+    regions: tuple[RegionPatterns, ...]
+    contrast: ContrastPatterns
+
+
+class RegionRequirement(_Strict):
+    anyOf: tuple[str, ...] = Field(min_length=1)
+    label: str
+
+
+class RecommendedProtocol(_Strict):
+    description: str
+    modality: Modality
+    headNeckRegions: frozenset[str]
+    requiredRegions: tuple[RegionRequirement, ...]
+    contrast: Contrast
+
+
+class ImagingOrderKnowledge(_Strict):
+    description: str
+    recommendedProtocol: RecommendedProtocol
+    codedOrderables: tuple[CodedOrderable, ...]
+    text: TextVocabulary
+
+
+class CardSource(_Strict):
+    label: str
+    url: str = Field(pattern=r"^https://")
+    topic: WireCoding
+
+
+class RecommendedOrder(_Strict):
+    text: str
+    coding: tuple[WireCoding, ...]
+
+
+class IncompleteMriRule(_Strict):
+    indicator: Literal["info", "warning", "critical"]
+    summaryRegions: str = Field(max_length=139)
+    summaryContrast: str = Field(max_length=139)
+    regionsProblem: str
+    contrastProblem: str
+    why: str
+    evidenceHeading: str
+    evidenceCondition: str
+    evidenceTreatment: str
+    suggestionLabel: str
+    deleteDescription: str
+    createDescription: str
+
+
+class CardRules(_Strict):
+    incomplete_mri_protocol: IncompleteMriRule = Field(alias="incomplete-mri-protocol")
+
+
+class DatePhrases(_Strict):
+    diagnosed: str
+    recorded: str
+    performed: str
+    performedPeriod: str
+
+
+class CardKnowledge(_Strict):
+    description: str
+    source: CardSource
+    recommendedOrder: RecommendedOrder
+    datePhrases: DatePhrases
+    contrastProblems: dict[Literal["unspecified", "without", "with"], str]
+    overrideReasons: tuple[WireCoding, ...]
+    rules: CardRules
+
+
+#: Placeholders each template may use; anything else is a knowledge error.
+TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
+    "regionsProblem": frozenset({"ordered", "missing"}),
+    "contrastProblem": frozenset({"ordered", "contrast_problem"}),
+    "evidenceCondition": frozenset({"display", "code_label", "date_phrase"}),
+    "evidenceTreatment": frozenset({"display", "code_label", "date_phrase"}),
+    "deleteDescription": frozenset({"ordered"}),
+}
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Everything the engine knows, validated; shared read-only by all requests."""
+
+    services: dict[str, ServiceDefinition]
+    valuesets: ValueSets
+    imaging: ImagingOrderKnowledge
+    cards: CardKnowledge
+
+
+def default_hooks_dir() -> Path:
+    """hooks/ inside an installed wheel, else the repository's hooks/ (editable installs)."""
+    packaged = Path(__file__).parent / "_hooks"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "hooks"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise KnowledgeError(f"{path}: cannot read JSON ({exc})") from exc
+
+
+def _load_valueset(path: Path) -> tuple[str, list[Concept]]:
+    raw = _read_json(path)
+    try:
+        ValueSet.model_validate(raw)
+    except ValidationError as exc:
+        raise KnowledgeError(f"{path}: not a valid FHIR ValueSet: {exc}") from exc
+    concepts: list[Concept] = []
+    includes = raw.get("compose", {}).get("include", [])
+    if not includes:
+        raise KnowledgeError(f"{path}: ValueSet has no compose.include")
+    for include in includes:
+        sources = [
+            ext.get("valueString")
+            for ext in include.get("extension", [])
+            if ext.get("url") == CHECKED_AGAINST_URL
+        ]
+        if not sources or not sources[0]:
+            raise KnowledgeError(
+                f"{path}: include for {include.get('system')} does not say which public source "
+                "its codes were checked against"
+            )
+        if not include.get("concept"):
+            raise KnowledgeError(f"{path}: include for {include.get('system')} lists no concept")
+        for concept in include["concept"]:
+            if not concept.get("display"):
+                raise KnowledgeError(f"{path}: code {concept.get('code')} has no display")
+            concepts.append(
+                Concept(include["system"], concept["code"], concept["display"], sources[0])
+            )
+    return str(raw["id"]), concepts
+
+
+DATE_FIELDS: dict[str, frozenset[str]] = {
+    "diagnosed": frozenset({"date"}),
+    "recorded": frozenset({"date"}),
+    "performed": frozenset({"date"}),
+    "performedPeriod": frozenset({"start", "end"}),
+}
+
+
+def _check_fields(
+    where: str, texts: dict[str, Any], allowed_by_field: dict[str, frozenset[str]]
+) -> None:
+    for field, allowed in allowed_by_field.items():
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(texts[field]) if name}
+        except ValueError as exc:
+            raise KnowledgeError(f"cards.json: {where}.{field} is not a valid template") from exc
+        unknown = used - allowed
+        if unknown:
+            raise KnowledgeError(
+                f"cards.json: {where}.{field} uses unknown placeholders {sorted(unknown)}"
+            )
+
+
+def _check_templates(cards: CardKnowledge) -> None:
+    _check_fields("rules", cards.rules.incomplete_mri_protocol.model_dump(), TEMPLATE_FIELDS)
+    _check_fields("datePhrases", cards.datePhrases.model_dump(), DATE_FIELDS)
+
+
+def _check_patterns(imaging: ImagingOrderKnowledge) -> None:
+    text = imaging.text
+    groups = [
+        *text.ambiguousRegionPatterns,
+        *(p for m in text.modalities for p in m.patterns),
+        *(p for r in text.regions for p in r.patterns),
+        *text.contrast.withoutAndWith,
+        *text.contrast.without,
+        *text.contrast.with_,
+    ]
+    for pattern in groups:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise KnowledgeError(f"imaging-orders.json: bad pattern {pattern!r}: {exc}") from exc
+
+
+def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
+    """Read and validate hooks/; raise KnowledgeError naming the first problem found."""
+    root = hooks_dir or default_hooks_dir()
+    if not root.is_dir():
+        raise KnowledgeError(f"knowledge folder {root} does not exist")
+    try:
+        services: dict[str, ServiceDefinition] = {}
+        for path in sorted((root / "services").glob("*.json")):
+            service = ServiceDefinition.model_validate(_read_json(path))
+            if service.id in services:
+                raise KnowledgeError(f"{path}: duplicate service id {service.id}")
+            services[service.id] = service
+        if not services:
+            raise KnowledgeError(f"{root}/services holds no service definition")
+        members = dict(
+            _load_valueset(p) for p in sorted((root / "knowledge" / "valuesets").glob("*.json"))
+        )
+        missing = REQUIRED_VALUESETS - members.keys()
+        if missing:
+            raise KnowledgeError(f"value sets missing: {sorted(missing)}")
+        imaging = ImagingOrderKnowledge.model_validate(
+            _read_json(root / "knowledge" / "imaging-orders.json")
+        )
+        cards = CardKnowledge.model_validate(_read_json(root / "knowledge" / "cards.json"))
+    except ValidationError as exc:
+        raise KnowledgeError(f"{root}: {exc}") from exc
+    _check_templates(cards)
+    _check_patterns(imaging)
+    return Knowledge(services, ValueSets(members), imaging, cards)

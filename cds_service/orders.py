@@ -1,0 +1,143 @@
+"""Imaging order understanding: a ServiceRequest -> (modality, body regions, contrast).
+
+Codes are looked up in hooks/knowledge/imaging-orders.json; text (code.text, displays of local
+codings, bodySite text) is read with that file's vocabulary, because real orderables are often
+local codes named like "MRI NECK SOFT TISSUE W WO CONTRAST". Where the sources disagree the
+result says less: conflicting modalities give no modality, conflicting contrast gives unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+from cds_service.codesystems import normalise_code
+from cds_service.knowledge import CodedOrderable, Contrast, ImagingOrderKnowledge, Modality
+from cds_service.records import OrderFact
+
+ContrastReading = Contrast | Literal["conflicting"]
+
+
+@dataclass(frozen=True)
+class ImagingOrder:
+    """What a draft order asks for, with what the reading was based on."""
+
+    order: OrderFact
+    modality: Modality | None
+    regions: frozenset[str]
+    regions_known: bool
+    possible_regions: frozenset[str]
+    contrast: ContrastReading
+    read_from: tuple[str, ...]
+
+    @property
+    def reference(self) -> str:
+        return self.order.reference
+
+
+@dataclass(frozen=True)
+class TextReading:
+    modality: Modality | None
+    regions: frozenset[str]
+    regions_ambiguous: bool
+    contrast: Contrast
+
+
+def _word_pattern(alternatives: Iterable[str]) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(f"(?:{a})" for a in alternatives) + r")\b")
+
+
+def normalise_text(text: str) -> str:
+    """Upper-case and rewrite the usual order-name shorthands to plain words.
+
+    "W/O" and "WITHOUT" -> WO, "W/" and "WITH" -> W, "+" and "&" -> AND, other punctuation -> space,
+    so "MR FACE/NECK W+WO" reads "MR FACE NECK W AND WO".
+    """
+    t = text.upper()
+    t = re.sub(r"\bW\s*/\s*O\b", " WO ", t)
+    t = re.sub(r"\bW\s*/", " W ", t)
+    t = t.replace("+", " AND ").replace("&", " AND ")
+    t = re.sub(r"[^A-Z0-9]+", " ", t)
+    t = re.sub(r"\bWITHOUT\b", "WO", t)
+    t = re.sub(r"\bWITH\b", "W", t)
+    return " " + " ".join(t.split()) + " "
+
+
+class OrderClassifier:
+    """Reads orders with precompiled patterns and a code index built once from the knowledge."""
+
+    def __init__(self, knowledge: ImagingOrderKnowledge) -> None:
+        self._coded: dict[tuple[str, str], CodedOrderable] = {
+            (o.system, normalise_code(o.system, o.code)): o for o in knowledge.codedOrderables
+        }
+        vocab = knowledge.text
+        self._ambiguous = _word_pattern(vocab.ambiguousRegionPatterns)
+        self._modalities = [(m.modality, _word_pattern(m.patterns)) for m in vocab.modalities]
+        self._regions = [(r.region, _word_pattern(r.patterns)) for r in vocab.regions]
+        self._both = _word_pattern(vocab.contrast.withoutAndWith)
+        self._without = _word_pattern(vocab.contrast.without)
+        self._with = _word_pattern(vocab.contrast.with_)
+
+    @cached_property
+    def known_systems(self) -> frozenset[str]:
+        """Systems whose codes are read from the table (their displays are never parsed)."""
+        return frozenset(system for system, _ in self._coded)
+
+    def read_text(self, text: str) -> TextReading:
+        ambiguous = bool(self._ambiguous.search(text.upper()))
+        t = normalise_text(text)
+        modality = next((m for m, pattern in self._modalities if pattern.search(t)), None)
+        regions = frozenset(r for r, pattern in self._regions if pattern.search(t))
+        has_without, has_with = bool(self._without.search(t)), bool(self._with.search(t))
+        contrast: Contrast
+        if self._both.search(t) or (has_without and has_with):
+            contrast = "without-and-with"
+        elif has_without:
+            contrast = "without"
+        elif has_with:
+            contrast = "with"
+        else:
+            contrast = "unspecified"
+        return TextReading(modality, regions, ambiguous, contrast)
+
+    def classify(self, order: OrderFact) -> ImagingOrder | None:
+        """Return what the order asks for, or None when it is not a recognisable imaging order."""
+        coded = [
+            self._coded[key]
+            for c in order.codes
+            if (key := (c.system, normalise_code(c.system, c.code))) in self._coded
+        ]
+        texts = [t for t in (order.text, *order.local_displays, *order.body_site_texts) if t]
+        readings = [self.read_text(t) for t in texts]
+
+        modalities = {o.modality for o in coded} | {r.modality for r in readings if r.modality}
+        if len(modalities) != 1:
+            return None  # not imaging, or codes and text disagree on the modality: say nothing
+        modality = modalities.pop()
+
+        regions: set[str] = set()
+        for o in coded:
+            if o.regionsExact:
+                regions.update(o.regions)
+        for r in readings:
+            if not r.regions_ambiguous:
+                regions.update(r.regions)
+
+        contrasts = {o.contrast for o in coded} | {r.contrast for r in readings}
+        contrasts.discard("unspecified")
+        contrast: ContrastReading
+        if not contrasts:
+            contrast = "unspecified"
+        elif len(contrasts) == 1:
+            contrast = contrasts.pop()
+        else:
+            contrast = "conflicting"
+
+        possible = frozenset(r for o in coded if not o.regionsExact for r in o.regions)
+        read_from = tuple(f"{o.system}|{o.code}" for o in coded) + tuple(texts)
+        return ImagingOrder(
+            order, modality, frozenset(regions), bool(regions), possible, contrast, read_from
+        )

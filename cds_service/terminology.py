@@ -1,0 +1,60 @@
+"""Value sets loaded from hooks/knowledge/valuesets: answers "is this coding in set X"."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from cds_service.codesystems import SHORT_NAMES, normalise_code
+
+
+@dataclass(frozen=True)
+class Code:
+    """One coding as read from a FHIR resource (system and code present, display optional)."""
+
+    system: str
+    code: str
+    display: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Short human label such as "ICD-10-CM C07" for card text."""
+        return f"{SHORT_NAMES.get(self.system, self.system)} {self.code}"
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A value-set member with the public source it was checked against."""
+
+    system: str
+    code: str
+    display: str
+    source: str
+
+
+class ValueSets:
+    """Precomputed lookups over the knowledge value sets, built once at start-up."""
+
+    def __init__(self, members: Mapping[str, Iterable[Concept]]) -> None:
+        self._index: dict[str, dict[tuple[str, str], Concept]] = {
+            name: {(c.system, normalise_code(c.system, c.code)): c for c in concepts}
+            for name, concepts in members.items()
+        }
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._index)
+
+    def concepts(self, name: str) -> tuple[Concept, ...]:
+        return tuple(self._index[name].values())
+
+    def match(self, name: str, codes: Iterable[Code]) -> Code | None:
+        """Return the first of ``codes`` that belongs to value set ``name``, else None."""
+        members = self._index[name]
+        for code in codes:
+            if (code.system, normalise_code(code.system, code.code)) in members:
+                return code
+        return None
+
+    def contains(self, name: str, codes: Iterable[Code]) -> bool:
+        return self.match(name, codes) is not None

@@ -1,0 +1,113 @@
+"""CDS Hooks 2.0 wire format as pydantic models.
+
+Requests allow extra fields (the spec allows extensions); responses forbid them, and are
+dumped with ``by_alias=True, exclude_none=True`` so no null ever leaves the service.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FhirAuthorization(_Request):
+    access_token: str = Field(min_length=1)
+    token_type: str = "Bearer"  # noqa: S105 - a token type name, not a secret
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+
+class HookRequest(_Request):
+    hook: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1)
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+
+
+class OrderSelectContext(_Request):
+    userId: str = Field(min_length=1)
+    patientId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9\-.]+$")
+    encounterId: str | None = None
+    selections: list[str]
+    draftOrders: dict[str, Any]
+
+
+class Coding(_Response):
+    system: str
+    code: str
+    display: str | None = None
+
+
+class Source(_Response):
+    label: str = Field(min_length=1)
+    url: str | None = None
+    topic: Coding | None = None
+
+
+class Action(_Response):
+    type: Literal["create", "update", "delete"]
+    description: str = Field(min_length=1)
+    resource: dict[str, Any] | None = None
+    resourceId: str | None = None
+
+    @model_validator(mode="after")
+    def _resource_or_id(self) -> Action:
+        if self.type == "delete" and not self.resourceId:
+            raise ValueError("a delete action names its resourceId")
+        if self.type != "delete" and not self.resource:
+            raise ValueError(f"a {self.type} action carries its resource")
+        return self
+
+
+class Suggestion(_Response):
+    label: str = Field(min_length=1)
+    uuid: str
+    isRecommended: bool | None = None
+    actions: list[Action] = Field(min_length=1)
+
+
+class Link(_Response):
+    label: str
+    url: str
+    type: Literal["absolute", "smart"]
+
+
+class Card(_Response):
+    uuid: str
+    summary: str = Field(min_length=1, max_length=139)
+    detail: str | None = None
+    indicator: Literal["info", "warning", "critical"]
+    source: Source
+    suggestions: list[Suggestion] | None = Field(default=None, min_length=1)
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[Coding] | None = Field(default=None, min_length=1)
+    links: list[Link] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _selection_behavior_with_suggestions(self) -> Card:
+        if self.suggestions and not self.selectionBehavior:
+            raise ValueError("selectionBehavior is required when suggestions are present")
+        if self.overrideReasons and any(not r.display for r in self.overrideReasons):
+            raise ValueError("every override reason needs a display")
+        return self
+
+
+class CdsResponse(_Response):
+    cards: list[Card]
+    systemActions: list[Action] | None = Field(default=None, min_length=1)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
