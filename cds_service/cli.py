@@ -1,0 +1,97 @@
+"""``salivary-cds``: run the service, or replay vignettes and FHIR Bundles through it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cds_service.config import Settings
+from cds_service.engine import Engine
+from cds_service.errors import CdsError
+from cds_service.knowledge import KnowledgeError, load_knowledge
+from cds_service.replay import (
+    ReplayError,
+    format_response,
+    load_json,
+    request_from_bundle,
+    run_local,
+    run_remote,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="salivary-cds", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service with gunicorn")
+    serve.add_argument(
+        "--bind", default=None, help="host:port (default CDS_BIND or 127.0.0.1:8080)"
+    )
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
+
+    replay = commands.add_parser("replay", help="replay a hook request or a FHIR Bundle")
+    replay.add_argument("file", type=Path, help="a hook request (fhir_examples/*.json) or a Bundle")
+    replay.add_argument(
+        "--service", default=None, help="service id (default: the only order-select one)"
+    )
+    replay.add_argument(
+        "--url", default=None, help="base URL of a running service; default in-process"
+    )
+    replay.add_argument("--order-text", default=None, help="Bundle replay: the draft order's name")
+    replay.add_argument(
+        "--order-cpt", default=None, help="Bundle replay: the draft order's CPT code"
+    )
+    replay.add_argument(
+        "--draft", type=Path, default=None, help="Bundle replay: a ServiceRequest file"
+    )
+    replay.add_argument("--json", action="store_true", help="print the raw JSON response")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.bind:
+        os.environ["CDS_BIND"] = args.bind
+    if args.workers:
+        os.environ["CDS_WORKERS"] = str(args.workers)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    argv = [str(gunicorn), "-c", "python:cds_service.gunicorn_conf", "cds_service.app:create_app()"]
+    os.execv(argv[0], argv)  # noqa: S606 - replaces this process with the service
+    return 0  # pragma: no cover - execv does not return
+
+
+def _replay(args: argparse.Namespace) -> int:
+    engine = Engine(load_knowledge(Settings().hooks_dir))
+    services = engine.knowledge.services
+    service_id = args.service or next(s.id for s in services.values() if s.hook == "order-select")
+    service = engine.service(service_id)
+    data = load_json(args.file)
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        draft = load_json(args.draft) if args.draft else None
+        request = request_from_bundle(service, data, draft, args.order_text, args.order_cpt)
+    elif isinstance(data, dict) and "hook" in data:
+        request = data
+    else:
+        raise ReplayError(f"{args.file}: neither a hook request nor a FHIR Bundle")
+    if args.url:
+        status, body = run_remote(args.url, service_id, request)
+    else:
+        status, body = run_local(engine, service_id, request)
+    print(json.dumps(body, indent=2) if args.json else format_response(status, body))
+    return 0 if status == 200 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _serve(args) if args.command == "serve" else _replay(args)
+    except (ReplayError, KnowledgeError, CdsError) as exc:
+        print(f"salivary-cds: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,16 @@
+"""gunicorn settings shared by `salivary-cds serve`, the Dockerfile and the CI smoke test.
+
+Start: gunicorn -c python:cds_service.gunicorn_conf 'cds_service.app:create_app()'
+"""
+
+import os
+
+bind = os.environ.get("CDS_BIND", "127.0.0.1:8080")
+workers = int(os.environ.get("CDS_WORKERS", "2"))
+# Requests are CPU-bound and short; threads only help when the FHIR fallback waits on I/O.
+threads = int(os.environ.get("CDS_THREADS", "4"))
+timeout = 30
+graceful_timeout = 10
+accesslog = None  # the app logs one JSON line per hook call itself
+errorlog = "-"
+preload_app = True  # load and validate hooks/ once, before forking: bad knowledge stops start-up
