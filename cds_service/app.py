@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
+from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from cds_service.api.services import blueprint as services_blueprint
@@ -27,8 +28,29 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["cds_engine"] = Engine(load_knowledge(settings.hooks_dir))
     app.register_blueprint(services_blueprint)
+    _enable_cors(app, settings)
     _register_error_handlers(app)
     return app
+
+
+def _enable_cors(app: Flask, settings: Settings) -> None:
+    """CORS for browser CDS clients (CDS Hooks 2.0 "Cross-Origin Resource Sharing").
+
+    Applies to every /cds-services endpoint, errors included, so a browser sees a 4xx body
+    instead of an opaque network error. Private-network preflights are answered so a public
+    sandbox page may call a service on localhost.
+    """
+    origins = settings.allowed_origins()
+    if not origins:
+        return
+    CORS(
+        app,
+        resources={r"/cds-services*": {"origins": origins}},
+        methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+        allow_private_network=True,
+    )
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -20,3 +20,11 @@ class Settings(BaseSettings):
     #: Largest request body accepted, in bytes (413 above it).
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Browser origins allowed by CORS (the CDS Hooks sandbox is a browser app), comma-separated.
+    #: Unset: "*" in development, none in production.
+    cors_origins: str | None = None
+
+    def allowed_origins(self) -> list[str]:
+        if self.cors_origins is None:
+            return ["*"] if self.environment == "development" else []
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

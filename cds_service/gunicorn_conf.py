@@ -14,3 +14,6 @@ graceful_timeout = 10
 accesslog = None  # the app logs one JSON line per hook call itself
 errorlog = "-"
 preload_app = True  # load and validate hooks/ once, before forking: bad knowledge stops start-up
+# gunicorn >= 27 opens a control socket under $HOME by default; the container user has no home
+# and nothing here uses it.
+control_socket_disable = True

@@ -8,6 +8,7 @@ hooks/knowledge or in fhir_examples/background-codes.json with the source it was
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,7 @@ def hook_request(
 ) -> dict[str, Any]:
     return {
         "hook": "order-select",
-        "hookInstance": f"d1577c69-dfbe-44ad-ba6d-3e05e953b2ea-{pid}",
+        "hookInstance": str(uuid.uuid5(uuid.NAMESPACE_URL, f"vignette:{pid}")),
         "fhirServer": "https://ehr.example.org/fhir",
         "context": {
             "userId": "Practitioner/dr-okafor",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from typing import Any
 
@@ -15,6 +17,19 @@ from cds_service.errors import CdsError, InvalidRequestError, UnsupportedMediaTy
 
 blueprint = Blueprint("cds_services", __name__)
 log = structlog.get_logger("cds_service.hook")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def loggable_hook_instance(value: Any) -> str:
+    """The hookInstance as logged: a UUID as sent; anything else only as a short hash.
+
+    The spec says hookInstance is a UUID; a client that puts other text there could leak patient
+    data into logs, so such a value is never written out as it is.
+    """
+    text = str(value)
+    if _UUID.match(text):
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _engine() -> Engine:
@@ -44,7 +59,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
     engine.service(service_id)  # 404 before reading the body
     body = _json_body()
     hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
-    bound = log.bind(service=service_id, hookInstance=str(hook_instance)[:64])
+    bound = log.bind(service=service_id, hookInstance=loggable_hook_instance(hook_instance))
     try:
         outcome = engine.evaluate(service_id, body)
     except CdsError as exc:

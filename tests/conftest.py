@@ -1,0 +1,78 @@
+"""Shared fixtures: one validated knowledge load, an app per test, deterministic uuids."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from cds_service.app import create_app
+from cds_service.config import Settings
+from cds_service.engine import Engine
+from cds_service.knowledge import Knowledge, default_hooks_dir, load_knowledge
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "fhir_examples"
+SERVICE_ID = "salivary-post-treatment-imaging-order-select"
+HOOK_URL = f"/cds-services/{SERVICE_ID}"
+
+
+@pytest.fixture(scope="session")
+def knowledge() -> Knowledge:
+    return load_knowledge(default_hooks_dir())
+
+
+@pytest.fixture(scope="session")
+def engine(knowledge: Knowledge) -> Engine:
+    return Engine(knowledge)
+
+
+@pytest.fixture
+def app() -> Flask:
+    return create_app(Settings(environment="development", max_body_bytes=200_000))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def sequential_uuids() -> Callable[[], str]:
+    """Deterministic uuids so whole responses can be compared."""
+    counter = itertools.count(1)
+    return lambda: f"00000000-0000-4000-8000-{next(counter):012d}"
+
+
+def body_of(response: Any) -> Any:
+    """The JSON body of a Flask test response (typed Any for the tests that index into it)."""
+    return response.get_json()
+
+
+def expected_outcomes() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EXAMPLES / "expected-outcomes.json").read_text())
+    return data
+
+
+def vignette(name: str) -> dict[str, Any]:
+    """A fresh copy of one vignette's hook request (tests may change it)."""
+    data: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text())
+    return copy.deepcopy(data)
+
+
+def walk(value: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
+    """Every (path, value) in a JSON document, to check that no null or empty value is sent."""
+    yield path, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from walk(item, f"{path}[{index}]")

@@ -1,0 +1,137 @@
+"""Card contract (CDS Hooks 2.0 card, suggestion, action rules) on a whole response."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from cds_service.engine import Engine
+from tests.conftest import SERVICE_ID, expected_outcomes, vignette, walk
+
+POSITIVE = [name for name, o in expected_outcomes().items() if o["cards"]]
+
+
+def _cards(engine: Engine, name: str, uuids: Callable[[], str]) -> list[dict[str, Any]]:
+    response = engine.evaluate(SERVICE_ID, vignette(name), uuids).response.to_json()
+    cards: list[dict[str, Any]] = response["cards"]
+    return cards
+
+
+def test_every_card_meets_the_card_rules(
+    engine: Engine, sequential_uuids: Callable[[], str]
+) -> None:
+    seen_uuids: set[str] = set()
+    for name in POSITIVE:
+        for card in _cards(engine, name, sequential_uuids):
+            assert len(card["summary"]) < 140
+            assert card["indicator"] == "warning"
+            assert card["source"]["label"] and card["source"]["url"].startswith("https://")
+            assert card["source"]["topic"]["code"] == "post-treatment-salivary-imaging"
+            assert card["selectionBehavior"] == "at-most-one"
+            assert all(reason["display"] for reason in card["overrideReasons"])
+            uuids = [card["uuid"], *(s["uuid"] for s in card["suggestions"])]
+            assert not seen_uuids & set(uuids)
+            seen_uuids.update(uuids)
+            for path, value in walk(card):
+                assert value is not None, path
+                assert value not in ("", [], {}), path
+
+
+def test_detail_says_why(engine: Engine, sequential_uuids: Callable[[], str]) -> None:
+    card = _cards(
+        engine, "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck", sequential_uuids
+    )[0]
+    detail = card["detail"]
+    for phrase in ("scar", "recurrence", "perineural spread", "CN VII", "CN V", "skull base"):
+        assert phrase in detail
+    assert (
+        "Mucoepidermoid carcinoma of left parotid gland (ICD-10-CM C07), diagnosed 2024-02-06"
+        in detail
+    )
+    assert "Left superficial parotidectomy (CPT 42415), 2024-03-12" in detail
+    assert "2024-04-22 to 2024-06-03" in detail
+
+
+def test_contrast_detail_names_both_sequences(
+    engine: Engine, sequential_uuids: Callable[[], str]
+) -> None:
+    card = _cards(engine, "parotid_cancer_cpt_70540_without_contrast", sequential_uuids)[0]
+    assert "non-contrast T1-weighted" in card["detail"]
+    assert "post-contrast" in card["detail"]
+
+
+def test_replacement_order_is_the_full_protocol(
+    engine: Engine, sequential_uuids: Callable[[], str]
+) -> None:
+    card = _cards(
+        engine, "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck", sequential_uuids
+    )[0]
+    suggestion = card["suggestions"][0]
+    assert suggestion["isRecommended"] is True
+    delete, create = suggestion["actions"]
+    assert delete["type"] == "delete" and delete["resourceId"] == "ServiceRequest/mri-neck-1"
+    assert "resource" not in delete
+    created = create["resource"]
+    ServiceRequest.model_validate(created)
+    assert created["status"] == "draft" and created["intent"] == "order"
+    assert created["code"]["text"] == "MRI orbits face neck without and with IV contrast"
+    assert {"system": "http://www.ama-assn.org/go/cpt", "code": "70543"}.items() <= created["code"][
+        "coding"
+    ][0].items()
+    assert created["subject"] == {"reference": "Patient/pt-parotid-mec"}
+    assert created["encounter"] == {"reference": "Encounter/enc-1"}
+    assert created["requester"] == {"reference": "Practitioner/dr-okafor"}
+    assert created["reasonReference"][0]["reference"] == "Condition/parotid-mec"
+
+
+def test_replacement_keeps_the_clinicians_reason_and_priority(
+    engine: Engine, sequential_uuids: Callable[[], str]
+) -> None:
+    body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["priority"] = "urgent"
+    draft["note"] = [{"text": "New deep ache and firmness at the left parotid bed"}]
+    draft["reasonReference"] = [{"reference": "Condition/htn"}]
+    card = engine.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
+    created = card["suggestions"][0]["actions"][1]["resource"]
+    assert created["priority"] == "urgent"
+    assert created["note"] == draft["note"]
+    assert [r["reference"] for r in created["reasonReference"]] == [
+        "Condition/htn",
+        "Condition/parotid-mec",
+    ]
+
+
+def test_requester_falls_back_to_the_user_and_encounter_to_the_context(
+    engine: Engine, sequential_uuids: Callable[[], str]
+) -> None:
+    body = vignette("client_quirks_no_intent_empty_coding_stray_selection")
+    card = engine.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
+    created = card["suggestions"][0]["actions"][1]["resource"]
+    assert created["requester"] == {"reference": "Practitioner/dr-okafor"}
+    assert created["encounter"] == {"reference": "Encounter/enc-1"}
+
+
+def test_whole_response_is_deterministic_with_injected_uuids(engine: Engine) -> None:
+    def first() -> str:
+        return "00000000-0000-4000-8000-000000000001"
+
+    name = "parotid_carcinoma_snomed_only_loinc_mri_neck"
+    one = engine.evaluate(SERVICE_ID, vignette(name), first).response.to_json()
+    two = engine.evaluate(SERVICE_ID, vignette(name), first).response.to_json()
+    assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+    assert one["cards"][0]["uuid"] == "00000000-0000-4000-8000-000000000001"
+
+
+def test_order_names_are_escaped_in_markdown(
+    engine: Engine, sequential_uuids: Callable[[], str]
+) -> None:
+    body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["code"]["text"] = "MRI NECK W WO *STAT* [see note](javascript:alert(1))"
+    card = engine.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
+    assert "\\*STAT\\*" in card["detail"]
+    assert "[see note](" not in card["detail"]

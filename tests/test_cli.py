@@ -1,0 +1,96 @@
+"""The replay command, on vignettes and on a FHIR Bundle with a chosen draft order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cds_service.cli import main
+from tests.conftest import EXAMPLES
+
+POSITIVE = EXAMPLES / "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json"
+BUNDLE = EXAMPLES / "bundles" / "parotid_mec_record.json"
+
+
+def test_replay_prints_the_card_readably(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(POSITIVE)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[1] WARNING: MRI may miss perineural spread")
+    assert "Suggestion (recommended): Replace with MRI orbits face neck" in out
+    assert "delete ServiceRequest/mri-neck-1" in out
+    assert "Override reasons:" in out
+
+
+def test_replay_json_is_the_raw_response(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(POSITIVE), "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["cards"][0]["indicator"] == "warning"
+
+
+def test_replay_of_a_silent_vignette(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(EXAMPLES / "warthin_tumour_after_parotidectomy.json")]) == 0
+    assert "No cards" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("order", "fires"),
+    [
+        (["--order-text", "MRI NECK W WO CONTRAST"], True),
+        (["--order-text", "MRI orbits face neck w/wo IV contrast"], False),
+        (["--order-cpt", "70540"], True),
+        (["--order-cpt", "70543"], False),
+    ],
+)
+def test_replay_of_a_bundle_with_a_chosen_order(
+    capsys: pytest.CaptureFixture[str], order: list[str], fires: bool
+) -> None:
+    assert main(["replay", str(BUNDLE), *order, "--json"]) == 0
+    cards = json.loads(capsys.readouterr().out)["cards"]
+    assert bool(cards) is fires
+
+
+def test_replay_of_a_bundle_with_a_draft_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = tmp_path / "draft.json"
+    draft.write_text(
+        json.dumps(
+            {
+                "resourceType": "ServiceRequest",
+                "id": "my-draft",
+                "status": "draft",
+                "intent": "order",
+                "code": {"text": "MR NECK WO"},
+                "subject": {"reference": "Patient/pt-parotid-mec"},
+            }
+        )
+    )
+    assert main(["replay", str(BUNDLE), "--draft", str(draft), "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)["cards"][0]
+    assert card["suggestions"][0]["actions"][0]["resourceId"] == "ServiceRequest/my-draft"
+
+
+def test_replay_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(BUNDLE)]) == 2
+    assert "needs --order-text" in capsys.readouterr().err
+    junk = tmp_path / "junk.json"
+    junk.write_text("{oops")
+    assert main(["replay", str(junk)]) == 2
+    assert "cannot read JSON" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text('{"resourceType": "Patient"}')
+    assert main(["replay", str(other)]) == 2
+    assert "neither a hook request nor a FHIR Bundle" in capsys.readouterr().err
+
+
+def test_replay_of_a_request_the_service_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = json.loads(POSITIVE.read_text())
+    del body["prefetch"]
+    path = tmp_path / "no-prefetch.json"
+    path.write_text(json.dumps(body))
+    assert main(["replay", str(path)]) == 1
+    assert "HTTP 412" in capsys.readouterr().out

@@ -1,0 +1,233 @@
+"""Order understanding: realistic orderable names and codes -> (modality, regions, contrast)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cds_service.engine import Engine
+from cds_service.knowledge import Knowledge
+from cds_service.orders import OrderClassifier, normalise_text
+from cds_service.records import order_fact
+
+LOCAL = "http://hospital.example.org/fhir/CodeSystem/imaging-orderables"
+CPT = "http://www.ama-assn.org/go/cpt"
+LOINC = "http://loinc.org"
+
+FULL = frozenset({"orbits", "face", "neck"})
+NECK = frozenset({"neck"})
+
+# (order name as an EHR shows it, modality, regions, contrast)
+ORDER_NAMES: list[tuple[str, str | None, frozenset[str], str]] = [
+    ("MRI NECK SOFT TISSUE W WO CONTRAST", "MR", NECK, "without-and-with"),
+    ("MR FACE/NECK W+WO", "MR", frozenset({"face", "neck"}), "without-and-with"),
+    ("MRI orbits face neck w/wo IV contrast", "MR", FULL, "without-and-with"),
+    ("MRI ORBITS FACE NECK WITHOUT AND WITH IV CONTRAST", "MR", FULL, "without-and-with"),
+    ("MRI orbit/face/neck with and without contrast", "MR", FULL, "without-and-with"),
+    ("MR ORBITS, FACE AND NECK W/ & W/O CONTRAST", "MR", FULL, "without-and-with"),
+    ("MRI NECK W/O CONTRAST", "MR", NECK, "without"),
+    ("MRI NECK WITHOUT CONTRAST", "MR", NECK, "without"),
+    ("MRI NECK NON-CONTRAST", "MR", NECK, "without"),
+    ("MRI NECK W CONTRAST", "MR", NECK, "with"),
+    ("MRI neck with gadolinium", "MR", NECK, "with"),
+    ("MRI NECK", "MR", NECK, "unspecified"),
+    ("MRI SOFT TISSUE NECK WWO", "MR", NECK, "without-and-with"),
+    ("MR NECK WO/W", "MR", NECK, "without-and-with"),
+    ("MRI NECK PRE AND POST CONTRAST", "MR", NECK, "without-and-with"),
+    ("Magnetic resonance imaging of neck with contrast", "MR", NECK, "with"),
+    ("MRI HEAD AND NECK W WO CONTRAST", "MR", frozenset({"head", "neck"}), "without-and-with"),
+    ("MRI PAROTID GLANDS W WO CONTRAST", "MR", frozenset({"salivary-gland"}), "without-and-with"),
+    (
+        "MRI SKULL BASE FACE NECK W WO",
+        "MR",
+        frozenset({"skull-base", "face", "neck"}),
+        "without-and-with",
+    ),
+    ("MRI ORBITS W WO CONTRAST", "MR", frozenset({"orbits"}), "without-and-with"),
+    ("MRI BRAIN W WO CONTRAST", "MR", frozenset({"brain"}), "without-and-with"),
+    ("MRI IAC W WO CONTRAST", "MR", frozenset({"internal-auditory-canal"}), "without-and-with"),
+    ("MRI C-SPINE WO CONTRAST", "MR", frozenset({"cervical-spine"}), "without"),
+    ("MRI TMJ BILATERAL", "MR", frozenset({"temporomandibular-joint"}), "unspecified"),
+    ("MRA NECK W WO CONTRAST", "MRA", NECK, "without-and-with"),
+    ("MR ANGIOGRAPHY NECK", "MRA", NECK, "unspecified"),
+    ("CT SOFT TISSUE NECK W CONTRAST", "CT", NECK, "with"),
+    ("CT NECK WITH IV CONTRAST", "CT", NECK, "with"),
+    ("CT NECK WO CONTRAST", "CT", NECK, "without"),
+    ("CT NECK W WO CONTRAST", "CT", NECK, "without-and-with"),
+    ("CT MAXILLOFACIAL WO CONTRAST", "CT", frozenset({"face"}), "without"),
+    ("CT SINUS WO", "CT", frozenset({"sinuses"}), "without"),
+    ("CT CHEST W CONTRAST", "CT", frozenset({"chest"}), "with"),
+    ("CTA NECK W CONTRAST", "CTA", NECK, "with"),
+    ("CT ANGIOGRAPHY HEAD AND NECK", "CTA", frozenset({"head", "neck"}), "unspecified"),
+    (
+        "PET/CT SKULL BASE TO MID-THIGH",
+        "PET-CT",
+        frozenset({"skull-base", "skull-base-to-mid-thigh"}),
+        "unspecified",
+    ),
+    ("NM PET CT FDG WHOLE BODY", "PET-CT", frozenset({"skull-base-to-mid-thigh"}), "unspecified"),
+    (
+        "FDG PET-CT SKULL BASE TO MIDTHIGH",
+        "PET-CT",
+        frozenset({"skull-base", "skull-base-to-mid-thigh"}),
+        "unspecified",
+    ),
+    ("PET/MRI HEAD NECK", "PET-MR", frozenset({"head", "neck"}), "unspecified"),
+    ("US NECK SOFT TISSUE", "US", NECK, "unspecified"),
+    ("ULTRASOUND PAROTID", "US", frozenset({"salivary-gland"}), "unspecified"),
+    ("US THYROID", "US", frozenset({"thyroid"}), "unspecified"),
+    ("DUPLEX CAROTID BILATERAL", "US", frozenset(), "unspecified"),
+    ("XR CHEST 2 VIEWS", "XR", frozenset({"chest"}), "unspecified"),
+    ("X-RAY NECK SOFT TISSUE", "XR", NECK, "unspecified"),
+    ("NM BONE SCAN WHOLE BODY", "NM", frozenset({"skull-base-to-mid-thigh"}), "unspecified"),
+    ("FLUORO MODIFIED BARIUM SWALLOW", "FL", frozenset(), "unspecified"),
+    ("MAMMO SCREENING BILATERAL", "MG", frozenset(), "unspecified"),
+    ("CBC WITH DIFFERENTIAL", None, frozenset(), "unspecified"),
+    ("Referral to speech therapy", None, frozenset(), "unspecified"),
+    ("BASIC METABOLIC PANEL", None, frozenset(), "unspecified"),
+]
+
+
+def draft(codings: list[dict[str, str]] | None = None, text: str | None = None) -> dict[str, Any]:
+    code: dict[str, Any] = {}
+    if codings:
+        code["coding"] = codings
+    if text:
+        code["text"] = text
+    return {
+        "resourceType": "ServiceRequest",
+        "id": "sr",
+        "status": "draft",
+        "intent": "order",
+        "code": code,
+        "subject": {"reference": "Patient/p"},
+    }
+
+
+@pytest.fixture(scope="module")
+def classifier(knowledge: Knowledge) -> OrderClassifier:
+    return OrderClassifier(knowledge.imaging)
+
+
+def test_the_name_table_is_large_and_varied() -> None:
+    assert len(ORDER_NAMES) >= 40
+    assert sum(1 for _, modality, _, _ in ORDER_NAMES if modality != "MR") >= 20
+
+
+@pytest.mark.parametrize(("name", "modality", "regions", "contrast"), ORDER_NAMES)
+def test_order_names_are_understood(
+    classifier: OrderClassifier,
+    name: str,
+    modality: str | None,
+    regions: frozenset[str],
+    contrast: str,
+) -> None:
+    reading = classifier.read_text(name)
+    assert (reading.modality, reading.regions, reading.contrast) == (modality, regions, contrast)
+
+
+def test_names_only_under_a_local_code_are_read_from_the_display(
+    classifier: OrderClassifier,
+) -> None:
+    order = order_fact(
+        draft([{"system": LOCAL, "code": "IMG1", "display": "MRI NECK W WO CONTRAST"}]),
+        classifier.known_systems,
+    )
+    result = classifier.classify(order)
+    assert result is not None
+    assert (result.modality, result.regions, result.contrast) == ("MR", NECK, "without-and-with")
+
+
+def test_cpt_70543_alone_does_not_tell_the_regions(classifier: OrderClassifier) -> None:
+    order = order_fact(draft([{"system": CPT, "code": "70543"}]), classifier.known_systems)
+    result = classifier.classify(order)
+    assert result is not None
+    assert result.modality == "MR"
+    assert not result.regions_known
+    assert result.possible_regions == FULL
+    assert result.contrast == "without-and-with"
+
+
+def test_cpt_display_is_not_parsed_as_the_full_protocol(classifier: OrderClassifier) -> None:
+    display = (
+        "Magnetic resonance (eg, proton) imaging, orbit, face, and/or neck; without contrast "
+        "material(s), followed by contrast material(s) and further sequences"
+    )
+    order = order_fact(
+        draft([{"system": CPT, "code": "70543", "display": display}]), classifier.known_systems
+    )
+    result = classifier.classify(order)
+    assert result is not None and not result.regions_known
+
+
+def test_and_or_in_free_text_is_ambiguous(classifier: OrderClassifier) -> None:
+    reading = classifier.read_text("MRI orbit, face, and/or neck w wo")
+    assert reading.regions_ambiguous
+
+
+def test_cpt_with_neck_only_text_reads_neck(classifier: OrderClassifier) -> None:
+    order = order_fact(
+        draft([{"system": CPT, "code": "70543"}], "MRI NECK W WO CONTRAST"),
+        classifier.known_systems,
+    )
+    result = classifier.classify(order)
+    assert result is not None and result.regions == NECK and result.regions_known
+
+
+def test_loinc_full_protocol(classifier: OrderClassifier) -> None:
+    order = order_fact(draft([{"system": LOINC, "code": "46310-9"}]), classifier.known_systems)
+    result = classifier.classify(order)
+    assert result is not None
+    assert (result.modality, result.regions, result.contrast) == ("MR", FULL, "without-and-with")
+
+
+def test_conflicting_contrast_is_unknown(classifier: OrderClassifier) -> None:
+    order = order_fact(
+        draft([{"system": CPT, "code": "70543"}], "MRI NECK WO CONTRAST"), classifier.known_systems
+    )
+    result = classifier.classify(order)
+    assert result is not None and result.contrast == "conflicting"
+
+
+def test_conflicting_modality_gives_no_reading(classifier: OrderClassifier) -> None:
+    order = order_fact(
+        draft([{"system": CPT, "code": "70491"}], "MRI NECK W WO CONTRAST"),
+        classifier.known_systems,
+    )
+    assert classifier.classify(order) is None
+
+
+def test_a_non_imaging_order_gives_no_reading(classifier: OrderClassifier) -> None:
+    order = order_fact(draft(text="CBC WITH DIFFERENTIAL"), classifier.known_systems)
+    assert classifier.classify(order) is None
+
+
+def test_icd10_style_codes_are_not_mistaken_for_orders(engine: Engine) -> None:
+    order = order_fact(
+        draft([{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C07"}]),
+        engine.classifier.known_systems,
+    )
+    assert engine.classifier.classify(order) is None
+
+
+def test_normalisation_rewrites_shorthand() -> None:
+    assert normalise_text("MR FACE/NECK W+WO").split() == ["MR", "FACE", "NECK", "W", "AND", "WO"]
+    assert "WO" in normalise_text("MRI neck w/o contrast").split()
+    assert normalise_text("with and without").split() == ["W", "AND", "WO"]
+
+
+@pytest.mark.parametrize(
+    ("name", "contrast"),
+    [
+        ("CBC WITH DIFFERENTIAL", "unspecified"),
+        ("MRI NECK WITH FACIAL NERVE PROTOCOL", "unspecified"),
+        ("MRI NECK WO GADOLINIUM", "without"),
+        ("CT NECK W", "with"),
+        ("MRI NECK W WO", "without-and-with"),
+    ],
+)
+def test_with_means_contrast_only_where_it_says_so(
+    classifier: OrderClassifier, name: str, contrast: str
+) -> None:
+    assert classifier.read_text(name).contrast == contrast

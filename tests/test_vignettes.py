@@ -1,0 +1,129 @@
+"""Every fhir_examples vignette, replayed over HTTP, gives the expected cards; and the negative
+vignettes are negative for the reason they name (one change makes them fire)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import HOOK_URL, body_of, expected_outcomes, vignette
+
+OUTCOMES = expected_outcomes()
+
+
+def test_there_are_enough_vignettes() -> None:
+    assert len(OUTCOMES) >= 12
+    assert sum(1 for o in OUTCOMES.values() if o["cards"]) >= 5
+    assert sum(1 for o in OUTCOMES.values() if not o["cards"]) >= 7
+
+
+@pytest.mark.parametrize("name", sorted(OUTCOMES))
+def test_vignette_gives_expected_cards(client: FlaskClient, name: str) -> None:
+    expected = OUTCOMES[name]
+    response = client.post(f"/cds-services/{expected['service']}", json=vignette(name))
+    assert response.status_code == 200, response.json
+    cards = body_of(response)["cards"]
+    assert len(cards) == len(expected["cards"])
+    for card, want in zip(cards, expected["cards"], strict=True):
+        assert card["indicator"] == want["indicator"]
+        assert card["summary"] == want["summary"]
+        for text in want["detailMentions"]:
+            assert text in card["detail"]
+        actions = card["suggestions"][0]["actions"]
+        assert actions[0] == {
+            "type": "delete",
+            "description": actions[0]["description"],
+            "resourceId": want["replaces"],
+        }
+        assert actions[1]["type"] == "create"
+
+
+def _post(client: FlaskClient, body: dict[str, Any]) -> list[dict[str, Any]]:
+    response = client.post(HOOK_URL, json=body)
+    assert response.status_code == 200
+    cards: list[dict[str, Any]] = body_of(response)["cards"]
+    return cards
+
+
+def _conditions(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["resource"] for e in body["prefetch"]["conditions"]["entry"]]
+
+
+def _procedures(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["resource"] for e in body["prefetch"]["procedures"]["entry"]]
+
+
+def test_refuted_vignette_fires_once_confirmed(client: FlaskClient) -> None:
+    body = vignette("refuted_parotid_cancer_benign_on_pathology")
+    assert _post(client, body) == []
+    condition = _conditions(body)[0]
+    condition["verificationStatus"]["coding"][0]["code"] = "confirmed"
+    assert len(_post(client, body)) == 1
+
+
+def test_entered_in_error_vignette_fires_once_corrected(client: FlaskClient) -> None:
+    body = vignette("parotid_cancer_entered_in_error")
+    assert _post(client, body) == []
+    del _conditions(body)[0]["verificationStatus"]
+    assert len(_post(client, body)) == 1
+
+
+def test_surgery_not_done_vignette_fires_once_completed(client: FlaskClient) -> None:
+    body = vignette("parotid_cancer_surgery_not_done")
+    assert _post(client, body) == []
+    surgery = _procedures(body)[0]
+    surgery["status"] = "completed"
+    surgery["performedDateTime"] = "2026-10-01"
+    assert len(_post(client, body)) == 1
+
+
+def test_untreated_vignette_fires_once_treated(client: FlaskClient) -> None:
+    body = vignette("untreated_new_parotid_cancer_initial_staging")
+    assert _post(client, body) == []
+    surgery = _procedures(body)[0]
+    surgery["status"] = "completed"
+    surgery["performedDateTime"] = "2026-11-18"
+    assert len(_post(client, body)) == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "oropharynx_cancer_after_chemoradiation",
+        "minor_salivary_palate_cancer_after_radiotherapy",
+        "laryngeal_cancer_after_radiotherapy",
+        "benign_pleomorphic_adenoma_after_parotidectomy",
+        "warthin_tumour_after_parotidectomy",
+    ],
+)
+def test_other_site_or_benign_vignettes_fire_with_a_parotid_cancer_code(
+    client: FlaskClient, name: str
+) -> None:
+    body = vignette(name)
+    assert _post(client, body) == []
+    for condition in _conditions(body):
+        if condition["id"] not in ("htn", "dm2", "lipids", "smoker"):
+            condition["code"] = {
+                "coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C07"}]
+            }
+    for procedure in _procedures(body):
+        procedure.pop("reasonReference", None)
+    assert len(_post(client, body)) == 1
+
+
+def test_lab_vignette_fires_when_the_mri_is_selected(client: FlaskClient) -> None:
+    body = vignette("treated_parotid_cancer_lab_order_selected")
+    assert _post(client, body) == []
+    body["context"]["selections"] = ["ServiceRequest/mri-neck-unselected"]
+    assert len(_post(client, body)) == 1
+
+
+def test_history_with_neck_dissection_fires_with_parotidectomy(client: FlaskClient) -> None:
+    body = vignette("history_code_with_neck_dissection_only")
+    assert _post(client, body) == []
+    _procedures(body)[0]["code"] = {
+        "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "42420"}]
+    }
+    assert len(_post(client, body)) == 1
