@@ -51,6 +51,25 @@ def sequential_uuids() -> Callable[[], str]:
     return lambda: f"00000000-0000-4000-8000-{next(counter):012d}"
 
 
+def draft_service_request(
+    codings: list[dict[str, str]] | None = None, text: str | None = None
+) -> dict[str, Any]:
+    """A minimal valid draft ServiceRequest for patient "p" with the given code."""
+    code: dict[str, Any] = {}
+    if codings:
+        code["coding"] = codings
+    if text:
+        code["text"] = text
+    return {
+        "resourceType": "ServiceRequest",
+        "id": "sr",
+        "status": "draft",
+        "intent": "order",
+        "code": code,
+        "subject": {"reference": "Patient/p"},
+    }
+
+
 def body_of(response: Any) -> Any:
     """The JSON body of a Flask test response (typed Any for the tests that index into it)."""
     return response.get_json()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from cds_service.engine import Engine
 from cds_service.knowledge import Knowledge
 from cds_service.orders import OrderClassifier, normalise_text
 from cds_service.records import order_fact
+from tests.conftest import draft_service_request as draft
 
 LOCAL = "http://hospital.example.org/fhir/CodeSystem/imaging-orderables"
 CPT = "http://www.ama-assn.org/go/cpt"
@@ -87,22 +86,6 @@ ORDER_NAMES: list[tuple[str, str | None, frozenset[str], str]] = [
     ("Referral to speech therapy", None, frozenset(), "unspecified"),
     ("BASIC METABOLIC PANEL", None, frozenset(), "unspecified"),
 ]
-
-
-def draft(codings: list[dict[str, str]] | None = None, text: str | None = None) -> dict[str, Any]:
-    code: dict[str, Any] = {}
-    if codings:
-        code["coding"] = codings
-    if text:
-        code["text"] = text
-    return {
-        "resourceType": "ServiceRequest",
-        "id": "sr",
-        "status": "draft",
-        "intent": "order",
-        "code": code,
-        "subject": {"reference": "Patient/p"},
-    }
 
 
 @pytest.fixture(scope="module")

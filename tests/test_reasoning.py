@@ -10,6 +10,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.orders import OrderClassifier
 from cds_service.reasoning import assess_mri, find_post_treatment_context
 from cds_service.records import PatientRecord, build_record, order_fact
+from tests.conftest import draft_service_request
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 SCT = "http://snomed.info/sct"
@@ -263,19 +264,7 @@ def test_treatments_are_listed_oldest_first(in_scope: Any) -> None:
 
 def _order(knowledge: Knowledge, text: str | None, cpt: str | None = None) -> Any:
     classifier = OrderClassifier(knowledge.imaging)
-    code: dict[str, Any] = {}
-    if text:
-        code["text"] = text
-    if cpt:
-        code["coding"] = [{"system": CPT, "code": cpt}]
-    sr = {
-        "resourceType": "ServiceRequest",
-        "id": "sr",
-        "status": "draft",
-        "intent": "order",
-        "code": code,
-        "subject": {"reference": "Patient/p"},
-    }
+    sr = draft_service_request([{"system": CPT, "code": cpt}] if cpt else None, text)
     reading = classifier.classify(order_fact(sr, classifier.known_systems))
     assert reading is not None
     return reading
