@@ -6,24 +6,44 @@ The same engine serves the Flask endpoint, the replay command and the tests.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from cds_service.cards import CardRenderer, OrderingContext, UuidFactory
 from cds_service.errors import InvalidRequestError, UnknownServiceError
-from cds_service.fhir_data import draft_orders, read_prefetch, require_prefetch
+from cds_service.fhir_data import PrefetchReading, draft_orders, read_prefetch, require_prefetch
+from cds_service.guidance import (
+    PatientSituation,
+    advise,
+    find_implant,
+    latest_prior_imaging,
+    rated_procedure,
+)
 from cds_service.knowledge import Knowledge, ServiceDefinition
-from cds_service.orders import OrderClassifier
-from cds_service.reasoning import find_post_treatment_context, guidance
+from cds_service.orders import ImagingOrder, OrderClassifier
+from cds_service.reasoning import find_post_treatment_context
 from cds_service.records import build_record, order_fact
-from cds_service.wire import CdsResponse, HookRequest, OrderSelectContext
+from cds_service.wire import (
+    Action,
+    Card,
+    CdsResponse,
+    HookRequest,
+    OrderSelectContext,
+    OrderSignContext,
+)
+
+DEVICE_PREFETCH_KEY = "devices"
 
 
 def random_uuid() -> str:
     return str(uuid.uuid4())
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,7 @@ class Outcome:
     in_scope: bool
     orders_checked: int
     resources_skipped: int
+    rules: tuple[str, ...] = ()
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
@@ -42,7 +63,7 @@ def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
     return InvalidRequestError(f"{where}: {err['msg']}", field=where)
 
 
-def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, OrderSelectContext]:
+def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, OrderSignContext]:
     """Validate the wire request for ``service``; raise InvalidRequestError naming the field."""
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object")
@@ -55,8 +76,9 @@ def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, O
             f"hook is {request.hook!r} but service {service.id} answers {service.hook!r}",
             field="hook",
         )
+    model = OrderSelectContext if service.hook == "order-select" else OrderSignContext
     try:
-        context = OrderSelectContext.model_validate(request.context)
+        context = model.model_validate(request.context)
     except ValidationError as exc:
         raise _first_error(exc, "context") from exc
     return request, context
@@ -68,7 +90,7 @@ class Engine:
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
         self.classifier = OrderClassifier(knowledge.imaging)
-        self.renderer = CardRenderer(knowledge.cards)
+        self.renderer = CardRenderer(knowledge.cards, knowledge.ratings)
 
     def service(self, service_id: str) -> ServiceDefinition:
         try:
@@ -76,37 +98,86 @@ class Engine:
         except KeyError:
             raise UnknownServiceError(f"No CDS service with id {service_id!r}") from None
 
-    def evaluate(self, service_id: str, body: Any, new_uuid: UuidFactory = random_uuid) -> Outcome:
+    def evaluate(
+        self,
+        service_id: str,
+        body: Any,
+        new_uuid: UuidFactory = random_uuid,
+        today: date | None = None,
+    ) -> Outcome:
         service = self.service(service_id)
         request, context = parse_request(service, body)
         reading = read_prefetch(service, request.prefetch)
         require_prefetch(service, reading)
-        return self.decide(service, context, reading.resources, new_uuid)
+        return self.decide(service, context, reading, new_uuid, today or utc_today())
+
+    def _orders(self, service: ServiceDefinition, context: OrderSignContext) -> list[ImagingOrder]:
+        wanted = None
+        if service.config.ordersToCheck == "selections" and isinstance(context, OrderSelectContext):
+            wanted = {"/".join(s.split("/")[-2:]) for s in context.selections}
+        known = self.classifier.known_systems
+        drafts = draft_orders(context.draftOrders, wanted, context.patientId)
+        return [
+            o for d in drafts if (o := self.classifier.classify(order_fact(d, known))) is not None
+        ]
 
     def decide(
         self,
         service: ServiceDefinition,
-        context: OrderSelectContext,
-        resources: tuple[Mapping[str, Any], ...],
+        context: OrderSignContext,
+        reading: PrefetchReading,
         new_uuid: UuidFactory = random_uuid,
+        today: date | None = None,
     ) -> Outcome:
-        wanted = (
-            {"/".join(s.split("/")[-2:]) for s in context.selections}
-            if service.config.ordersToCheck == "selections"
-            else None
+        orders = self._orders(service, context)
+        k = self.knowledge
+        record = build_record(
+            context.patientId,
+            reading.resources,
+            self.classifier.known_systems,
+            devices_known=DEVICE_PREFETCH_KEY not in reading.missing,
         )
-        known = self.classifier.known_systems
-        drafts = draft_orders(context.draftOrders, wanted, context.patientId)
-        orders = [
-            o for d in drafts if (o := self.classifier.classify(order_fact(d, known))) is not None
-        ]
-        record = build_record(context.patientId, resources, known)
         if not orders:
             return Outcome(CdsResponse(cards=[]), False, 0, record.skipped)
-        clinical = find_post_treatment_context(record, self.knowledge.valuesets)
-        findings = guidance(clinical, orders, self.knowledge.imaging.recommendedProtocol)
-        cards = []
-        if clinical is not None and findings:
+        clinical = find_post_treatment_context(record, k.valuesets)
+        cards: list[Card] = []
+        rules: tuple[str, ...] = ()
+        if clinical is not None:
+            situation = PatientSituation(
+                context=clinical,
+                implant=find_implant(record, k.valuesets, k.safety),
+                devices_known=record.devices_known,
+                latest_prior=latest_prior_imaging(
+                    record, self.classifier, k.imaging.recommendedProtocol
+                ),
+                today=today or utc_today(),
+            )
+            advice = advise(situation, orders, k)
             ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
-            cards = self.renderer.render(findings, clinical, ordering, new_uuid)
-        return Outcome(CdsResponse(cards=cards), clinical is not None, len(orders), record.skipped)
+            cards = self.renderer.render(
+                advice, situation, ordering, new_uuid, service.config.minimumIndicator
+            )
+            rules = tuple(a.rule_id for a in advice if a.rule_id)
+        actions = self._pama_actions(service, orders, in_scope=clinical is not None)
+        response = CdsResponse(
+            cards=cards,
+            systemActions=actions or None,
+            extension={"systemActions": [a.model_dump(exclude_none=True) for a in actions]}
+            if actions
+            else None,
+        )
+        return Outcome(response, clinical is not None, len(orders), record.skipped, rules)
+
+    def _pama_actions(
+        self, service: ServiceDefinition, orders: list[ImagingOrder], in_scope: bool
+    ) -> list[Action]:
+        """PAMA ratings for CPT-coded orders (order-select only; see the service's _config)."""
+        if not service.config.pamaSystemActions:
+            return []
+        actions = []
+        for order in orders:
+            rated = rated_procedure(order, self.knowledge.ratings) if in_scope else None
+            action = self.renderer.pama_action(order, rated)
+            if action is not None:
+                actions.append(action)
+        return actions

@@ -33,6 +33,7 @@ REQUIRED_VALUESETS = frozenset(
         "neck-dissection",
         "radiotherapy",
         "chemoradiotherapy",
+        "mri-unsafe-implant",
     }
 )
 
@@ -56,7 +57,12 @@ class WireCoding(_Strict):
 
 class ServiceConfig(_Strict):
     requiredPrefetch: tuple[str, ...]
+    #: order-select judges the new selections; order-sign every draft being signed.
     ordersToCheck: Literal["selections", "all-drafts"]
+    #: Cards below this indicator are not shown (order-sign shows only warnings).
+    minimumIndicator: Literal["info", "warning", "critical"]
+    #: Return the Argonaut PAMA rating as an update system action (CDS Hooks sandbox PAMA view).
+    pamaSystemActions: bool
 
 
 class ServiceDefinition(_Strict):
@@ -115,6 +121,8 @@ class ContrastPatterns(_Strict):
 
 class TextVocabulary(_Strict):
     ambiguousRegionPatterns: tuple[str, ...]
+    #: Names of image-guided procedures (US-guided FNA...): not diagnostic imaging.
+    guidedProcedurePatterns: tuple[str, ...]
     modalities: tuple[ModalityPatterns, ...]
     regions: tuple[RegionPatterns, ...]
     contrast: ContrastPatterns
@@ -146,28 +154,11 @@ class CardSource(_Strict):
     topic: WireCoding
 
 
-class RecommendedOrder(_Strict):
+class OrderTemplate(_Strict):
+    """An order the service may suggest: its name and codes."""
+
     text: str
-    coding: tuple[WireCoding, ...]
-
-
-class IncompleteMriRule(_Strict):
-    indicator: Literal["info", "warning", "critical"]
-    summaryRegions: str = Field(max_length=139)
-    summaryContrast: str = Field(max_length=139)
-    regionsProblem: str
-    contrastProblem: str
-    why: str
-    evidenceHeading: str
-    evidenceCondition: str
-    evidenceTreatment: str
-    suggestionLabel: str
-    deleteDescription: str
-    createDescription: str
-
-
-class CardRules(_Strict):
-    incomplete_mri_protocol: IncompleteMriRule = Field(alias="incomplete-mri-protocol")
+    coding: tuple[WireCoding, ...] = Field(min_length=1)
 
 
 class DatePhrases(_Strict):
@@ -177,23 +168,128 @@ class DatePhrases(_Strict):
     performedPeriod: str
 
 
+class RuleWording(_Strict):
+    indicator: Literal["info", "warning", "critical"]
+    summary: str = Field(min_length=1, max_length=139)
+    overrideReasonCodes: tuple[str, ...] = Field(min_length=1)
+    texts: dict[str, str]
+
+
+OrderKey = Literal["mri-protocol", "ct-neck-with-contrast"]
+
+
 class CardKnowledge(_Strict):
     description: str
     source: CardSource
-    recommendedOrder: RecommendedOrder
+    orders: dict[OrderKey, OrderTemplate]
     datePhrases: DatePhrases
     contrastProblems: dict[Literal["unspecified", "without", "with"], str]
+    common: dict[str, str]
     overrideReasons: tuple[WireCoding, ...]
-    rules: CardRules
+    rules: dict[str, RuleWording]
+
+    def override_reasons(self, rule_id: str) -> tuple[WireCoding, ...]:
+        wanted = self.rules[rule_id].overrideReasonCodes
+        return tuple(r for r in self.overrideReasons if r.code in wanted)
 
 
-#: Placeholders each template may use; anything else is a knowledge error.
-TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
-    "regionsProblem": frozenset({"ordered", "missing"}),
-    "contrastProblem": frozenset({"ordered", "contrast_problem"}),
+class RatingMatch(_Strict):
+    modality: Modality
+    requiredRegions: tuple[tuple[str, ...], ...]
+    contrast: tuple[Contrast, ...] | None
+
+
+class RatedProcedure(_Strict):
+    id: str
+    name: str
+    category: Literal["Usually Appropriate", "May Be Appropriate", "Usually Not Appropriate"]
+    radiation: str
+    pama: Literal["appropriate", "not-appropriate", "no-criteria-apply"]
+    match: RatingMatch
+
+
+class RatingKnowledge(_Strict):
+    description: str
+    pamaNoCriteria: Literal["no-criteria-apply"]
+    procedures: tuple[RatedProcedure, ...] = Field(min_length=1)
+
+
+class SafetyKnowledge(_Strict):
+    description: str
+    implantValueSet: str
+    implantTextPatterns: tuple[str, ...]
+    inactiveDeviceStatuses: frozenset[str]
+    inactiveConditionClinicalStatuses: frozenset[str]
+    petMinimumWeeksAfterRadiotherapy: int = Field(gt=0, le=52)
+
+
+#: Rule ids the engine renders, the texts each needs, and the placeholders each text may use.
+RULE_TEXTS: dict[str, dict[str, frozenset[str]]] = {
+    "mri-contraindicated": {
+        "problem": frozenset({"implant"}),
+        "suggestionLabel": frozenset(),
+    },
+    "incomplete-mri-protocol": {
+        "summaryContrast": frozenset(),
+        "regionsProblem": frozenset({"ordered", "missing"}),
+        "contrastProblem": frozenset({"ordered", "contrast_problem"}),
+        "why": frozenset(),
+        "suggestionLabel": frozenset(),
+    },
+    "ct-neck-without-contrast": {
+        "problem": frozenset({"ordered"}),
+        "ctSuggestionLabel": frozenset(),
+        "mriSuggestionLabel": frozenset(),
+    },
+    "ct-neck-contrast-unspecified": {
+        "problem": frozenset({"ordered"}),
+        "ctSuggestionLabel": frozenset(),
+        "mriSuggestionLabel": frozenset(),
+    },
+    "ct-neck-mri-preferred": {
+        "problem": frozenset({"ordered"}),
+        "suggestionLabel": frozenset(),
+    },
+    "pet-too-early": {
+        "problem": frozenset(
+            {"ordered", "rt_end", "scan_date", "days", "weeks", "min_weeks", "earliest"}
+        ),
+        "deferLabel": frozenset({"earliest"}),
+        "deferDescription": frozenset({"earliest"}),
+        "alternativeLabel": frozenset({"alternative"}),
+    },
+    "us-limited": {
+        "problem": frozenset({"ordered"}),
+        "suggestionLabel": frozenset({"alternative"}),
+    },
+    "missing-clinical-history": {
+        "problem": frozenset({"ordered"}),
+        "folded": frozenset(),
+        "suggestionLabel": frozenset(),
+        "updateDescription": frozenset(),
+    },
+}
+
+COMMON_TEXTS: dict[str, frozenset[str]] = {
+    "evidenceHeading": frozenset(),
     "evidenceCondition": frozenset({"display", "code_label", "date_phrase"}),
     "evidenceTreatment": frozenset({"display", "code_label", "date_phrase"}),
+    "ratingsHeading": frozenset(),
+    "ratingsColumns": frozenset(),
+    "orderedMark": frozenset({"name"}),
+    "priorComparison": frozenset({"prior", "date"}),
+    "historyNote": frozenset({"cancer", "code_label", "date_phrase", "treatments", "prior"}),
+    "historyTreatment": frozenset({"display", "date_phrase"}),
+    "historyPrior": frozenset({"prior", "date"}),
+    "createDescription": frozenset({"alternative"}),
     "deleteDescription": frozenset({"ordered"}),
+}
+
+DATE_FIELDS: dict[str, frozenset[str]] = {
+    "diagnosed": frozenset({"date"}),
+    "recorded": frozenset({"date"}),
+    "performed": frozenset({"date"}),
+    "performedPeriod": frozenset({"start", "end"}),
 }
 
 
@@ -205,6 +301,8 @@ class Knowledge:
     valuesets: ValueSets
     imaging: ImagingOrderKnowledge
     cards: CardKnowledge
+    ratings: RatingKnowledge
+    safety: SafetyKnowledge
 
 
 def default_hooks_dir() -> Path:
@@ -252,18 +350,10 @@ def _load_valueset(path: Path) -> tuple[str, list[Concept]]:
     return str(raw["id"]), concepts
 
 
-DATE_FIELDS: dict[str, frozenset[str]] = {
-    "diagnosed": frozenset({"date"}),
-    "recorded": frozenset({"date"}),
-    "performed": frozenset({"date"}),
-    "performedPeriod": frozenset({"start", "end"}),
-}
-
-
-def _check_fields(
-    where: str, texts: dict[str, Any], allowed_by_field: dict[str, frozenset[str]]
-) -> None:
-    for field, allowed in allowed_by_field.items():
+def _check_fields(where: str, texts: dict[str, str], required: dict[str, frozenset[str]]) -> None:
+    for field, allowed in required.items():
+        if field not in texts:
+            raise KnowledgeError(f"cards.json: {where} has no text {field!r}")
         try:
             used = {name for _, name, _, _ in string.Formatter().parse(texts[field]) if name}
         except ValueError as exc:
@@ -275,14 +365,30 @@ def _check_fields(
             )
 
 
-def _check_templates(cards: CardKnowledge) -> None:
-    _check_fields("rules", cards.rules.incomplete_mri_protocol.model_dump(), TEMPLATE_FIELDS)
+def _check_cards(cards: CardKnowledge) -> None:
+    missing = RULE_TEXTS.keys() - cards.rules.keys()
+    if missing:
+        raise KnowledgeError(f"cards.json: rules missing: {sorted(missing)}")
+    reason_codes = {r.code for r in cards.overrideReasons}
+    for rule_id, texts in RULE_TEXTS.items():
+        rule = cards.rules[rule_id]
+        _check_fields(f"rules.{rule_id}", rule.texts, texts)
+        unknown = set(rule.overrideReasonCodes) - reason_codes
+        if unknown:
+            raise KnowledgeError(
+                f"cards.json: {rule_id} names unknown override reasons {sorted(unknown)}"
+            )
+    if len(cards.rules["incomplete-mri-protocol"].texts["summaryContrast"]) >= 140:
+        raise KnowledgeError("cards.json: summaryContrast must be under 140 characters")
+    _check_fields("common", cards.common, COMMON_TEXTS)
     _check_fields("datePhrases", cards.datePhrases.model_dump(), DATE_FIELDS)
 
 
-def _check_patterns(imaging: ImagingOrderKnowledge) -> None:
+def _check_patterns(imaging: ImagingOrderKnowledge, safety: SafetyKnowledge) -> None:
     text = imaging.text
     groups = [
+        *safety.implantTextPatterns,
+        *text.guidedProcedurePatterns,
         *text.ambiguousRegionPatterns,
         *(p for m in text.modalities for p in m.patterns),
         *(p for r in text.regions for p in r.patterns),
@@ -321,8 +427,12 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
             _read_json(root / "knowledge" / "imaging-orders.json")
         )
         cards = CardKnowledge.model_validate(_read_json(root / "knowledge" / "cards.json"))
+        ratings = RatingKnowledge.model_validate(_read_json(root / "knowledge" / "ratings.json"))
+        safety = SafetyKnowledge.model_validate(_read_json(root / "knowledge" / "mri-safety.json"))
     except ValidationError as exc:
         raise KnowledgeError(f"{root}: {exc}") from exc
-    _check_templates(cards)
-    _check_patterns(imaging)
-    return Knowledge(services, ValueSets(members), imaging, cards)
+    if safety.implantValueSet not in members:
+        raise KnowledgeError(f"mri-safety.json: value set {safety.implantValueSet} not found")
+    _check_cards(cards)
+    _check_patterns(imaging, safety)
+    return Knowledge(services, ValueSets(members), imaging, cards, ratings, safety)

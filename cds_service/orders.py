@@ -17,6 +17,7 @@ from typing import Literal
 from cds_service.codesystems import normalise_code
 from cds_service.knowledge import CodedOrderable, Contrast, ImagingOrderKnowledge, Modality
 from cds_service.records import OrderFact
+from cds_service.terminology import Code
 
 ContrastReading = Contrast | Literal["conflicting"]
 
@@ -25,17 +26,29 @@ ContrastReading = Contrast | Literal["conflicting"]
 class ImagingOrder:
     """What a draft order asks for, with what the reading was based on."""
 
-    order: OrderFact
+    order: OrderFact | None
     modality: Modality | None
     regions: frozenset[str]
     regions_known: bool
     possible_regions: frozenset[str]
     contrast: ContrastReading
+    guided_procedure: bool
     read_from: tuple[str, ...]
 
     @property
+    def draft(self) -> OrderFact:
+        """The draft order read (orders read for the hook always have one)."""
+        if self.order is None:
+            raise ValueError("this reading is of a past study, not of a draft order")
+        return self.order
+
+    @property
     def reference(self) -> str:
-        return self.order.reference
+        return self.draft.reference
+
+    def covers_any(self, regions: frozenset[str]) -> bool:
+        """Known regions, or else the regions a code leaves open, touch ``regions``."""
+        return bool((self.regions if self.regions_known else self.possible_regions) & regions)
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,7 @@ class OrderClassifier:
         }
         vocab = knowledge.text
         self._ambiguous = _word_pattern(vocab.ambiguousRegionPatterns)
+        self._guided = _word_pattern(vocab.guidedProcedurePatterns)
         self._modalities = [(m.modality, _word_pattern(m.patterns)) for m in vocab.modalities]
         self._regions = [(r.region, _word_pattern(r.patterns)) for r in vocab.regions]
         self._both = _word_pattern(vocab.contrast.withoutAndWith)
@@ -105,12 +119,18 @@ class OrderClassifier:
 
     def classify(self, order: OrderFact) -> ImagingOrder | None:
         """Return what the order asks for, or None when it is not a recognisable imaging order."""
+        texts = [t for t in (order.text, *order.local_displays, *order.body_site_texts) if t]
+        return self.read(order, order.codes, texts)
+
+    def read(
+        self, order: OrderFact | None, codes: Iterable[Code], texts: list[str]
+    ) -> ImagingOrder | None:
+        """Read codes and names of an order, a past study or a report."""
         coded = [
             self._coded[key]
-            for c in order.codes
+            for c in codes
             if (key := (c.system, normalise_code(c.system, c.code))) in self._coded
         ]
-        texts = [t for t in (order.text, *order.local_displays, *order.body_site_texts) if t]
         readings = [self.read_text(t) for t in texts]
 
         modalities = {o.modality for o in coded} | {r.modality for r in readings if r.modality}
@@ -137,7 +157,15 @@ class OrderClassifier:
             contrast = "conflicting"
 
         possible = frozenset(r for o in coded if not o.regionsExact for r in o.regions)
+        guided = any(self._guided.search(normalise_text(t)) for t in texts)
         read_from = tuple(f"{o.system}|{o.code}" for o in coded) + tuple(texts)
         return ImagingOrder(
-            order, modality, frozenset(regions), bool(regions), possible, contrast, read_from
+            order,
+            modality,
+            frozenset(regions),
+            bool(regions),
+            possible,
+            contrast,
+            guided,
+            read_from,
         )

@@ -1,4 +1,4 @@
-"""Clinical context and guidance decisions: pure functions over facts, returning evidence.
+"""Clinical context: is the patient in the post-treatment salivary-cancer scenario, and why.
 
 Scope (shared/clinical/acr-post-treatment-salivary-imaging.txt, "Who fits this scenario"): a
 malignant neoplasm of a major salivary gland AND completed definitive treatment. Not in scope:
@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from cds_service.knowledge import RecommendedProtocol
-from cds_service.orders import ImagingOrder
 from cds_service.records import ConditionFact, PartialDate, PatientRecord, ProcedureFact
 from cds_service.terminology import Code, ValueSets
 
@@ -43,6 +41,8 @@ class CancerEvidence:
     condition: ConditionFact
     code: Code
     basis: CancerBasis
+    #: The record's own words (text, then the coding's display), else the value set's display.
+    display: str
 
     @property
     def date(self) -> PartialDate | None:
@@ -54,6 +54,12 @@ class TreatmentEvidence:
     procedure: ProcedureFact
     code: Code
     kind: str
+    display: str
+
+
+def described(text: str | None, code: Code, vs: ValueSets, valueset: str) -> str:
+    """What to call a coded finding: the record's text or display, else the knowledge's."""
+    return text or code.display or vs.display(valueset, code)
 
 
 @dataclass(frozen=True)
@@ -63,38 +69,40 @@ class PostTreatmentContext:
     cancer: CancerEvidence
     treatments: tuple[TreatmentEvidence, ...]
 
+    def radiotherapy_end(self) -> PartialDate | None:
+        """When the last completed radiotherapy (or chemoradiotherapy) ended, if recorded."""
+        ends = [
+            t.procedure.performed_end or t.procedure.performed_start
+            for t in self.treatments
+            if t.kind in ("radiotherapy", "chemoradiotherapy")
+        ]
+        known = [e for e in ends if e is not None]
+        return max(known, key=lambda d: d.value) if known else None
 
-@dataclass(frozen=True)
-class IncompleteMriFinding:
-    """A selected head and neck MRI that is not the full protocol, and what it lacks."""
 
-    order: ImagingOrder
-    missing_regions: tuple[str, ...]
-    contrast_problem: Literal["unspecified", "without", "with"] | None
-
-    rule_id = "incomplete-mri-protocol"
-
-
-def _usable(condition: ConditionFact) -> bool:
+def usable(condition: ConditionFact) -> bool:
+    """A diagnosis the record stands by (not refuted, erroneous or tentative)."""
     return condition.verification_status not in UNUSABLE_VERIFICATION
 
 
 def malignant_salivary_evidence(condition: ConditionFact, vs: ValueSets) -> CancerEvidence | None:
     """Evidence that this Condition is a malignant major-salivary neoplasm, else None."""
-    if not _usable(condition):
+    if not usable(condition):
         return None
     everything = condition.codes + condition.body_site_codes + condition.extension_codes
     if vs.contains("benign-or-uncertain-salivary-neoplasm", everything):
         return None  # a benign code or behaviour on the same Condition contradicts malignancy
     code = vs.match("malignant-major-salivary-neoplasm", condition.codes)
     if code is not None:
-        return CancerEvidence(condition, code, "diagnosis-code")
+        name = described(condition.text, code, vs, "malignant-major-salivary-neoplasm")
+        return CancerEvidence(condition, code, "diagnosis-code", name)
     topography = vs.match("major-salivary-topography", condition.codes + condition.body_site_codes)
     morphology = vs.match(
         "malignant-salivary-histology", condition.codes + condition.extension_codes
     )
     if topography is not None and morphology is not None:
-        return CancerEvidence(condition, morphology, "icd-o-3-topography-and-morphology")
+        name = described(condition.text, morphology, vs, "malignant-salivary-histology")
+        return CancerEvidence(condition, morphology, "icd-o-3-topography-and-morphology", name)
     return None
 
 
@@ -104,7 +112,9 @@ def _treatment(procedure: ProcedureFact, vs: ValueSets) -> TreatmentEvidence | N
     for kind in TREATMENT_VALUESETS:
         code = vs.match(kind, procedure.codes)
         if code is not None:
-            return TreatmentEvidence(procedure, code, kind)
+            return TreatmentEvidence(
+                procedure, code, kind, described(procedure.text, code, vs, kind)
+            )
     return None
 
 
@@ -153,52 +163,17 @@ def _history_context(
     excision beside it, and no benign or uncertain salivary tumour that would explain that
     excision instead.
     """
-    usable = [c for c in record.conditions if _usable(c)]
-    if any(vs.contains("benign-or-uncertain-salivary-neoplasm", c.codes) for c in usable):
+    established = [c for c in record.conditions if usable(c)]
+    if any(vs.contains("benign-or-uncertain-salivary-neoplasm", c.codes) for c in established):
         return None
     if not any(t.kind == "salivary-gland-excision" for t in treatments):
         return None
-    for condition in usable:
+    for condition in established:
         code = vs.match("nonspecific-head-neck-cancer-history", condition.codes)
         if code is not None:
-            cancer = CancerEvidence(condition, code, "history-code")
+            name = described(condition.text, code, vs, "nonspecific-head-neck-cancer-history")
+            cancer = CancerEvidence(condition, code, "history-code", name)
             own = sorted((t for t in treatments if _treats(t, cancer)), key=_by_date)
             if any(t.kind == "salivary-gland-excision" for t in own):
                 return PostTreatmentContext(cancer, tuple(own))
     return None
-
-
-def assess_mri(order: ImagingOrder, protocol: RecommendedProtocol) -> IncompleteMriFinding | None:
-    """Hold a selected MRI against the recommended protocol; None when it is fine or unknown."""
-    if order.modality != protocol.modality:
-        return None
-    if order.regions_known:
-        if not order.regions & protocol.headNeckRegions:
-            return None  # e.g. MRI brain: another question, not this rule's
-        missing = tuple(
-            req.label for req in protocol.requiredRegions if not order.regions & set(req.anyOf)
-        )
-    else:
-        if not order.possible_regions & protocol.headNeckRegions:
-            return None  # nothing tells us this MRI is of the head and neck
-        missing = ()  # CPT 7054x alone: the regions are unknown, so nothing is claimed missing
-    contrast_problem: Literal["unspecified", "without", "with"] | None = None
-    if order.contrast in ("without", "with"):
-        contrast_problem = order.contrast
-    elif order.contrast == "unspecified" and order.regions_known:
-        contrast_problem = "unspecified"
-    if not missing and contrast_problem is None:
-        return None
-    return IncompleteMriFinding(order, missing, contrast_problem)
-
-
-Finding = IncompleteMriFinding
-
-
-def guidance(
-    context: PostTreatmentContext | None, orders: list[ImagingOrder], protocol: RecommendedProtocol
-) -> list[Finding]:
-    """The findings for the selected orders; none for a patient outside the scenario."""
-    if context is None:
-        return []
-    return [f for order in orders if (f := assess_mri(order, protocol)) is not None]

@@ -14,6 +14,9 @@ from datetime import date
 from typing import Any
 
 from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.device import Device
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.imagingstudy import ImagingStudy
 from fhir.resources.R4B.procedure import Procedure
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
@@ -24,6 +27,15 @@ _MODELS: dict[str, Any] = {
     "Condition": Condition,
     "Procedure": Procedure,
     "ServiceRequest": ServiceRequest,
+    "Device": Device,
+    "ImagingStudy": ImagingStudy,
+    "DiagnosticReport": DiagnosticReport,
+}
+#: Statuses of a past study or report that say it was really done.
+_DONE_IMAGING = {
+    "ServiceRequest": {"completed"},
+    "ImagingStudy": {"available"},
+    "DiagnosticReport": {"final", "amended", "corrected", "appended", "preliminary"},
 }
 _PATIENT_REF = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})$")
 
@@ -57,6 +69,7 @@ class ConditionFact:
     body_site_codes: tuple[Code, ...]
     extension_codes: tuple[Code, ...]
     verification_status: str | None
+    clinical_status: str | None
     onset: PartialDate | None
     recorded: PartialDate | None
 
@@ -102,6 +115,8 @@ class OrderFact:
     encounter: str | None
     requester: str | None
     has_reason: bool
+    occurrence: PartialDate | None
+    authored: PartialDate | None
     resource: Mapping[str, Any] = field(repr=False, compare=False)
 
     @property
@@ -118,13 +133,50 @@ class OrderFact:
 
 
 @dataclass(frozen=True)
+class DeviceFact:
+    """An implanted or attached device, by its codes and names (often only names)."""
+
+    id: str
+    status: str | None
+    codes: tuple[Code, ...]
+    names: tuple[str, ...]
+
+    @property
+    def display(self) -> str:
+        return self.names[0] if self.names else "implanted device"
+
+
+@dataclass(frozen=True)
+class PriorImagingFact:
+    """A study already done: a completed ServiceRequest, an ImagingStudy or a DiagnosticReport."""
+
+    reference: str
+    codes: tuple[Code, ...]
+    texts: tuple[str, ...]
+    date: PartialDate | None
+
+    @property
+    def display(self) -> str:
+        if self.texts:
+            return self.texts[0]
+        return next((c.display for c in self.codes if c.display), self.reference)
+
+
+@dataclass(frozen=True)
 class PatientRecord:
-    """The patient's history as the reasoning sees it."""
+    """The patient's history as the reasoning sees it.
+
+    ``devices_known`` is False when the client neither sent nor nulled device data: the
+    reasoning then cannot claim that nothing contraindicates MRI.
+    """
 
     patient_id: str
     conditions: tuple[ConditionFact, ...] = ()
     procedures: tuple[ProcedureFact, ...] = ()
     service_requests: tuple[OrderFact, ...] = ()
+    devices: tuple[DeviceFact, ...] = ()
+    prior_imaging: tuple[PriorImagingFact, ...] = ()
+    devices_known: bool = True
     skipped: int = 0
 
 
@@ -203,6 +255,7 @@ def condition_fact(c: Mapping[str, Any]) -> ConditionFact:
         body_site_codes=tuple(code for site in c.get("bodySite", []) for code in _codes(site)),
         extension_codes=extension_codes,
         verification_status=_status_code(c.get("verificationStatus")),
+        clinical_status=_status_code(c.get("clinicalStatus")),
         onset=onset,
         recorded=PartialDate.parse(c.get("recordedDate")),
     )
@@ -244,17 +297,58 @@ def order_fact(s: Mapping[str, Any], known_systems: frozenset[str]) -> OrderFact
         encounter=_reference(s.get("encounter")),
         requester=_reference(s.get("requester")),
         has_reason=bool(s.get("reasonCode") or s.get("reasonReference")),
+        occurrence=PartialDate.parse(s.get("occurrenceDateTime"))
+        or PartialDate.parse(s.get("occurrencePeriod", {}).get("start")),
+        authored=PartialDate.parse(s.get("authoredOn")),
         resource=s,
     )
 
 
+def device_fact(d: Mapping[str, Any]) -> DeviceFact:
+    names = [str(n["name"]) for n in d.get("deviceName", []) if n.get("name")]
+    device_type = d.get("type", {})
+    if device_type.get("text"):
+        names.append(str(device_type["text"]))
+    names += [str(c["display"]) for c in device_type.get("coding", []) if c.get("display")]
+    return DeviceFact(d["id"], d.get("status"), _codes(device_type), tuple(names))
+
+
+def prior_imaging_fact(r: Mapping[str, Any]) -> PriorImagingFact | None:
+    """A past study, or None when the resource does not say it was done."""
+    kind = r["resourceType"]
+    if r.get("status") not in _DONE_IMAGING[kind]:
+        return None
+    if kind == "ImagingStudy":
+        codes = tuple(c for pc in r.get("procedureCode", []) for c in _codes(pc))
+        texts = tuple(t for t in [r.get("description")] if t)
+        when = PartialDate.parse(r.get("started"))
+    elif kind == "DiagnosticReport":
+        codes = _codes(r.get("code"))
+        texts = tuple(t for t in [r.get("code", {}).get("text")] if t)
+        when = PartialDate.parse(r.get("effectiveDateTime")) or PartialDate.parse(r.get("issued"))
+    else:
+        codes = _codes(r.get("code"))
+        texts = tuple(t for t in [r.get("code", {}).get("text")] if t)
+        when = (
+            PartialDate.parse(r.get("occurrenceDateTime"))
+            or PartialDate.parse(r.get("occurrencePeriod", {}).get("end"))
+            or PartialDate.parse(r.get("authoredOn"))
+        )
+    return PriorImagingFact(f"{kind}/{r['id']}", codes, texts, when)
+
+
 def build_record(
-    patient_id: str, resources: Iterable[Mapping[str, Any]], known_systems: frozenset[str]
+    patient_id: str,
+    resources: Iterable[Mapping[str, Any]],
+    known_systems: frozenset[str],
+    devices_known: bool = True,
 ) -> PatientRecord:
     """Turn the patient's raw resources into a PatientRecord, skipping invalid or foreign ones."""
     conditions: list[ConditionFact] = []
     procedures: list[ProcedureFact] = []
     orders: list[OrderFact] = []
+    devices: list[DeviceFact] = []
+    priors: list[PriorImagingFact] = []
     skipped = 0
     seen: set[tuple[str, str]] = set()
     for raw in resources:
@@ -273,6 +367,21 @@ def build_record(
             conditions.append(condition_fact(resource))
         elif kind == "Procedure":
             procedures.append(procedure_fact(resource))
+        elif kind == "Device":
+            devices.append(device_fact(resource))
         else:
-            orders.append(order_fact(resource, known_systems))
-    return PatientRecord(patient_id, tuple(conditions), tuple(procedures), tuple(orders), skipped)
+            if kind == "ServiceRequest":
+                orders.append(order_fact(resource, known_systems))
+            prior = prior_imaging_fact(resource)
+            if prior is not None:
+                priors.append(prior)
+    return PatientRecord(
+        patient_id,
+        tuple(conditions),
+        tuple(procedures),
+        tuple(orders),
+        tuple(devices),
+        tuple(priors),
+        devices_known,
+        skipped,
+    )

@@ -136,6 +136,15 @@ def run_remote(
         return response.status_code, {"error": "not-json", "message": response.text[:500]}
 
 
+def _action_target(action: Mapping[str, Any]) -> str:
+    if action.get("resourceId"):
+        return str(action["resourceId"])
+    resource = action.get("resource", {})
+    if action.get("type") == "update" and resource.get("id"):
+        return f"{resource.get('resourceType')}/{resource['id']}"
+    return str(resource.get("code", {}).get("text", ""))
+
+
 def format_response(status: int, body: Any) -> str:
     """Human-readable text of a CDS Hooks response or error."""
     if status != 200:
@@ -154,9 +163,7 @@ def format_response(status: int, body: Any) -> str:
             mark = " (recommended)" if suggestion.get("isRecommended") else ""
             lines.append(f"    Suggestion{mark}: {suggestion['label']}")
             for action in suggestion.get("actions", []):
-                target = action.get("resourceId") or action.get("resource", {}).get("code", {}).get(
-                    "text", ""
-                )
+                target = _action_target(action)
                 lines.append(f"      - {action['type']} {target}: {action['description']}")
         reasons = [r["display"] for r in card.get("overrideReasons", [])]
         if reasons:

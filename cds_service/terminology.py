@@ -56,5 +56,9 @@ class ValueSets:
                 return code
         return None
 
+    def display(self, name: str, code: Code) -> str:
+        """The knowledge's display for a member code (records often send codes without one)."""
+        return self._index[name][(code.system, normalise_code(code.system, code.code))].display
+
     def contains(self, name: str, codes: Iterable[Code]) -> bool:
         return self.match(name, codes) is not None

@@ -37,12 +37,19 @@ class HookRequest(_Request):
     prefetch: dict[str, Any] | None = None
 
 
-class OrderSelectContext(_Request):
+class OrderSignContext(_Request):
+    """order-sign context: the draft orders about to be signed."""
+
     userId: str = Field(min_length=1)
     patientId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9\-.]+$")
     encounterId: str | None = None
-    selections: list[str]
     draftOrders: dict[str, Any]
+
+
+class OrderSelectContext(OrderSignContext):
+    """order-select context: as order-sign, plus the newly selected orders."""
+
+    selections: list[str]
 
 
 class Coding(_Response):
@@ -108,6 +115,7 @@ class Card(_Response):
 class CdsResponse(_Response):
     cards: list[Card]
     systemActions: list[Action] | None = Field(default=None, min_length=1)
+    extension: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 OUT = Path(__file__).resolve().parent.parent / "fhir_examples"
 SERVICE = "salivary-post-treatment-imaging-order-select"
+SIGN_SERVICE = "salivary-post-treatment-imaging-order-sign"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 SCT = "http://snomed.info/sct"
 CPT = "http://www.ama-assn.org/go/cpt"
@@ -146,6 +147,8 @@ def order(
     encounter: str | None = "enc-1",
     requester: str = "Practitioner/dr-okafor",
     authored: str = "2026-11-24",
+    reason: str | None = None,
+    occurrence: str | None = None,
 ) -> dict[str, Any]:
     s: dict[str, Any] = {
         "resourceType": "ServiceRequest",
@@ -163,6 +166,10 @@ def order(
         s["code"]["text"] = text
     if encounter:
         s["encounter"] = {"reference": f"Encounter/{encounter}"}
+    if reason:
+        s["reasonReference"] = [{"reference": f"Condition/{reason}"}]
+    if occurrence:
+        s["occurrenceDateTime"] = occurrence
     return s
 
 
@@ -187,30 +194,62 @@ def hook_request(
     conditions: list[dict[str, Any]],
     procedures: list[dict[str, Any]],
     drafts: list[dict[str, Any]],
-    selections: list[str],
+    selections: list[str] | None,
     prior_orders: list[dict[str, Any]] | None = None,
+    *,
+    devices: list[dict[str, Any]] | None = None,
+    studies: list[dict[str, Any]] | None = None,
+    reports: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """A complete request; selections None makes it an order-sign request."""
+    context: dict[str, Any] = {
+        "userId": "Practitioner/dr-okafor",
+        "patientId": pid,
+        "encounterId": "enc-1",
+    }
+    if selections is not None:
+        context["selections"] = selections
+    context["draftOrders"] = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": d} for d in drafts],
+    }
     return {
-        "hook": "order-select",
+        "hook": "order-select" if selections is not None else "order-sign",
         "hookInstance": str(uuid.uuid5(uuid.NAMESPACE_URL, f"vignette:{pid}")),
         "fhirServer": "https://ehr.example.org/fhir",
-        "context": {
-            "userId": "Practitioner/dr-okafor",
-            "patientId": pid,
-            "encounterId": "enc-1",
-            "selections": selections,
-            "draftOrders": {
-                "resourceType": "Bundle",
-                "type": "collection",
-                "entry": [{"resource": d} for d in drafts],
-            },
-        },
+        "context": context,
         "prefetch": {
             "patient": pat,
             "conditions": searchset(conditions),
             "procedures": searchset(procedures),
             "serviceRequests": searchset(prior_orders or []),
+            "devices": searchset(devices or []),
+            "imagingStudies": searchset(studies or []),
+            "diagnosticReports": searchset(reports or []),
         },
+    }
+
+
+def device(pid: str, did: str, name: str, status: str = "active") -> dict[str, Any]:
+    return {
+        "resourceType": "Device",
+        "id": did,
+        "status": status,
+        "deviceName": [{"name": name, "type": "user-friendly-name"}],
+        "type": {"text": name},
+        "patient": {"reference": f"Patient/{pid}"},
+    }
+
+
+def imaging_study(pid: str, sid: str, description: str, started: str) -> dict[str, Any]:
+    return {
+        "resourceType": "ImagingStudy",
+        "id": sid,
+        "status": "available",
+        "subject": {"reference": f"Patient/{pid}"},
+        "started": started,
+        "description": description,
     }
 
 
@@ -259,6 +298,13 @@ MRI_70540 = coding(
     "Magnetic resonance (eg, proton) imaging, orbit, face, and/or neck; without contrast material(s)",
 )
 PRIOR_CT = coding(LOINC, "36235-0", "CT Neck W contrast IV")
+CT_70491 = coding(CPT, "70491", "Computed tomography, soft tissue neck; with contrast material(s)")
+PET_78815 = coding(
+    CPT,
+    "78815",
+    "Positron emission tomography (PET) with concurrently acquired computed tomography (CT) for attenuation correction and anatomical localization imaging; skull base to mid-thigh",
+)
+Z950 = coding(ICD10, "Z95.0", "Presence of cardiac pacemaker")
 
 
 def background(pid: str) -> list[dict[str, Any]]:
@@ -294,20 +340,43 @@ def vignette(
     VIGNETTES[name] = (description, request, expected)
 
 
-def warning(summary: str, draft: str, mentions: list[str]) -> dict[str, Any]:
+MRI_TEXT = "MRI orbits face neck without and with IV contrast"
+CT_TEXT = "CT neck with IV contrast"
+
+
+def card(
+    indicator: str, summary: str, mentions: list[str], suggestions: list[list[str]]
+) -> dict[str, Any]:
+    """One expected card; suggestions as their actions, e.g. "delete ServiceRequest/x"."""
     return {
-        "cards": [
-            {
-                "indicator": "warning",
-                "summary": summary,
-                "replaces": draft,
-                "detailMentions": mentions,
-            }
-        ]
+        "indicator": indicator,
+        "summary": summary,
+        "detailMentions": mentions,
+        "suggestions": suggestions,
     }
 
 
-NO_CARDS: dict[str, Any] = {"cards": []}
+def replace(draft: str, text: str = MRI_TEXT) -> list[str]:
+    return [f"delete {draft}", f"create {text}"]
+
+
+def update(draft: str) -> list[str]:
+    return [f"update {draft}"]
+
+
+def outcome(
+    *cards: dict[str, Any], pama: list[list[str]] | None = None, service: str = SERVICE
+) -> dict[str, Any]:
+    return {"service": service, "cards": list(cards), "pama": pama or []}
+
+
+def warning(summary: str, draft: str, mentions: list[str], history: bool = True) -> dict[str, Any]:
+    """The incomplete-MRI card; without a reason on the draft, the history update is offered too."""
+    suggestions = [replace(draft)] + ([update(draft)] if history else [])
+    return outcome(card("warning", summary, mentions, suggestions))
+
+
+NO_CARDS: dict[str, Any] = outcome()
 
 
 def build() -> None:
@@ -358,7 +427,14 @@ def build() -> None:
         warning(
             REGIONS_SUMMARY,
             "ServiceRequest/mri-neck-1",
-            ["ICD-10-CM C07", "CPT 42415", "CPT 77386", "2024-06-03", "face and orbits/skull base"],
+            [
+                "ICD-10-CM C07",
+                "CPT 42415",
+                "CPT 77386",
+                "2024-06-03",
+                "face and orbits/skull base",
+                "Compare with prior imaging:** CT NECK W CONTRAST (2025-05-12)",
+            ],
         ),
     )
 
@@ -447,7 +523,13 @@ def build() -> None:
     pid = "pt-full-protocol"
     conds = [condition(pid, "parotid-ca", [C07], onset="2021-04-01")]
     procs = [procedure(pid, "total-parotidectomy", [PAROTIDECTOMY_42420], performed="2021-05-05")]
-    draft = order(pid, "mri-ofn", codings=[MRI_70543], text="MRI orbits face neck w/wo IV contrast")
+    draft = order(
+        pid,
+        "mri-ofn",
+        codings=[MRI_70543],
+        text="MRI orbits face neck w/wo IV contrast",
+        reason="parotid-ca",
+    )
     vignette(
         "parotid_cancer_full_protocol_ordered",
         "Treated parotid cancer; the clinician already orders 'MRI orbits face neck w/wo IV contrast' (CPT 70543): silence.",
@@ -459,7 +541,7 @@ def build() -> None:
             [draft],
             ["ServiceRequest/mri-ofn"],
         ),
-        NO_CARDS,
+        outcome(pama=[["ServiceRequest/mri-ofn", "appropriate"]]),
     )
 
     # 5 full regions, contrast only.
@@ -480,14 +562,17 @@ def build() -> None:
             [draft],
             ["ServiceRequest/mri-ofn-post"],
         ),
-        warning(CONTRAST_SUMMARY, "ServiceRequest/mri-ofn-post", ["with IV contrast only"]),
+        {
+            **warning(CONTRAST_SUMMARY, "ServiceRequest/mri-ofn-post", ["with IV contrast only"]),
+            "pama": [["ServiceRequest/mri-ofn-post", "no-criteria-apply"]],
+        },
     )
 
     # 6 CPT 70543 only: regions unknown, contrast right -> say nothing.
     pid = "pt-cpt-only"
     conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
     procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
-    draft = order(pid, "mri-cpt", codings=[MRI_70543])
+    draft = order(pid, "mri-cpt", codings=[MRI_70543], reason="parotid-ca")
     vignette(
         "parotid_cancer_cpt_70543_only",
         "Treated parotid cancer; the draft carries only CPT 70543 ('orbit, face, and/or neck'), which does not tell a neck-only MRI from the full protocol: the service says nothing rather than guess.",
@@ -499,7 +584,7 @@ def build() -> None:
             [draft],
             ["ServiceRequest/mri-cpt"],
         ),
-        NO_CARDS,
+        outcome(pama=[["ServiceRequest/mri-cpt", "no-criteria-apply"]]),
     )
 
     # 7 CPT 70540 only: contrast certainly incomplete.
@@ -518,7 +603,12 @@ def build() -> None:
             [draft],
             ["ServiceRequest/mri-cpt-noncon"],
         ),
-        warning(CONTRAST_SUMMARY, "ServiceRequest/mri-cpt-noncon", ["without IV contrast only"]),
+        {
+            **warning(
+                CONTRAST_SUMMARY, "ServiceRequest/mri-cpt-noncon", ["without IV contrast only"]
+            ),
+            "pama": [["ServiceRequest/mri-cpt-noncon", "no-criteria-apply"]],
+        },
     )
 
     # 8 ICD-O-3 topography + morphology (mCODE style), face/neck MRI without orbits.
@@ -983,17 +1073,10 @@ def build() -> None:
     pid = "pt-ct"
     conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
     procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
-    draft = order(
-        pid,
-        "ct-neck",
-        codings=[
-            coding(CPT, "70491", "Computed tomography, soft tissue neck; with contrast material(s)")
-        ],
-        text="CT SOFT TISSUE NECK W CONTRAST",
-    )
+    draft = order(pid, "ct-neck", codings=[CT_70491], text="CT SOFT TISSUE NECK W CONTRAST")
     vignette(
         "treated_parotid_cancer_ct_neck_with_contrast",
-        "Treated parotid cancer; CT neck with IV contrast (also Usually Appropriate): no warning.",
+        "Treated parotid cancer, no implant on record; CT neck with IV contrast (also Usually Appropriate): no warning, an info card that MRI tells scar from recurrence better, with a switch that is not pre-selected, and the history for the radiologist since the order has no reason.",
         hook_request(
             pid,
             patient(pid, "male", "1947-02-02"),
@@ -1002,14 +1085,28 @@ def build() -> None:
             [draft],
             ["ServiceRequest/ct-neck"],
         ),
-        NO_CARDS,
+        outcome(
+            card(
+                "info",
+                "CT neck is appropriate, but MRI better tells scar from recurrence and shows perineural spread",
+                ["Nothing on record contraindicates MRI", "CT neck with IV contrast ← ordered"],
+                [replace("ServiceRequest/ct-neck"), update("ServiceRequest/ct-neck")],
+            ),
+            pama=[["ServiceRequest/ct-neck", "appropriate"]],
+        ),
     )
 
     # 24 two drafts, only the selected one is checked.
     pid = "pt-two-drafts"
     conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
     procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
-    good = order(pid, "mri-ofn", codings=[MRI_70543], text="MRI ORBITS FACE NECK W WO CONTRAST")
+    good = order(
+        pid,
+        "mri-ofn",
+        codings=[MRI_70543],
+        text="MRI ORBITS FACE NECK W WO CONTRAST",
+        reason="parotid-ca",
+    )
     weak = local_mri(pid, "mri-neck-earlier", "MRI NECK W WO CONTRAST", "IMG10488")
     vignette(
         "two_drafts_full_protocol_selected",
@@ -1022,7 +1119,461 @@ def build() -> None:
             [weak, good],
             ["ServiceRequest/mri-ofn"],
         ),
+        outcome(pama=[["ServiceRequest/mri-ofn", "appropriate"]]),
+    )
+
+    # --- the rest of the ACR guidance -----------------------------------------------------
+
+    # 25 the right MRI, but no reason on the order; a prior MRI to compare with.
+    pid = "pt-no-history"
+    conds = [
+        condition(
+            pid,
+            "parotid-acc",
+            [C07],
+            text="Adenoid cystic carcinoma of right parotid gland",
+            onset="2022-03-01",
+        )
+    ]
+    procs = [
+        procedure(pid, "total-parotidectomy", [PAROTIDECTOMY_42420], performed="2022-04-04"),
+        procedure(pid, "imrt", [IMRT_77386], period=("2022-05-09", "2022-06-20")),
+    ]
+    draft = order(pid, "mri-ofn-nr", codings=[MRI_70543], text="MRI ORBITS FACE NECK W WO CONTRAST")
+    studies = [
+        imaging_study(pid, "mri-2025", "MRI ORBITS FACE NECK W WO CONTRAST", "2025-11-02"),
+        imaging_study(pid, "mri-2024", "MRI ORBITS FACE NECK W WO CONTRAST", "2024-10-28"),
+        imaging_study(pid, "ct-chest-2025", "CT CHEST W CONTRAST", "2026-01-15"),
+    ]
+    vignette(
+        "full_protocol_without_clinical_history_prior_mri",
+        "The right study is ordered without a reason: an info card offers to add the cancer diagnosis and a clinical-history note (histology, treatment, dates) and names the latest prior head and neck MRI for comparison (a later chest CT is not head and neck imaging).",
+        hook_request(
+            pid,
+            patient(pid, "female", "1963-05-25"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/mri-ofn-nr"],
+            studies=studies,
+        ),
+        outcome(
+            card(
+                "info",
+                "Add the clinical history to this imaging order: histology, treatment and dates guide the radiologist",
+                [
+                    "carries no reason",
+                    "Compare with prior imaging:** MRI ORBITS FACE NECK W WO CONTRAST (2025-11-02)",
+                    "MRI orbits face neck without and with IV contrast ← ordered",
+                ],
+                [update("ServiceRequest/mri-ofn-nr")],
+            ),
+            pama=[["ServiceRequest/mri-ofn-nr", "appropriate"]],
+        ),
+    )
+
+    # 26 CT neck without contrast.
+    pid = "pt-ct-noncon"
+    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
+    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    draft = order(
+        pid,
+        "ct-noncon",
+        codings=[coding(LOCAL, "IMG20031", "CT NECK WO CONTRAST")],
+        text="CT NECK WO CONTRAST",
+        reason="parotid-ca",
+    )
+    vignette(
+        "treated_parotid_cancer_ct_neck_without_contrast",
+        "Treated parotid cancer; CT neck without contrast: a warning, with CT neck with IV contrast and the MRI protocol as replacements (MRI pre-selected: nothing contraindicates it).",
+        hook_request(
+            pid,
+            patient(pid, "male", "1958-08-30"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/ct-noncon"],
+        ),
+        outcome(
+            card(
+                "warning",
+                "CT neck without IV contrast is not the rated study: order CT neck with IV contrast or the MRI protocol",
+                ["is done without IV contrast"],
+                [replace("ServiceRequest/ct-noncon", CT_TEXT), replace("ServiceRequest/ct-noncon")],
+            )
+        ),
+    )
+
+    # 27 CT neck with contrast, pacemaker: MRI not possible, silence.
+    pid = "pt-ct-pacemaker"
+    conds = [
+        condition(pid, "parotid-ca", [C07], onset="2023-01-09"),
+        condition(pid, "pacemaker", [Z950], recorded="2019-02-02"),
+    ]
+    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    draft = order(
+        pid,
+        "ct-neck-pm",
+        codings=[CT_70491],
+        text="CT SOFT TISSUE NECK W CONTRAST",
+        reason="parotid-ca",
+    )
+    vignette(
+        "treated_parotid_cancer_pacemaker_ct_neck_with_contrast",
+        "Treated parotid cancer with a cardiac pacemaker (Z95.0): CT neck with IV contrast is the right alternative; silence.",
+        hook_request(
+            pid,
+            patient(pid, "male", "1944-04-12"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/ct-neck-pm"],
+        ),
+        outcome(pama=[["ServiceRequest/ct-neck-pm", "appropriate"]]),
+    )
+
+    # 28 MRI with a pacemaker on the problem list.
+    pid = "pt-mri-pacemaker"
+    conds = [
+        condition(pid, "parotid-ca", [C07], onset="2023-01-09"),
+        condition(pid, "pacemaker", [Z950], recorded="2019-02-02"),
+    ]
+    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    draft = order(
+        pid,
+        "mri-pm",
+        codings=[MRI_70543],
+        text="MRI ORBITS FACE NECK W WO CONTRAST",
+        reason="parotid-ca",
+    )
+    vignette(
+        "treated_parotid_cancer_pacemaker_mri_selected",
+        "Treated parotid cancer; a pacemaker (Z95.0) on the problem list; the full MRI protocol is selected: a warning that MRI may be contraindicated, replacing it by CT neck with IV contrast.",
+        hook_request(
+            pid,
+            patient(pid, "female", "1941-09-09"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/mri-pm"],
+        ),
+        outcome(
+            card(
+                "warning",
+                "An implant on record may contraindicate MRI: consider CT neck with IV contrast instead",
+                ["Presence of cardiac pacemaker (ICD-10-CM Z95.0)", "CT neck with IV contrast"],
+                [replace("ServiceRequest/mri-pm", CT_TEXT)],
+            ),
+            pama=[["ServiceRequest/mri-pm", "appropriate"]],
+        ),
+    )
+
+    # 29 MRI with a cochlear implant recorded only as a Device.
+    pid = "pt-mri-cochlear"
+    conds = [condition(pid, "smg-ca", [C080], onset="2024-01-20")]
+    procs = [
+        procedure(
+            pid,
+            "smg-excision",
+            [coding(CPT, "42440", "Excision of submandibular (submaxillary) gland")],
+            performed="2024-02-12",
+        )
+    ]
+    draft = local_mri(pid, "mri-neck-ci", "MRI NECK W WO CONTRAST", "IMG10488")
+    vignette(
+        "treated_submandibular_cancer_cochlear_implant_device_mri_neck",
+        "Treated submandibular cancer; a cochlear implant recorded only as a Device resource (by name); an MRI neck is selected: the implant warning comes first, the incomplete protocol is moot.",
+        hook_request(
+            pid,
+            patient(pid, "male", "1977-07-07"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/mri-neck-ci"],
+            devices=[device(pid, "ci-left", "Cochlear implant, left ear")],
+        ),
+        outcome(
+            card(
+                "warning",
+                "An implant on record may contraindicate MRI: consider CT neck with IV contrast instead",
+                ["Cochlear implant, left ear", "carries no reason"],
+                [
+                    replace("ServiceRequest/mri-neck-ci", CT_TEXT),
+                    update("ServiceRequest/mri-neck-ci"),
+                ],
+            )
+        ),
+    )
+
+    # 30 a pacemaker since removed (Device inactive): MRI is fine.
+    pid = "pt-removed-pacemaker"
+    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
+    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    draft = order(
+        pid,
+        "mri-ok",
+        codings=[MRI_70543],
+        text="MRI ORBITS FACE NECK W WO CONTRAST",
+        reason="parotid-ca",
+    )
+    vignette(
+        "treated_parotid_cancer_explanted_pacemaker_full_protocol",
+        "A pacemaker recorded as an inactive Device (explanted); the full MRI protocol is selected: silence.",
+        hook_request(
+            pid,
+            patient(pid, "male", "1950-10-10"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/mri-ok"],
+            devices=[device(pid, "old-pm", "Cardiac pacemaker", status="inactive")],
+        ),
+        outcome(pama=[["ServiceRequest/mri-ok", "appropriate"]]),
+    )
+
+    # 31 PET/CT six weeks after radiotherapy.
+    pid = "pt-pet-early"
+    conds = [
+        condition(
+            pid,
+            "parotid-sdc",
+            [C07],
+            text="Salivary duct carcinoma of left parotid gland",
+            onset="2026-04-02",
+        )
+    ]
+    procs = [
+        procedure(pid, "parotidectomy", [PAROTIDECTOMY_42420], performed="2026-05-05"),
+        procedure(pid, "imrt", [IMRT_77386], period=("2026-08-31", "2026-10-13")),
+    ]
+    draft = order(
+        pid,
+        "pet-early",
+        codings=[PET_78815],
+        text="PET/CT SKULL BASE TO MID-THIGH",
+        reason="parotid-sdc",
+        occurrence="2026-11-24",
+    )
+    vignette(
+        "pet_ct_six_weeks_after_radiotherapy",
+        "Salivary duct carcinoma after parotidectomy and IMRT ending 2026-10-13; an FDG-PET/CT for 2026-11-24 (42 days later): a warning about false positives from post-treatment inflammation, with the date math and the offer to defer to 2027-01-05 or switch to the MRI protocol.",
+        hook_request(
+            pid,
+            patient(pid, "female", "1956-01-31"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/pet-early"],
+        ),
+        outcome(
+            card(
+                "warning",
+                "PET/CT within 12 weeks of radiotherapy may be falsely positive: defer it or order the MRI protocol",
+                [
+                    "Radiotherapy ended on **2026-10-13**",
+                    "**2026-11-24**, 42 days (6 weeks) later",
+                    "**2027-01-05**",
+                    "FDG-PET/CT skull base to mid-thigh ← ordered",
+                ],
+                [update("ServiceRequest/pet-early"), replace("ServiceRequest/pet-early")],
+            ),
+            pama=[["ServiceRequest/pet-early", "appropriate"]],
+        ),
+    )
+
+    # 32 PET/CT well after radiotherapy.
+    pid = "pt-pet-late"
+    conds = [condition(pid, "parotid-ca", [C07], onset="2025-09-02")]
+    procs = [
+        procedure(pid, "parotidectomy", [PAROTIDECTOMY_42420], performed="2025-10-01"),
+        procedure(
+            pid,
+            "rt",
+            [coding(SCT, "1217123003", "Radiotherapy course")],
+            period=("2025-11-03", "2025-12-15"),
+        ),
+    ]
+    draft = order(
+        pid,
+        "pet-late",
+        codings=[PET_78815],
+        text="PET/CT SKULL BASE TO MID-THIGH",
+        reason="parotid-ca",
+        occurrence="2026-11-24",
+    )
+    vignette(
+        "pet_ct_eleven_months_after_radiotherapy",
+        "FDG-PET/CT eleven months after radiotherapy, with a reason: Usually Appropriate; silence.",
+        hook_request(
+            pid,
+            patient(pid, "male", "1960-12-12"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/pet-late"],
+        ),
+        outcome(pama=[["ServiceRequest/pet-late", "appropriate"]]),
+    )
+
+    # 33 ultrasound of the neck.
+    pid = "pt-us"
+    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
+    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    draft = order(
+        pid,
+        "us-neck",
+        codings=[coding(LOCAL, "IMG30077", "US NECK SOFT TISSUE")],
+        text="US NECK SOFT TISSUE",
+        reason="parotid-ca",
+    )
+    vignette(
+        "treated_parotid_cancer_us_neck",
+        "Treated parotid cancer; a neck ultrasound is selected: an info card on what ultrasound can and cannot show, offering to add the MRI protocol.",
+        hook_request(
+            pid,
+            patient(pid, "female", "1985-05-15"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/us-neck"],
+        ),
+        outcome(
+            card(
+                "info",
+                "Neck ultrasound cannot assess deep tissues or perineural spread: add MRI orbits face neck if needed",
+                ["fine-needle aspiration", "US neck ← ordered"],
+                [[f"create {MRI_TEXT}"]],
+            )
+        ),
+    )
+
+    # 34 ultrasound-guided FNA.
+    pid = "pt-us-fna"
+    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
+    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    draft = order(
+        pid,
+        "us-fna",
+        codings=[coding(LOCAL, "IMG30190", "US GUIDED FNA NECK LYMPH NODE")],
+        text="US GUIDED FNA NECK LYMPH NODE",
+        reason="parotid-ca",
+    )
+    vignette(
+        "treated_parotid_cancer_us_guided_fna",
+        "An ultrasound-guided FNA of a neck node: a procedure, not a diagnostic study to advise on; silence.",
+        hook_request(
+            pid,
+            patient(pid, "male", "1971-11-11"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/us-fna"],
+        ),
         NO_CARDS,
+    )
+
+    # 35 order-sign: every draft, warnings only.
+    pid = "pt-sign"
+    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
+    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    mri = local_mri(pid, "mri-neck-sign", "MRI NECK SOFT TISSUE W WO CONTRAST", "IMG10487")
+    mri["reasonReference"] = [{"reference": "Condition/parotid-ca"}]
+    ct = order(pid, "ct-neck-sign", codings=[CT_70491], text="CT SOFT TISSUE NECK W CONTRAST")
+    vignette(
+        "order_sign_mri_neck_and_ct_neck",
+        "order-sign with two drafts: an MRI neck (the incomplete protocol is still there at signing: warning) and a CT neck with contrast (its info-level advice is not repeated at signing).",
+        hook_request(pid, patient(pid, "female", "1967-06-06"), conds, procs, [mri, ct], None),
+        outcome(
+            card(
+                "warning",
+                REGIONS_SUMMARY,
+                ["MRI NECK SOFT TISSUE W WO CONTRAST"],
+                [replace("ServiceRequest/mri-neck-sign")],
+            ),
+            service=SIGN_SERVICE,
+        ),
+    )
+
+    # 36 order-sign of the right study.
+    pid = "pt-sign-ok"
+    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
+    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    draft = order(
+        pid, "mri-ofn-sign", codings=[MRI_70543], text="MRI orbits face neck w/wo IV contrast"
+    )
+    vignette(
+        "order_sign_full_protocol",
+        "order-sign of the full protocol without a reason: the missing history was info at selection, and is not repeated at signing; silence.",
+        hook_request(pid, patient(pid, "male", "1962-02-22"), conds, procs, [draft], None),
+        outcome(service=SIGN_SERVICE),
+    )
+
+    # 37 the CDS Hooks sandbox's PAMA screen, for a patient outside the scenario.
+    pid = "pt-pama-other"
+    conds = [
+        condition(
+            pid,
+            "opscc",
+            [coding(ICD10, "C10.9", "Malignant neoplasm of oropharynx, unspecified")],
+            onset="2023-03-03",
+        )
+    ]
+    procs = [
+        procedure(
+            pid,
+            "crt",
+            [coding(SCT, "703423002", "Combined chemotherapy and radiation therapy")],
+            period=("2023-04-01", "2023-05-20"),
+        )
+    ]
+    draft = order(pid, "pama-mri", codings=[MRI_70543])
+    vignette(
+        "pama_cpt_order_outside_the_scenario",
+        "As the sandbox's PAMA Imaging screen sends it: a CPT 70543 draft for a patient treated for oropharyngeal cancer. No card; the rating system action says no criteria of this service apply.",
+        hook_request(
+            pid,
+            patient(pid, "male", "1959-09-19"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/pama-mri"],
+        ),
+        outcome(pama=[["ServiceRequest/pama-mri", "no-criteria-apply"]]),
+    )
+
+    # 38 CT neck, contrast not said.
+    pid = "pt-ct-unsaid"
+    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
+    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    draft = order(
+        pid,
+        "ct-neck-plain",
+        codings=[coding(LOCAL, "IMG20001", "CT NECK SOFT TISSUE")],
+        text="CT NECK SOFT TISSUE",
+        reason="parotid-ca",
+    )
+    vignette(
+        "treated_parotid_cancer_ct_neck_contrast_not_said",
+        "Treated parotid cancer; 'CT NECK SOFT TISSUE' does not say whether IV contrast is given: an info card naming the rated CT (with IV contrast) and the MRI protocol.",
+        hook_request(
+            pid,
+            patient(pid, "female", "1969-03-03"),
+            conds,
+            procs,
+            [draft],
+            ["ServiceRequest/ct-neck-plain"],
+        ),
+        outcome(
+            card(
+                "info",
+                "Say 'with IV contrast': CT neck with IV contrast is the rated CT for treated salivary gland cancer",
+                ["does not say that it is done with IV contrast"],
+                [
+                    replace("ServiceRequest/ct-neck-plain", CT_TEXT),
+                    replace("ServiceRequest/ct-neck-plain"),
+                ],
+            )
+        ),
     )
 
 
@@ -1056,9 +1607,9 @@ def write_record_bundle() -> None:
 def main() -> None:
     build()
     expected: dict[str, Any] = {}
-    for name, (description, request, outcome) in VIGNETTES.items():
+    for name, (description, request, result) in VIGNETTES.items():
         (OUT / f"{name}.json").write_text(json.dumps(request, indent=2) + "\n", encoding="utf-8")
-        expected[name] = {"description": description, "service": SERVICE, **outcome}
+        expected[name] = {"description": description, **result}
     (OUT / "expected-outcomes.json").write_text(
         json.dumps(expected, indent=2) + "\n", encoding="utf-8"
     )

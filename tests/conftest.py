@@ -21,6 +21,7 @@ from cds_service.knowledge import Knowledge, default_hooks_dir, load_knowledge
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "fhir_examples"
 SERVICE_ID = "salivary-post-treatment-imaging-order-select"
+SIGN_SERVICE_ID = "salivary-post-treatment-imaging-order-sign"
 HOOK_URL = f"/cds-services/{SERVICE_ID}"
 
 

@@ -27,7 +27,9 @@ def knowledge_codes(knowledge: Knowledge) -> dict[tuple[str, str], str]:
         for c in knowledge.valuesets.concepts(name)
     }
     codes.update({(o.system, o.code): o.display for o in knowledge.imaging.codedOrderables})
-    codes.update({(c.system, c.code): c.display for c in knowledge.cards.recommendedOrder.coding})
+    codes.update(
+        {(c.system, c.code): c.display for o in knowledge.cards.orders.values() for c in o.coding}
+    )
     return codes
 
 

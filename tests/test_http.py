@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from cds_service.app import create_app
 from cds_service.config import Settings
-from tests.conftest import HOOK_URL, SERVICE_ID, body_of, vignette
+from tests.conftest import HOOK_URL, SERVICE_ID, SIGN_SERVICE_ID, body_of, vignette
 
 POSITIVE = "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"
 
@@ -19,14 +19,23 @@ POSITIVE = "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"
 def test_discovery_lists_the_service_without_private_config(client: FlaskClient) -> None:
     response = client.get("/cds-services")
     assert response.status_code == 200
-    services = body_of(response)["services"]
-    assert [s["id"] for s in services] == [SERVICE_ID]
-    service = services[0]
-    assert service["hook"] == "order-select"
-    assert service["title"] and service["description"]
-    assert set(service["prefetch"]) == {"patient", "conditions", "procedures", "serviceRequests"}
-    assert service["prefetch"]["conditions"] == "Condition?patient={{context.patientId}}"
-    assert "_config" not in service and "config" not in service
+    services = {s["id"]: s for s in body_of(response)["services"]}
+    assert set(services) == {SERVICE_ID, SIGN_SERVICE_ID}
+    assert services[SERVICE_ID]["hook"] == "order-select"
+    assert services[SIGN_SERVICE_ID]["hook"] == "order-sign"
+    for service in services.values():
+        assert service["title"] and service["description"]
+        assert set(service["prefetch"]) == {
+            "patient",
+            "conditions",
+            "procedures",
+            "serviceRequests",
+            "devices",
+            "imagingStudies",
+            "diagnosticReports",
+        }
+        assert service["prefetch"]["conditions"] == "Condition?patient={{context.patientId}}"
+        assert "_config" not in service and "config" not in service
 
 
 def test_hook_answers_cards(client: FlaskClient) -> None:
@@ -250,3 +259,29 @@ def test_production_allows_only_configured_origins() -> None:
     refused = listed.get("/cds-services", headers={"Origin": "https://evil.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://sandbox.cds-hooks.org"
     assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+SIGN_URL = f"/cds-services/{SIGN_SERVICE_ID}"
+
+
+def test_order_sign_needs_no_selections_and_checks_every_draft(client: FlaskClient) -> None:
+    body = vignette("order_sign_mri_neck_and_ct_neck")
+    assert "selections" not in body["context"]
+    response = client.post(SIGN_URL, json=body)
+    assert response.status_code == 200
+    [card] = body_of(response)["cards"]
+    assert card["suggestions"][0]["actions"][0]["resourceId"] == "ServiceRequest/mri-neck-sign"
+    assert "systemActions" not in body_of(response)
+
+
+def test_order_sign_request_sent_to_order_select_is_refused(client: FlaskClient) -> None:
+    body = vignette("order_sign_mri_neck_and_ct_neck")
+    assert _error(client.post(HOOK_URL, json=body), 400)["field"] == "hook"
+    body["hook"] = "order-select"
+    assert _error(client.post(HOOK_URL, json=body), 400)["field"] == "context.selections"
+
+
+def test_order_sign_missing_draft_orders_is_400(client: FlaskClient) -> None:
+    body = vignette("order_sign_mri_neck_and_ct_neck")
+    del body["context"]["draftOrders"]
+    assert _error(client.post(SIGN_URL, json=body), 400)["field"] == "context.draftOrders"

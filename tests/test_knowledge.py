@@ -63,14 +63,16 @@ NEGATIVE_CASES: dict[str, tuple[Edit, str]] = {
     "summary of 140 characters or more": (
         _edit_json(
             "knowledge/cards.json",
-            lambda d: d["rules"]["incomplete-mri-protocol"].update(summaryRegions="x" * 140),
+            lambda d: d["rules"]["incomplete-mri-protocol"].update(summary="x" * 140),
         ),
-        "summaryRegions",
+        "summary",
     ),
     "unknown placeholder in card wording": (
         _edit_json(
             "knowledge/cards.json",
-            lambda d: d["rules"]["incomplete-mri-protocol"].update(regionsProblem="{patient_name}"),
+            lambda d: d["rules"]["incomplete-mri-protocol"]["texts"].update(
+                regionsProblem="{patient_name}"
+            ),
         ),
         "unknown placeholders",
     ),

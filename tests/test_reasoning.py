@@ -7,10 +7,8 @@ from typing import Any
 import pytest
 
 from cds_service.knowledge import Knowledge
-from cds_service.orders import OrderClassifier
-from cds_service.reasoning import assess_mri, find_post_treatment_context
-from cds_service.records import PatientRecord, build_record, order_fact
-from tests.conftest import draft_service_request
+from cds_service.reasoning import find_post_treatment_context
+from cds_service.records import PatientRecord, build_record
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 SCT = "http://snomed.info/sct"
@@ -257,54 +255,3 @@ def test_treatments_are_listed_oldest_first(in_scope: Any) -> None:
     rt = procedure("rt", SCT, "1217123003", performed="2023-05-01")
     context = in_scope(C07, rt, PAROTIDECTOMY)
     assert [t.procedure.id for t in context.treatments] == ["parotidectomy", "rt"]
-
-
-# --- the MRI rule ---------------------------------------------------------------------------
-
-
-def _order(knowledge: Knowledge, text: str | None, cpt: str | None = None) -> Any:
-    classifier = OrderClassifier(knowledge.imaging)
-    sr = draft_service_request([{"system": CPT, "code": cpt}] if cpt else None, text)
-    reading = classifier.classify(order_fact(sr, classifier.known_systems))
-    assert reading is not None
-    return reading
-
-
-@pytest.mark.parametrize(
-    ("text", "cpt", "missing", "contrast"),
-    [
-        ("MRI NECK W WO CONTRAST", None, ("face", "orbits/skull base"), None),
-        ("MRI NECK", None, ("face", "orbits/skull base"), "unspecified"),
-        ("MRI FACE NECK W WO", None, ("orbits/skull base",), None),
-        ("MRI ORBITS FACE NECK W CONTRAST", None, (), "with"),
-        ("MRI PAROTID W WO", None, ("neck", "face", "orbits/skull base"), None),
-        (None, "70540", (), "without"),
-        (None, "70542", (), "with"),
-    ],
-)
-def test_incomplete_mri_findings(
-    knowledge: Knowledge,
-    text: str | None,
-    cpt: str | None,
-    missing: tuple[str, ...],
-    contrast: str | None,
-) -> None:
-    finding = assess_mri(_order(knowledge, text, cpt), knowledge.imaging.recommendedProtocol)
-    assert finding is not None
-    assert (finding.missing_regions, finding.contrast_problem) == (missing, contrast)
-
-
-@pytest.mark.parametrize(
-    ("text", "cpt"),
-    [
-        ("MRI orbits face neck w/wo IV contrast", None),
-        ("MRI SKULL BASE FACE NECK W WO", None),
-        ("MRI BRAIN W WO CONTRAST", None),
-        ("MRI HEAD", None),
-        ("CT NECK W CONTRAST", None),
-        (None, "70543"),
-        ("MRI orbit, face and/or neck", None),
-    ],
-)
-def test_no_mri_finding(knowledge: Knowledge, text: str | None, cpt: str | None) -> None:
-    assert assess_mri(_order(knowledge, text, cpt), knowledge.imaging.recommendedProtocol) is None

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import HOOK_URL, body_of, expected_outcomes, vignette
+from tests.conftest import HOOK_URL, SIGN_SERVICE_ID, body_of, expected_outcomes, vignette
 
 OUTCOMES = expected_outcomes()
 
@@ -17,6 +17,18 @@ def test_there_are_enough_vignettes() -> None:
     assert len(OUTCOMES) >= 12
     assert sum(1 for o in OUTCOMES.values() if o["cards"]) >= 5
     assert sum(1 for o in OUTCOMES.values() if not o["cards"]) >= 7
+    rules_shown = {o["cards"][0]["summary"] for o in OUTCOMES.values() if o["cards"]}
+    assert len(rules_shown) >= 9  # every rule, and both incomplete-MRI summaries, has a vignette
+
+
+def action_label(action: dict[str, Any]) -> str:
+    """An action as the expected outcomes write it: "delete ServiceRequest/x", "create <name>"."""
+    if action["type"] == "delete":
+        return f"delete {action['resourceId']}"
+    resource = action["resource"]
+    if action["type"] == "create":
+        return f"create {resource['code']['text']}"
+    return f"update {resource['resourceType']}/{resource['id']}"
 
 
 @pytest.mark.parametrize("name", sorted(OUTCOMES))
@@ -24,20 +36,28 @@ def test_vignette_gives_expected_cards(client: FlaskClient, name: str) -> None:
     expected = OUTCOMES[name]
     response = client.post(f"/cds-services/{expected['service']}", json=vignette(name))
     assert response.status_code == 200, response.json
-    cards = body_of(response)["cards"]
+    body = body_of(response)
+    cards = body["cards"]
     assert len(cards) == len(expected["cards"])
     for card, want in zip(cards, expected["cards"], strict=True):
         assert card["indicator"] == want["indicator"]
         assert card["summary"] == want["summary"]
         for text in want["detailMentions"]:
             assert text in card["detail"]
-        actions = card["suggestions"][0]["actions"]
-        assert actions[0] == {
-            "type": "delete",
-            "description": actions[0]["description"],
-            "resourceId": want["replaces"],
-        }
-        assert actions[1]["type"] == "create"
+        got = [[action_label(a) for a in s["actions"]] for s in card["suggestions"]]
+        assert got == want["suggestions"]
+    ratings = [
+        [
+            f"ServiceRequest/{a['resource']['id']}",
+            a["resource"]["extension"][-1]["valueCodeableConcept"]["coding"][0]["code"],
+        ]
+        for a in body.get("systemActions", [])
+    ]
+    assert ratings == expected["pama"]
+    if ratings:
+        assert body["extension"]["systemActions"] == body["systemActions"]
+    else:
+        assert "systemActions" not in body and "extension" not in body
 
 
 def _post(client: FlaskClient, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -127,3 +147,51 @@ def test_history_with_neck_dissection_fires_with_parotidectomy(client: FlaskClie
         "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "42420"}]
     }
     assert len(_post(client, body)) == 1
+
+
+def _drafts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["resource"] for e in body["context"]["draftOrders"]["entry"]]
+
+
+def test_ct_with_pacemaker_gets_the_mri_advice_once_the_pacemaker_is_gone(
+    client: FlaskClient,
+) -> None:
+    body = vignette("treated_parotid_cancer_pacemaker_ct_neck_with_contrast")
+    assert _post(client, body) == []
+    body["prefetch"]["conditions"]["entry"].pop()  # the pacemaker Condition
+    [card] = _post(client, body)
+    assert card["indicator"] == "info" and "MRI better tells scar" in card["summary"]
+
+
+def test_explanted_pacemaker_warns_while_still_active(client: FlaskClient) -> None:
+    body = vignette("treated_parotid_cancer_explanted_pacemaker_full_protocol")
+    assert _post(client, body) == []
+    body["prefetch"]["devices"]["entry"][0]["resource"]["status"] = "active"
+    [card] = _post(client, body)
+    assert card["summary"].startswith("An implant on record may contraindicate MRI")
+
+
+def test_late_pet_warns_when_radiotherapy_ended_recently(client: FlaskClient) -> None:
+    body = vignette("pet_ct_eleven_months_after_radiotherapy")
+    assert _post(client, body) == []
+    _procedures(body)[1]["performedPeriod"]["end"] = "2026-10-30"
+    [card] = _post(client, body)
+    assert "25 days (3 weeks) later" in card["detail"]
+
+
+def test_guided_fna_is_silent_but_a_diagnostic_ultrasound_is_not(client: FlaskClient) -> None:
+    body = vignette("treated_parotid_cancer_us_guided_fna")
+    assert _post(client, body) == []
+    draft = _drafts(body)[0]
+    draft["code"] = {"text": "US NECK SOFT TISSUE"}
+    [card] = _post(client, body)
+    assert card["summary"].startswith("Neck ultrasound cannot assess deep tissues")
+
+
+def test_order_sign_shows_info_advice_only_at_selection(client: FlaskClient) -> None:
+    body = vignette("order_sign_full_protocol")
+    assert client.post(f"/cds-services/{SIGN_SERVICE_ID}", json=body).json == {"cards": []}
+    body["hook"] = "order-select"
+    body["context"]["selections"] = ["ServiceRequest/mri-ofn-sign"]
+    [card] = _post(client, body)
+    assert card["indicator"] == "info"

@@ -1,0 +1,257 @@
+"""Guidance decisions for each imaging order of an in-scope patient: pure functions, with evidence.
+
+One order gets at most one primary finding, chosen by clinical priority (an implant that may
+contraindicate MRI first, then an incomplete MRI, CT without contrast, PET/CT too early, CT
+where MRI is preferred, ultrasound limits); a missing clinical history is folded into that card,
+or makes its own info card when nothing else applies.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal
+
+from cds_service.knowledge import (
+    Knowledge,
+    RatedProcedure,
+    RatingKnowledge,
+    RecommendedProtocol,
+    SafetyKnowledge,
+)
+from cds_service.orders import ImagingOrder, OrderClassifier, normalise_text
+from cds_service.reasoning import PostTreatmentContext, described, usable
+from cds_service.records import PartialDate, PatientRecord, PriorImagingFact
+from cds_service.terminology import ValueSets
+
+MRI_MODALITIES = frozenset({"MR", "MRA", "PET-MR"})
+NECK_REGIONS = frozenset({"neck"})
+US_REGIONS = frozenset({"neck", "salivary-gland"})
+
+
+@dataclass(frozen=True)
+class Implant:
+    """Evidence of an implant that may contraindicate MRI."""
+
+    reference: str
+    display: str
+
+
+@dataclass(frozen=True)
+class MriContraindicated:
+    order: ImagingOrder
+    implant: Implant
+    rule_id: Literal["mri-contraindicated"] = "mri-contraindicated"
+
+
+@dataclass(frozen=True)
+class IncompleteMri:
+    order: ImagingOrder
+    missing_regions: tuple[str, ...]
+    contrast_problem: Literal["unspecified", "without", "with"] | None
+    rule_id: Literal["incomplete-mri-protocol"] = "incomplete-mri-protocol"
+
+
+@dataclass(frozen=True)
+class CtNeck:
+    order: ImagingOrder
+    rule_id: Literal[
+        "ct-neck-without-contrast", "ct-neck-contrast-unspecified", "ct-neck-mri-preferred"
+    ]
+
+
+@dataclass(frozen=True)
+class PetTooEarly:
+    order: ImagingOrder
+    radiotherapy_end: PartialDate
+    scan_date: date
+    earliest: date
+    minimum_weeks: int
+    rule_id: Literal["pet-too-early"] = "pet-too-early"
+
+    @property
+    def days(self) -> int:
+        return (self.scan_date - self.radiotherapy_end.value).days
+
+
+@dataclass(frozen=True)
+class UsLimited:
+    order: ImagingOrder
+    rule_id: Literal["us-limited"] = "us-limited"
+
+
+Finding = MriContraindicated | IncompleteMri | CtNeck | PetTooEarly | UsLimited
+
+
+@dataclass(frozen=True)
+class PatientSituation:
+    """What holds for the patient across orders: scope, implant, priors, the date."""
+
+    context: PostTreatmentContext
+    implant: Implant | None
+    #: False when device data was not sent: nothing may then be said to allow MRI.
+    devices_known: bool
+    latest_prior: tuple[PriorImagingFact, ImagingOrder] | None
+    today: date
+
+    @property
+    def mri_possible(self) -> bool:
+        return self.implant is None and self.devices_known
+
+
+@dataclass(frozen=True)
+class OrderAdvice:
+    """Everything the service has to say about one order; rendered as at most one card."""
+
+    order: ImagingOrder
+    primary: Finding | None
+    missing_history: bool
+    rated: RatedProcedure | None
+
+    @property
+    def rule_id(self) -> str | None:
+        if self.primary is not None:
+            return self.primary.rule_id
+        return "missing-clinical-history" if self.missing_history else None
+
+
+def find_implant(record: PatientRecord, vs: ValueSets, safety: SafetyKnowledge) -> Implant | None:
+    """A current implant that may contraindicate MRI, from Conditions or Device resources."""
+    patterns = re.compile(r"\b(?:" + "|".join(safety.implantTextPatterns) + r")\b")
+    for condition in record.conditions:
+        if not usable(condition):
+            continue
+        if condition.clinical_status in safety.inactiveConditionClinicalStatuses:
+            continue  # e.g. a pacemaker since removed
+        code = vs.match(safety.implantValueSet, condition.codes)
+        if code is not None:
+            name = described(condition.text, code, vs, safety.implantValueSet)
+            return Implant(condition.reference, f"{name} ({code.label})")
+        if condition.text and patterns.search(normalise_text(condition.text)):
+            return Implant(condition.reference, condition.text)
+    for device in record.devices:
+        if device.status in safety.inactiveDeviceStatuses:
+            continue
+        if any(patterns.search(normalise_text(name)) for name in device.names):
+            return Implant(f"Device/{device.id}", device.display)
+    return None
+
+
+def latest_prior_imaging(
+    record: PatientRecord, classifier: OrderClassifier, protocol: RecommendedProtocol
+) -> tuple[PriorImagingFact, ImagingOrder] | None:
+    """The most recent completed head and neck study, from orders, studies or reports."""
+    found: list[tuple[PriorImagingFact, ImagingOrder]] = []
+    for prior in record.prior_imaging:
+        reading = classifier.read(None, prior.codes, list(prior.texts))
+        if reading is not None and reading.covers_any(protocol.headNeckRegions):
+            found.append((prior, reading))
+    dated = [f for f in found if f[0].date is not None]
+    if not dated:
+        return found[0] if found else None
+    return max(dated, key=lambda f: f[0].date.value if f[0].date else date.min)
+
+
+def rated_procedure(order: ImagingOrder, ratings: RatingKnowledge) -> RatedProcedure | None:
+    """The procedure of the ACR table this order is, if it is one of them."""
+    if not order.regions_known:
+        return None
+    for procedure in ratings.procedures:
+        match = procedure.match
+        if order.modality != match.modality:
+            continue
+        if not all(order.regions & set(group) for group in match.requiredRegions):
+            continue
+        if match.contrast is not None and order.contrast not in match.contrast:
+            continue
+        return procedure
+    return None
+
+
+def assess_mri(order: ImagingOrder, protocol: RecommendedProtocol) -> IncompleteMri | None:
+    """Hold a selected MRI against the recommended protocol; None when it is fine or unknown."""
+    if order.modality != protocol.modality:
+        return None
+    if order.regions_known:
+        if not order.regions & protocol.headNeckRegions:
+            return None  # e.g. MRI brain: another question, not this rule's
+        missing = tuple(
+            req.label for req in protocol.requiredRegions if not order.regions & set(req.anyOf)
+        )
+    else:
+        if not order.possible_regions & protocol.headNeckRegions:
+            return None  # nothing tells us this MRI is of the head and neck
+        missing = ()  # CPT 7054x alone: the regions are unknown, so nothing is claimed missing
+    contrast_problem: Literal["unspecified", "without", "with"] | None = None
+    if order.contrast in ("without", "with"):
+        contrast_problem = order.contrast
+    elif order.contrast == "unspecified" and order.regions_known:
+        contrast_problem = "unspecified"
+    if not missing and contrast_problem is None:
+        return None
+    return IncompleteMri(order, missing, contrast_problem)
+
+
+def _ct_neck(order: ImagingOrder, situation: PatientSituation) -> CtNeck | None:
+    if not (order.regions_known and order.regions & NECK_REGIONS):
+        return None
+    if order.contrast == "without":
+        return CtNeck(order, "ct-neck-without-contrast")
+    if order.contrast == "unspecified":
+        return CtNeck(order, "ct-neck-contrast-unspecified")
+    if order.contrast == "with" and situation.mri_possible:
+        return CtNeck(order, "ct-neck-mri-preferred")
+    return None  # with contrast and MRI contraindicated or unknown; w/wo; conflicting
+
+
+def _pet_too_early(
+    order: ImagingOrder, situation: PatientSituation, safety: SafetyKnowledge
+) -> PetTooEarly | None:
+    ended = situation.context.radiotherapy_end()
+    if ended is None:
+        return None
+    draft = order.draft
+    scan = draft.occurrence.value if draft.occurrence else situation.today
+    weeks = safety.petMinimumWeeksAfterRadiotherapy
+    earliest = ended.value + timedelta(weeks=weeks)
+    if not ended.value <= scan < earliest:
+        return None
+    return PetTooEarly(order, ended, scan, earliest, weeks)
+
+
+def primary_finding(
+    order: ImagingOrder, situation: PatientSituation, knowledge: Knowledge
+) -> Finding | None:
+    """The one thing most worth saying about this order, if any."""
+    protocol = knowledge.imaging.recommendedProtocol
+    if order.modality in MRI_MODALITIES:
+        if situation.implant is not None and order.covers_any(protocol.headNeckRegions):
+            return MriContraindicated(order, situation.implant)
+        return assess_mri(order, protocol)
+    if order.modality == "CT":
+        return _ct_neck(order, situation)
+    if order.modality == "PET-CT":
+        return _pet_too_early(order, situation, knowledge.safety)
+    if order.modality == "US" and not order.guided_procedure and order.covers_any(US_REGIONS):
+        return UsLimited(order)
+    return None
+
+
+def advise(
+    situation: PatientSituation, orders: list[ImagingOrder], knowledge: Knowledge
+) -> list[OrderAdvice]:
+    """Advice for each order that concerns this scenario (head and neck or rated imaging)."""
+    advice: list[OrderAdvice] = []
+    head_neck = knowledge.imaging.recommendedProtocol.headNeckRegions
+    for order in orders:
+        rated = rated_procedure(order, knowledge.ratings)
+        if rated is None and not order.covers_any(head_neck):
+            continue  # e.g. chest X-ray: not this scenario's imaging
+        if order.guided_procedure:
+            continue  # an FNA or biopsy under imaging: not a diagnostic study to advise on
+        primary = primary_finding(order, situation, knowledge)
+        missing_history = not order.draft.has_reason
+        if primary is not None or missing_history:
+            advice.append(OrderAdvice(order, primary, missing_history, rated))
+    return advice
