@@ -8,10 +8,12 @@ from flask.typing import ResponseReturnValue
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
+from cds_service.allowlist import AllowList
 from cds_service.api.services import blueprint as services_blueprint
 from cds_service.config import Settings
 from cds_service.engine import Engine
 from cds_service.errors import CdsError
+from cds_service.fhir_client import FetchLimits, FhirFetcher
 from cds_service.knowledge import load_knowledge
 from cds_service.logs import configure_logging
 
@@ -27,6 +29,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["CDS_SETTINGS"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["cds_engine"] = Engine(load_knowledge(settings.hooks_dir))
+    app.extensions["cds_fetcher"] = FhirFetcher(
+        AllowList.parse(settings.allowed_fhir_servers()),
+        FetchLimits(
+            connect_timeout=settings.fhir_connect_timeout,
+            read_timeout=settings.fhir_read_timeout,
+            deadline=settings.fhir_deadline,
+            max_pages=settings.fhir_max_pages,
+            max_bytes=settings.fhir_max_bytes,
+        ),
+    )
     app.register_blueprint(services_blueprint)
     _enable_cors(app, settings)
     _register_error_handlers(app)

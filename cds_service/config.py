@@ -24,6 +24,21 @@ class Settings(BaseSettings):
     #: Unset: "*" in development, none in production.
     cors_origins: str | None = None
 
+    #: FHIR base URLs the service may fetch from, comma-separated prefixes, or "loopback".
+    #: Unset: "loopback" in development, nothing in production.
+    fhir_allowlist: str | None = None
+    fhir_connect_timeout: float = Field(default=0.5, gt=0, le=10)
+    fhir_read_timeout: float = Field(default=1.5, gt=0, le=30)
+    #: Overall time for all FHIR fetches of one hook call, in seconds.
+    fhir_deadline: float = Field(default=2.0, gt=0, le=30)
+    fhir_max_pages: int = Field(default=5, ge=1, le=100)
+    fhir_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+
+    def allowed_fhir_servers(self) -> str:
+        if self.fhir_allowlist is None:
+            return "loopback" if self.environment == "development" else ""
+        return self.fhir_allowlist
+
     def allowed_origins(self) -> list[str]:
         if self.cors_origins is None:
             return ["*"] if self.environment == "development" else []

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from cds_service.cards import CardRenderer, OrderingContext, UuidFactory
 from cds_service.errors import InvalidRequestError, UnknownServiceError
-from cds_service.fhir_data import PrefetchReading, draft_orders, read_prefetch, require_prefetch
+from cds_service.fhir_client import FhirFetcher
+from cds_service.fhir_data import PrefetchReading, draft_orders, gather
 from cds_service.guidance import (
     PatientSituation,
     advise,
@@ -55,6 +56,7 @@ class Outcome:
     orders_checked: int
     resources_skipped: int
     rules: tuple[str, ...] = ()
+    fetched: tuple[str, ...] = ()
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
@@ -104,11 +106,13 @@ class Engine:
         body: Any,
         new_uuid: UuidFactory = random_uuid,
         today: date | None = None,
+        fetcher: FhirFetcher | None = None,
     ) -> Outcome:
+        """Answer one call. Data comes from prefetch, and from the FHIR server only when a
+        fetcher is given (the HTTP service); the reasoning itself never touches the network."""
         service = self.service(service_id)
         request, context = parse_request(service, body)
-        reading = read_prefetch(service, request.prefetch)
-        require_prefetch(service, reading)
+        reading = gather(service, request, fetcher)
         return self.decide(service, context, reading, new_uuid, today or utc_today())
 
     def _orders(self, service: ServiceDefinition, context: OrderSignContext) -> list[ImagingOrder]:
@@ -138,7 +142,7 @@ class Engine:
             devices_known=DEVICE_PREFETCH_KEY not in reading.missing,
         )
         if not orders:
-            return Outcome(CdsResponse(cards=[]), False, 0, record.skipped)
+            return Outcome(CdsResponse(cards=[]), False, 0, record.skipped, (), reading.fetched)
         clinical = find_post_treatment_context(record, k.valuesets)
         cards: list[Card] = []
         rules: tuple[str, ...] = ()
@@ -166,7 +170,9 @@ class Engine:
             if actions
             else None,
         )
-        return Outcome(response, clinical is not None, len(orders), record.skipped, rules)
+        return Outcome(
+            response, clinical is not None, len(orders), record.skipped, rules, reading.fetched
+        )
 
     def _pama_actions(
         self, service: ServiceDefinition, orders: list[ImagingOrder], in_scope: bool

@@ -1,10 +1,13 @@
-"""Gather the patient's data for one request: prefetch -> raw resources, and the draft orders.
+"""Gather the patient's data for one request: prefetch, or the EHR's FHIR server, and the drafts.
 
 This is the only module that knows where data comes from. Per prefetch key:
 - present (a resource or a Bundle): used;
-- null: the client says there is no data: used as empty;
-- an OperationOutcome, or absent: missing. Missing required keys give 412 until the FHIR server
-  fallback exists; see the README's "Prefetch" section.
+- null: the client says there is no such data: used as empty, never fetched;
+- an OperationOutcome, or absent: missing.
+Missing keys the reasoning uses are fetched from ``fhirServer`` when it is allow-listed. If any
+fetch fails the answer is 412: a partly fetched record must not produce a card that the whole
+record would not. Without an (allowed) server, missing required keys give 412 and missing optional
+ones are simply unknown (the reasoning then says less).
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.errors import InvalidRequestError, PrefetchUnavailableError
+from cds_service.fhir_client import FhirFetcher
 from cds_service.knowledge import ServiceDefinition
 from cds_service.records import clean, names_other_patient, validated
+from cds_service.wire import HookRequest
 
 
 @dataclass(frozen=True)
 class PrefetchReading:
     resources: tuple[Mapping[str, Any], ...]
     missing: tuple[str, ...]
+    fetched: tuple[str, ...] = ()
 
 
 def _resources_of(value: Any) -> Iterator[Mapping[str, Any]] | None:
@@ -62,15 +68,45 @@ def read_prefetch(
     return PrefetchReading(tuple(resources), tuple(missing))
 
 
-def require_prefetch(service: ServiceDefinition, reading: PrefetchReading) -> None:
-    """Raise 412 when data the reasoning needs is missing (no FHIR fallback yet)."""
+def gather(
+    service: ServiceDefinition, request: HookRequest, fetcher: FhirFetcher | None
+) -> PrefetchReading:
+    """Prefetch, completed from the FHIR server where allowed; 412 when data cannot be had."""
+    reading = read_prefetch(service, request.prefetch)
+    used = {*service.config.requiredPrefetch, *service.config.optionalPrefetch}
+    wanted = [k for k in reading.missing if k in used]
+    server = request.fhirServer
+    if wanted and fetcher is not None and server and fetcher.allowed(server):
+        token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
+        result = fetcher.fetch(
+            server, {k: service.prefetch[k] for k in wanted}, request.context, token
+        )
+        if result.failures:
+            raise PrefetchUnavailableError(
+                "Data the service needs could not be fetched from the FHIR server",
+                missingPrefetch=sorted(result.failures),
+                reasons=dict(sorted(result.failures.items())),
+                prefetchTemplates={k: service.prefetch[k] for k in sorted(result.failures)},
+            )
+        fetched = [r for key in wanted for r in result.resources.get(key, [])]
+        still_missing = tuple(k for k in reading.missing if k not in result.resources)
+        reading = PrefetchReading(reading.resources + tuple(fetched), still_missing, tuple(wanted))
     needed = [k for k in reading.missing if k in service.config.requiredPrefetch]
     if needed:
+        reason = (
+            "no-fhir-server"
+            if not server
+            else "fhir-server-not-allowed"
+            if fetcher is None or not fetcher.allowed(server)
+            else "not-fetched"
+        )
         raise PrefetchUnavailableError(
             "Required prefetch data is missing and the service cannot fetch it",
             missingPrefetch=needed,
+            reasons=dict.fromkeys(needed, reason),
             prefetchTemplates={k: service.prefetch[k] for k in needed},
         )
+    return reading
 
 
 def draft_orders(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fhir.resources.R4B.valueset import ValueSet
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cds_service.terminology import Concept, ValueSets
 
@@ -56,7 +56,11 @@ class WireCoding(_Strict):
 
 
 class ServiceConfig(_Strict):
+    #: Without these the service cannot decide: fetched when missing, else 412.
     requiredPrefetch: tuple[str, ...]
+    #: Used when present, fetched when missing and a FHIR server may be asked. Other keys
+    #: (the Patient) are advertised for clients but never fetched: the reasoning does not use them.
+    optionalPrefetch: tuple[str, ...]
     #: order-select judges the new selections; order-sign every draft being signed.
     ordersToCheck: Literal["selections", "all-drafts"]
     #: Cards below this indicator are not shown (order-sign shows only warnings).
@@ -86,6 +90,15 @@ class ServiceDefinition(_Strict):
                 if token.strip() not in allowed:
                     raise ValueError(f"prefetch {key!r} uses token {token!r}, not allowed")
         return templates
+
+    @model_validator(mode="after")
+    def _config_names_prefetch_keys(self) -> ServiceDefinition:
+        unknown = {*self.config.requiredPrefetch, *self.config.optionalPrefetch} - set(
+            self.prefetch
+        )
+        if unknown:
+            raise ValueError(f"_config names prefetch keys that do not exist: {sorted(unknown)}")
+        return self
 
     def discovery_entry(self) -> dict[str, Any]:
         """The public part: what GET /cds-services shows (rule config stripped)."""

@@ -61,7 +61,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
     hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
     bound = log.bind(service=service_id, hookInstance=loggable_hook_instance(hook_instance))
     try:
-        outcome = engine.evaluate(service_id, body)
+        outcome = engine.evaluate(service_id, body, fetcher=current_app.extensions["cds_fetcher"])
     except CdsError as exc:
         bound.info(
             "hook",
@@ -77,6 +77,8 @@ def call_service(service_id: str) -> ResponseReturnValue:
         cards=len(outcome.response.cards),
         in_scope=outcome.in_scope,
         orders_checked=outcome.orders_checked,
+        rules=list(outcome.rules),
+        fetched=list(outcome.fetched),
         resources_skipped=outcome.resources_skipped,
         ms=round((time.perf_counter() - started) * 1000, 2),
     )

@@ -1,0 +1,178 @@
+"""Fetch missing prefetch data from the EHR's FHIR server (CDS Hooks 2.0 "Prefetch").
+
+Only allow-listed base URLs are contacted. Keys are fetched in parallel over one pooled
+``requests.Session``; searches follow ``Bundle.link[next]`` (on the same base) up to a page
+limit; every HTTP call has connect/read timeouts and the whole fetch an overall deadline, read
+in chunks so that a slow or endless body cannot hold a request past it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from cds_service.allowlist import AllowList
+
+
+class FetchFailedError(Exception):
+    """One prefetch key could not be fetched; ``reason`` is a short code for the 412 body."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    connect_timeout: float = 0.5
+    read_timeout: float = 1.5
+    deadline: float = 2.0
+    max_pages: int = 5
+    max_bytes: int = 20 * 1024 * 1024
+
+
+@dataclass
+class FetchResult:
+    resources: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def render_template(template: str, context: Mapping[str, Any]) -> str:
+    """Fill ``{{context.x}}`` tokens with URL-encoded context values (primitives only)."""
+    rendered = template
+    for key, value in context.items():
+        token = "{{context." + key + "}}"
+        if token in rendered and isinstance(value, str | int):
+            rendered = rendered.replace(token, quote(str(value), safe=""))
+    if "{{" in rendered:
+        raise FetchFailedError("template-token-unavailable")
+    return rendered
+
+
+class FhirFetcher:
+    """One per process: a pooled HTTP session and a small thread pool for parallel keys."""
+
+    def __init__(self, allow: AllowList, limits: FetchLimits, workers: int = 8) -> None:
+        self.allow = allow
+        self.limits = limits
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=32, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir-fetch")
+
+    def allowed(self, base: str) -> bool:
+        return self.allow.allows(base)
+
+    def fetch(
+        self,
+        base: str,
+        templates: Mapping[str, str],
+        context: Mapping[str, Any],
+        access_token: str | None,
+    ) -> FetchResult:
+        """Fetch every key of ``templates``; keys that fail are in ``failures``, never partial."""
+        result = FetchResult()
+        if not self.allowed(base):
+            result.failures = dict.fromkeys(templates, "fhir-server-not-allowed")
+            return result
+        deadline = time.monotonic() + self.limits.deadline
+        headers = {"Accept": "application/fhir+json, application/json"}
+        if access_token:
+            headers["Authorization"] = f"Bearer {access_token}"
+        futures = {}
+        for key, template in templates.items():
+            try:
+                url = f"{base.rstrip('/')}/{render_template(template, context)}"
+            except FetchFailedError as exc:
+                result.failures[key] = exc.reason
+                continue
+            futures[key] = self._pool.submit(self._fetch_key, base, url, headers, deadline)
+        wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()) + 0.05)
+        for key, future in futures.items():
+            if not future.done():
+                future.cancel()
+                result.failures[key] = "timeout"
+                continue
+            try:
+                result.resources[key] = future.result()
+            except FetchFailedError as exc:
+                result.failures[key] = exc.reason
+        return result
+
+    def _fetch_key(
+        self, base: str, url: str, headers: Mapping[str, str], deadline: float
+    ) -> list[Mapping[str, Any]]:
+        resources: list[Mapping[str, Any]] = []
+        next_url: str | None = url
+        pages = 0
+        while next_url is not None:
+            if pages >= self.limits.max_pages:
+                raise FetchFailedError("too-many-pages")  # an incomplete record is no record
+            body = self._get_json(next_url, headers, deadline)
+            pages += 1
+            kind = body.get("resourceType") if isinstance(body, dict) else None
+            if kind == "OperationOutcome" or not isinstance(kind, str):
+                raise FetchFailedError("operation-outcome" if kind else "not-fhir")
+            if kind != "Bundle":
+                return [body]
+            for entry in body.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if (
+                    isinstance(resource, dict)
+                    and resource.get("resourceType") != "OperationOutcome"
+                ):
+                    resources.append(resource)
+            next_url = _next_link(body)
+            if next_url is not None and not next_url.startswith(base.rstrip("/") + "/"):
+                raise FetchFailedError("next-link-off-server")
+        return resources
+
+    def _get_json(self, url: str, headers: Mapping[str, str], deadline: float) -> Any:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchFailedError("timeout")
+        timeout = (
+            min(self.limits.connect_timeout, remaining),
+            min(self.limits.read_timeout, remaining),
+        )
+        try:
+            with self._session.get(
+                url, headers=dict(headers), timeout=timeout, stream=True, allow_redirects=False
+            ) as response:
+                if response.status_code in (401, 403):
+                    raise FetchFailedError("unauthorized")
+                if response.status_code != 200:
+                    raise FetchFailedError(f"http-{response.status_code}")
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > self.limits.max_bytes:
+                        raise FetchFailedError("response-too-large")
+                    if time.monotonic() > deadline:
+                        raise FetchFailedError("timeout")
+                    chunks.append(chunk)
+        except requests.Timeout:
+            raise FetchFailedError("timeout") from None
+        except requests.RequestException:
+            raise FetchFailedError("unreachable") from None
+        try:
+            return json.loads(b"".join(chunks))
+        except ValueError:
+            raise FetchFailedError("not-json") from None
+
+
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
+            return str(link["url"])
+    return None
