@@ -23,6 +23,15 @@ EXAMPLES = ROOT / "fhir_examples"
 SERVICE_ID = "salivary-post-treatment-imaging-order-select"
 SIGN_SERVICE_ID = "salivary-post-treatment-imaging-order-sign"
 HOOK_URL = f"/cds-services/{SERVICE_ID}"
+#: The prefetch keys the reasoning reads (the Patient key is advertised but never read).
+USED_PREFETCH_KEYS = (
+    "conditions",
+    "procedures",
+    "serviceRequests",
+    "devices",
+    "imagingStudies",
+    "diagnosticReports",
+)
 
 
 @pytest.fixture(scope="session")

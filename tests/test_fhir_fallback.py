@@ -18,19 +18,11 @@ from cds_service.app import create_app
 from cds_service.config import Settings
 from cds_service.engine import Engine
 from cds_service.fhir_client import FetchLimits, FhirFetcher
-from tests.conftest import HOOK_URL, body_of, expected_outcomes, vignette
+from tests.conftest import HOOK_URL, USED_PREFETCH_KEYS, body_of, expected_outcomes, vignette
 from tests.fhir_standin import Behaviour, FhirStandIn
 
 OUTCOMES = expected_outcomes()
 POSITIVE = "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"
-USED_KEYS = [
-    "conditions",
-    "procedures",
-    "serviceRequests",
-    "devices",
-    "imagingStudies",
-    "diagnosticReports",
-]
 TODAY = date(2026, 11, 24)
 
 
@@ -87,7 +79,7 @@ def test_every_vignette_gives_the_same_answer_by_fallback(
         service, _without_prefetch(name, fhir.base), lambda: "u", TODAY, _fetcher()
     )
     assert fetched.response.to_json() == by_prefetch.response.to_json()
-    assert sorted(fetched.fetched) == sorted(USED_KEYS)
+    assert sorted(fetched.fetched) == sorted(USED_PREFETCH_KEYS)
 
 
 def test_all_missing_keys_are_fetched_with_the_token(fhir: FhirStandIn, engine: Engine) -> None:

@@ -11,7 +11,14 @@ from flask.testing import FlaskClient
 
 from cds_service.app import create_app
 from cds_service.config import Settings
-from tests.conftest import HOOK_URL, SERVICE_ID, SIGN_SERVICE_ID, body_of, vignette
+from tests.conftest import (
+    HOOK_URL,
+    SERVICE_ID,
+    SIGN_SERVICE_ID,
+    USED_PREFETCH_KEYS,
+    body_of,
+    vignette,
+)
 
 POSITIVE = "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"
 
@@ -25,15 +32,7 @@ def test_discovery_lists_the_service_without_private_config(client: FlaskClient)
     assert services[SIGN_SERVICE_ID]["hook"] == "order-sign"
     for service in services.values():
         assert service["title"] and service["description"]
-        assert set(service["prefetch"]) == {
-            "patient",
-            "conditions",
-            "procedures",
-            "serviceRequests",
-            "devices",
-            "imagingStudies",
-            "diagnosticReports",
-        }
+        assert set(service["prefetch"]) == {"patient", *USED_PREFETCH_KEYS}
         assert service["prefetch"]["conditions"] == "Condition?patient={{context.patientId}}"
         assert "_config" not in service and "config" not in service
 
