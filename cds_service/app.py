@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import structlog
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from cds_service.allowlist import AllowList
+from cds_service.api.auth import install_authentication
 from cds_service.api.services import blueprint as services_blueprint
 from cds_service.config import Settings
 from cds_service.engine import Engine
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             max_bytes=settings.fhir_max_bytes,
         ),
     )
+    install_authentication(app, settings)
     app.register_blueprint(services_blueprint)
     _enable_cors(app, settings)
     _register_error_handlers(app)
@@ -68,7 +70,11 @@ def _enable_cors(app: Flask, settings: Settings) -> None:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CdsError)
     def _cds_error(exc: CdsError) -> ResponseReturnValue:
-        return jsonify(exc.to_json()), exc.status
+        response = jsonify(exc.to_json())
+        if exc.status == 401:
+            log.info("unauthorized", path=request.path, reason=exc.message)
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response, exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:

@@ -34,6 +34,24 @@ class Settings(BaseSettings):
     fhir_max_pages: int = Field(default=5, ge=1, le=100)
     fhir_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
 
+    #: Require a valid client JWT on hook and feedback calls. Unset: on in production only.
+    require_auth: bool | None = None
+    #: Trusted issuers as JSON: [{"iss", "jwks_url" | "jwks_file", "allowed_jku": [...]}].
+    trusted_issuers: str | None = None
+    trusted_issuers_file: Path | None = None
+    #: Opt in to the public CDS Hooks sandbox (issuer https://sandbox.cds-hooks.org), whose
+    #: published JWKS ships with the service.
+    trust_sandbox: bool = False
+    #: The URL clients call, e.g. https://cds.example.org (proxies change host and scheme);
+    #: the JWT's aud must equal this base plus the path called. Unset: the URL as received.
+    public_base_url: str | None = None
+    jwt_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+
+    def auth_required(self) -> bool:
+        if self.require_auth is None:
+            return self.environment == "production"
+        return self.require_auth
+
     def allowed_fhir_servers(self) -> str:
         if self.fhir_allowlist is None:
             return "loopback" if self.environment == "development" else ""

@@ -55,6 +55,8 @@ def _patient_of(resource: Mapping[str, Any]) -> str | None:
 class FhirStandIn:
     def __init__(self, resources: Iterable[Mapping[str, Any]] = ()) -> None:
         self.resources: list[Mapping[str, Any]] = list(resources)
+        #: Static JSON documents by path (e.g. a JWKS), served before any FHIR logic.
+        self.documents: dict[str, Any] = {}
         self.behaviour = Behaviour()
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
@@ -96,6 +98,8 @@ class FhirStandIn:
             self.seen.append(
                 Seen(request.path, dict(request.args), request.headers.get("Authorization"))
             )
+        if request.path in self.documents:
+            return _json(self.documents[request.path], 200)
         behaviour = self.behaviour
         if behaviour.delay:
             time.sleep(behaviour.delay)

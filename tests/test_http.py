@@ -248,11 +248,15 @@ def test_cors_headers_on_answers_and_errors(client: FlaskClient) -> None:
 
 
 def test_production_allows_only_configured_origins() -> None:
-    closed = create_app(Settings(environment="production")).test_client()
+    closed = create_app(Settings(environment="production", require_auth=False)).test_client()
     response = closed.get("/cds-services", headers={"Origin": "https://sandbox.cds-hooks.org"})
     assert "Access-Control-Allow-Origin" not in response.headers
     listed = create_app(
-        Settings(environment="production", cors_origins="https://sandbox.cds-hooks.org")
+        Settings(
+            environment="production",
+            require_auth=False,
+            cors_origins="https://sandbox.cds-hooks.org",
+        )
     ).test_client()
     allowed = listed.get("/cds-services", headers={"Origin": "https://sandbox.cds-hooks.org"})
     refused = listed.get("/cds-services", headers={"Origin": "https://evil.example"})

@@ -1,0 +1,38 @@
+"""Authentication of CDS clients on the /cds-services endpoints (before each request)."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, request
+
+from cds_service.config import Settings
+from cds_service.security import ClientVerifier, load_trusted_issuers
+
+
+def called_url(settings: Settings) -> str:
+    """The exact URL the client called, as the JWT's aud must name it."""
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/") + request.path
+    return request.base_url
+
+
+def _authenticate() -> None:
+    if request.method == "OPTIONS" or not request.path.startswith("/cds-services"):
+        return  # CORS preflights carry no credentials; health and metrics are open
+    settings: Settings = current_app.config["CDS_SETTINGS"]
+    verifier: ClientVerifier = current_app.extensions["cds_verifier"]
+    header = request.headers.get("Authorization")
+    is_discovery = request.path.rstrip("/") == "/cds-services"
+    if not settings.auth_required() or (is_discovery and header is None):
+        return  # discovery reveals nothing about patients; a token sent to it is still checked
+    verifier.verify(header, called_url(settings))
+
+
+def install_authentication(app: Flask, settings: Settings) -> None:
+    """Build the verifier once (trusted issuers are read and validated at start-up)."""
+    issuers = load_trusted_issuers(
+        settings.trusted_issuers, settings.trusted_issuers_file, settings.trust_sandbox
+    )
+    if settings.auth_required() and not issuers:
+        raise ValueError("authentication is required but no trusted issuer is configured")
+    app.extensions["cds_verifier"] = ClientVerifier(issuers, leeway=settings.jwt_leeway_seconds)
+    app.before_request(_authenticate)

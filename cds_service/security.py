@@ -1,0 +1,229 @@
+"""Verification of the CDS client's JWT (CDS Hooks 2.0 "Trusting CDS Clients").
+
+A token is accepted only when: its algorithm is an asymmetric one we allow (never ``none`` or
+HMAC); its ``iss`` is a configured trusted issuer; a ``jku`` header, if any, is one of that
+issuer's allowed JWKS URLs (it is never fetched from the token); the signature verifies with the
+key named by ``kid`` from the issuer's JWKS (a file, or a URL fetched, cached, and refreshed when
+an unknown ``kid`` appears); ``aud`` is exactly the URL called; ``exp``, ``iat`` and ``nbf`` hold
+within a small leeway; and its ``jti`` was not seen before within the token's lifetime.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import requests
+
+from cds_service.errors import CdsError
+
+ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
+_KEY_TYPES = {"ES": "EC", "RS": "RSA"}
+SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
+SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
+SANDBOX_JWKS_FILE = Path(__file__).parent / "trust" / "cds-hooks-sandbox-jwks.json"
+
+
+class UnauthorizedError(CdsError):
+    status = 401
+    error = "unauthorized"
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """An EHR we trust: its ``iss`` and where its public keys come from."""
+
+    iss: str
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    allowed_jku: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrustedIssuer:
+        if not isinstance(data.get("iss"), str):
+            raise ValueError("a trusted issuer needs an 'iss'")
+        url, path = data.get("jwks_url"), data.get("jwks_file")
+        if bool(url) == bool(path):
+            raise ValueError(f"issuer {data['iss']}: give exactly one of jwks_url and jwks_file")
+        allowed = tuple(data.get("allowed_jku", ()))
+        if url and url not in allowed:
+            allowed = (*allowed, url)
+        return cls(data["iss"], url, Path(path) if path else None, allowed)
+
+
+def sandbox_issuer() -> TrustedIssuer:
+    """The public CDS Hooks sandbox, with its published JWKS shipped in the package (opt-in)."""
+    return TrustedIssuer(SANDBOX_ISSUER, None, SANDBOX_JWKS_FILE, (SANDBOX_JKU,))
+
+
+def load_trusted_issuers(
+    inline_json: str | None, file: Path | None, trust_sandbox: bool
+) -> tuple[TrustedIssuer, ...]:
+    entries: list[Any] = []
+    if inline_json:
+        entries += json.loads(inline_json)
+    if file is not None:
+        entries += json.loads(file.read_text(encoding="utf-8"))
+    issuers = [TrustedIssuer.from_json(e) for e in entries]
+    if trust_sandbox and not any(i.iss == SANDBOX_ISSUER for i in issuers):
+        issuers.append(sandbox_issuer())
+    return tuple(issuers)
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A key of an issuer's JWKS, with the algorithm the JWK declares (if it does)."""
+
+    jwk: jwt.PyJWK
+    declared_alg: str | None
+
+
+@dataclass
+class _KeySet:
+    keys: dict[str, PublicKey] = field(default_factory=dict)
+    fetched_at: float = 0.0
+
+
+class JwksCache:
+    """Public keys per issuer: from a file once, or from a URL with refresh on an unknown kid
+    (at most once per ``min_refresh`` seconds, so a stream of bad kids cannot flood the EHR)."""
+
+    def __init__(self, timeout: float = 2.0, min_refresh: float = 30.0) -> None:
+        self._sets: dict[str, _KeySet] = {}
+        self._lock = threading.Lock()
+        self._timeout = timeout
+        self._min_refresh = min_refresh
+
+    def key(self, issuer: TrustedIssuer, kid: str) -> PublicKey:
+        with self._lock:
+            current = self._sets.get(issuer.iss)
+            if current is None or (
+                kid not in current.keys
+                and issuer.jwks_url
+                and time.monotonic() - current.fetched_at > self._min_refresh
+            ):
+                current = _KeySet(self._load(issuer), time.monotonic())
+                self._sets[issuer.iss] = current
+        try:
+            return current.keys[kid]
+        except KeyError:
+            raise UnauthorizedError("The token's key (kid) is not in the issuer's JWKS") from None
+
+    def _load(self, issuer: TrustedIssuer) -> dict[str, PublicKey]:
+        try:
+            if issuer.jwks_file is not None:
+                data = json.loads(issuer.jwks_file.read_text(encoding="utf-8"))
+            else:
+                assert issuer.jwks_url is not None
+                response = requests.get(issuer.jwks_url, timeout=self._timeout)
+                response.raise_for_status()
+                data = response.json()
+        except (OSError, ValueError, requests.RequestException):
+            raise UnauthorizedError("The issuer's JWKS cannot be read") from None
+        keys: dict[str, PublicKey] = {}
+        for jwk in data.get("keys", []):
+            if not isinstance(jwk, dict) or not jwk.get("kid"):
+                continue
+            try:
+                keys[jwk["kid"]] = PublicKey(jwt.PyJWK(jwk), jwk.get("alg"))
+            except jwt.PyJWTError:
+                continue  # a key type we cannot use (e.g. symmetric) is left out
+        return keys
+
+
+class ReplayCache:
+    """jti values seen, kept until their token expires (per process)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, iss: str, jti: str, expires: float) -> bool:
+        now = time.time()
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+            key = (iss, jti)
+            if key in self._seen and self._seen[key] > now:
+                return False
+            self._seen[key] = expires
+            return True
+
+
+class ClientVerifier:
+    """Verifies one Authorization header for one called URL."""
+
+    def __init__(
+        self,
+        issuers: tuple[TrustedIssuer, ...],
+        leeway: float = 30.0,
+        jwks: JwksCache | None = None,
+        replays: ReplayCache | None = None,
+    ) -> None:
+        self._issuers = {i.iss: i for i in issuers}
+        self._leeway = leeway
+        self._jwks = jwks or JwksCache()
+        self._replays = replays or ReplayCache()
+
+    def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
+        """Return the verified claims, or raise UnauthorizedError with a reason."""
+        if not authorization:
+            raise UnauthorizedError("An Authorization: Bearer <JWT> header is required")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise UnauthorizedError("The Authorization header must be 'Bearer <JWT>'")
+        token = token.strip()
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise UnauthorizedError("The bearer token is not a JWT") from None
+        algorithm = header.get("alg")
+        if algorithm not in ALLOWED_ALGORITHMS:
+            raise UnauthorizedError(f"Signing algorithm {algorithm!r} is not accepted")
+        issuer = self._issuers.get(str(unverified.get("iss")))
+        if issuer is None:
+            raise UnauthorizedError("The token's issuer is not trusted")
+        jku = header.get("jku")
+        if jku is not None and jku not in issuer.allowed_jku:
+            raise UnauthorizedError("The token's jku is not an allowed JWKS URL for its issuer")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise UnauthorizedError("The token names no key (kid)")
+        key = self._jwks.key(issuer, kid)
+        if (
+            key.declared_alg not in (None, algorithm)
+            or key.jwk.key_type != _KEY_TYPES[algorithm[:2]]
+        ):
+            raise UnauthorizedError("The token's algorithm does not match its key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key.jwk.key,
+                algorithms=[algorithm],
+                audience=audience,
+                issuer=issuer.iss,
+                leeway=self._leeway,
+                options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise UnauthorizedError("The token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise UnauthorizedError("The token is not yet valid (iat or nbf)") from None
+        except jwt.InvalidAudienceError:
+            raise UnauthorizedError("The token's aud is not the URL called") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise UnauthorizedError(f"The token has no {exc.claim!r} claim") from None
+        except jwt.PyJWTError:
+            raise UnauthorizedError("The token's signature or claims are invalid") from None
+        if float(claims["iat"]) > time.time() + self._leeway:
+            raise UnauthorizedError("The token is not yet valid (iat or nbf)")
+        if not self._replays.first_use(issuer.iss, str(claims["jti"]), float(claims["exp"])):
+            raise UnauthorizedError("The token was already used (jti)")
+        return claims
