@@ -10,6 +10,8 @@ from werkzeug.exceptions import HTTPException
 
 from cds_service.allowlist import AllowList
 from cds_service.api.auth import install_authentication
+from cds_service.api.health import blueprint as health_blueprint
+from cds_service.api.openapi import blueprint as openapi_blueprint
 from cds_service.api.services import blueprint as services_blueprint
 from cds_service.config import Settings
 from cds_service.engine import Engine
@@ -17,6 +19,7 @@ from cds_service.errors import CdsError
 from cds_service.fhir_client import FetchLimits, FhirFetcher
 from cds_service.knowledge import load_knowledge
 from cds_service.logs import configure_logging
+from cds_service.metrics import install_metrics
 
 log = structlog.get_logger("cds_service.app")
 
@@ -40,8 +43,11 @@ def create_app(settings: Settings | None = None) -> Flask:
             max_bytes=settings.fhir_max_bytes,
         ),
     )
+    install_metrics(app)
     install_authentication(app, settings)
     app.register_blueprint(services_blueprint)
+    app.register_blueprint(health_blueprint)
+    app.register_blueprint(openapi_blueprint)
     _enable_cors(app, settings)
     _register_error_handlers(app)
     return app
@@ -80,7 +86,11 @@ def _register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         code = exc.code or 500
         name = (exc.name or "error").lower().replace(" ", "-")
-        return jsonify({"error": name, "message": exc.description or exc.name}), code
+        response = jsonify({"error": name, "message": exc.description or exc.name})
+        for header, value in exc.get_headers():  # e.g. Allow on 405 (RFC 9110)
+            if header.lower() != "content-type":
+                response.headers[header] = value
+        return response, code
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:

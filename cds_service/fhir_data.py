@@ -30,10 +30,18 @@ class PrefetchReading:
     fetched: tuple[str, ...] = ()
 
 
-def _resources_of(value: Any) -> Iterator[Mapping[str, Any]] | None:
-    """Yield the resources of one prefetch value; None when the value counts as missing."""
-    if not isinstance(value, dict):
+def _resources_of(key: str, value: Any) -> Iterator[Mapping[str, Any]] | None:
+    """Yield the resources of one prefetch value; None when the value counts as missing.
+
+    A value that is neither null nor a FHIR resource is the client's error (400), not missing
+    data: guessing it away could hide a broken integration behind silence.
+    """
+    if value is None:
         return None
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        raise InvalidRequestError(
+            f"prefetch.{key} must be a FHIR resource or null", field=f"prefetch.{key}"
+        )
     kind = value.get("resourceType")
     if kind == "OperationOutcome":
         return None
@@ -45,9 +53,7 @@ def _resources_of(value: Any) -> Iterator[Mapping[str, Any]] | None:
             and isinstance(entry.get("resource"), dict)
             and entry["resource"].get("resourceType") != "OperationOutcome"
         )
-    if isinstance(kind, str):
-        return iter([value])
-    return None
+    return iter([value])
 
 
 def read_prefetch(
@@ -60,7 +66,7 @@ def read_prefetch(
     for key in service.prefetch:
         if key in prefetch and prefetch[key] is None:
             continue  # null: no data of that kind, nothing to fetch
-        found = _resources_of(prefetch.get(key))
+        found = _resources_of(key, prefetch.get(key))
         if found is None:
             missing.append(key)
         else:

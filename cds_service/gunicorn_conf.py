@@ -4,6 +4,8 @@ Start: gunicorn -c python:cds_service.gunicorn_conf 'cds_service.app:create_app(
 """
 
 import os
+import tempfile
+from typing import Any
 
 bind = os.environ.get("CDS_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("CDS_WORKERS", "2"))
@@ -17,3 +19,14 @@ preload_app = True  # load and validate hooks/ once, before forking: bad knowled
 # gunicorn >= 27 opens a control socket under $HOME by default; the container user has no home
 # and nothing here uses it.
 control_socket_disable = True
+
+# Prometheus metrics summed over workers: each worker writes its samples under this folder.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cds-metrics-")
+
+
+def child_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's hook signature
+    """Drop a dead worker's live gauges from the shared metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -106,6 +106,8 @@ def test_oversized_body_is_413(client: FlaskClient) -> None:
             "context.draftOrders",
         ),
         (lambda b: b.update(hook="patient-view"), "hook"),
+        (lambda b: b.update(fhirServer="file:///etc/passwd"), "fhirServer"),
+        (lambda b: b["prefetch"].update(conditions="Condition?patient=1"), "prefetch.conditions"),
         (
             lambda b: b.update(fhirAuthorization={"token_type": "Bearer"}),
             "fhirAuthorization.access_token",
