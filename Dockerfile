@@ -19,7 +19,10 @@ COPY cds_service ./cds_service
 COPY hooks ./hooks
 RUN pip install --no-deps . && rm -rf /app/cds_service /app/hooks
 
-RUN useradd --system --uid 10001 --no-create-home cds
+# The SQLite feedback store (when DATABASE_URL is not set) lives in a volume-friendly folder.
+RUN useradd --system --uid 10001 --no-create-home cds && mkdir -p /app/var && chown cds /app/var
+ENV CDS_DATA_DIR=/app/var
+VOLUME ["/app/var"]
 USER cds
 
 EXPOSE 8080

@@ -10,12 +10,14 @@ from werkzeug.exceptions import HTTPException
 
 from cds_service.allowlist import AllowList
 from cds_service.api.auth import install_authentication
+from cds_service.api.feedback import blueprint as feedback_blueprint
 from cds_service.api.health import blueprint as health_blueprint
 from cds_service.api.openapi import blueprint as openapi_blueprint
 from cds_service.api.services import blueprint as services_blueprint
 from cds_service.config import Settings
 from cds_service.engine import Engine
 from cds_service.errors import CdsError
+from cds_service.feedback import FeedbackStore, default_sqlite_url, make_engine
 from cds_service.fhir_client import FetchLimits, FhirFetcher
 from cds_service.knowledge import load_knowledge
 from cds_service.logs import configure_logging
@@ -43,9 +45,17 @@ def create_app(settings: Settings | None = None) -> Flask:
             max_bytes=settings.fhir_max_bytes,
         ),
     )
+    store = FeedbackStore(
+        make_engine(settings.database_url or default_sqlite_url(settings.data_dir))
+    )
+    store.create_schema()
+    store.engine.dispose()  # no connection survives into forked gunicorn workers
+    app.extensions["cds_feedback"] = store
+    app.extensions["cds_readiness"] = {"database": store.reachable}
     install_metrics(app)
     install_authentication(app, settings)
     app.register_blueprint(services_blueprint)
+    app.register_blueprint(feedback_blueprint)
     app.register_blueprint(health_blueprint)
     app.register_blueprint(openapi_blueprint)
     _enable_cors(app, settings)

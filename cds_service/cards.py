@@ -91,10 +91,15 @@ class CardRenderer:
         ordering: OrderingContext,
         new_uuid: UuidFactory,
         minimum_indicator: str = "info",
-    ) -> list[Card]:
-        cards = [self._card(a, situation, ordering, new_uuid) for a in advice]
+    ) -> list[tuple[str, Card]]:
+        """(rule id, card) for each advice at or above ``minimum_indicator``."""
         floor = INDICATOR_RANK[minimum_indicator]
-        return [c for c in cards if INDICATOR_RANK[c.indicator] >= floor]
+        rendered = []
+        for a in advice:
+            card = self._card(a, situation, ordering, new_uuid)
+            if INDICATOR_RANK[card.indicator] >= floor and a.rule_id is not None:
+                rendered.append((a.rule_id, card))
+        return rendered
 
     def pama_action(self, order: ImagingOrder, rated: RatedProcedure | None) -> Action | None:
         """The Argonaut PAMA rating as an update of a CPT-coded draft (sandbox PAMA view)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from cds_service.config import Settings
 from cds_service.engine import Engine
 from cds_service.errors import CdsError
+from cds_service.feedback import FeedbackStore, default_sqlite_url, make_engine
 from cds_service.knowledge import KnowledgeError, load_knowledge
 from cds_service.replay import (
     ReplayError,
@@ -21,6 +22,7 @@ from cds_service.replay import (
     run_local,
     run_remote,
 )
+from cds_service.report import build_report, format_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         "--draft", type=Path, default=None, help="Bundle replay: a ServiceRequest file"
     )
     replay.add_argument("--json", action="store_true", help="print the raw JSON response")
+
+    report = commands.add_parser("report", help="cards shown, accepted and overridden")
+    report.add_argument("--by", choices=["rule", "card"], default="rule")
+    report.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    report.add_argument("--database-url", default=None, help="default: DATABASE_URL, else SQLite")
+    report.add_argument("--top", type=int, default=3, help="override reasons shown per row")
     return parser
 
 
@@ -84,10 +92,24 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
+def _report(args: argparse.Namespace) -> int:
+    settings = Settings()
+    url = args.database_url or settings.database_url or default_sqlite_url(settings.data_dir)
+    store = FeedbackStore(make_engine(url))
+    try:
+        store.create_schema()
+        rows = build_report(store.engine, args.by, args.top)
+    finally:
+        store.engine.dispose()
+    print(format_report(rows, args.format, args.by))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {"serve": _serve, "replay": _replay, "report": _report}
     try:
-        return _serve(args) if args.command == "serve" else _replay(args)
+        return commands[args.command](args)
     except (ReplayError, KnowledgeError, CdsError) as exc:
         print(f"salivary-cds: {exc}", file=sys.stderr)
         return 2

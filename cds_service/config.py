@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     #: the JWT's aud must equal this base plus the path called. Unset: the URL as received.
     public_base_url: str | None = None
     jwt_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+
+    #: SQLAlchemy URL of the feedback store (DATABASE_URL), e.g.
+    #: postgresql+psycopg://user@host/db. Unset: a SQLite file under ``data_dir``.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "CDS_DATABASE_URL")
+    )
+    data_dir: Path = Path("var")
 
     def auth_required(self) -> bool:
         if self.require_auth is None:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from cds_service.cards import CardRenderer, OrderingContext, UuidFactory
 from cds_service.errors import InvalidRequestError, UnknownServiceError
+from cds_service.feedback import IssuedCard
 from cds_service.fhir_client import FhirFetcher
 from cds_service.fhir_data import PrefetchReading, draft_orders, gather
 from cds_service.guidance import (
@@ -57,6 +58,8 @@ class Outcome:
     resources_skipped: int
     rules: tuple[str, ...] = ()
     fetched: tuple[str, ...] = ()
+    #: The cards shown, by uuid with their rule and suggestion uuids, for the feedback store.
+    issued: tuple[IssuedCard, ...] = ()
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
@@ -146,6 +149,7 @@ class Engine:
         clinical = find_post_treatment_context(record, k.valuesets)
         cards: list[Card] = []
         rules: tuple[str, ...] = ()
+        issued: tuple[IssuedCard, ...] = ()
         if clinical is not None:
             situation = PatientSituation(
                 context=clinical,
@@ -158,10 +162,15 @@ class Engine:
             )
             advice = advise(situation, orders, k)
             ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
-            cards = self.renderer.render(
+            rendered = self.renderer.render(
                 advice, situation, ordering, new_uuid, service.config.minimumIndicator
             )
-            rules = tuple(a.rule_id for a in advice if a.rule_id)
+            cards = [card for _, card in rendered]
+            rules = tuple(rule for rule, _ in rendered)
+            issued = tuple(
+                IssuedCard(card.uuid, rule, tuple(s.uuid for s in card.suggestions or []))
+                for rule, card in rendered
+            )
         actions = self._pama_actions(service, orders, in_scope=clinical is not None)
         response = CdsResponse(
             cards=cards,
@@ -171,7 +180,13 @@ class Engine:
             else None,
         )
         return Outcome(
-            response, clinical is not None, len(orders), record.skipped, rules, reading.fetched
+            response,
+            clinical is not None,
+            len(orders),
+            record.skipped,
+            rules,
+            reading.fetched,
+            issued,
         )
 
     def _pama_actions(

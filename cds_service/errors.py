@@ -42,3 +42,10 @@ class PrefetchUnavailableError(CdsError):
 
     status = 412
     error = "prefetch-unavailable"
+
+
+class StorageUnavailableError(CdsError):
+    """The feedback database cannot be written: nothing was acknowledged."""
+
+    status = 503
+    error = "storage-unavailable"

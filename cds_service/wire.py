@@ -6,6 +6,7 @@ dumped with ``by_alias=True, exclude_none=True`` so no null ever leaves the serv
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -57,6 +58,45 @@ class OrderSelectContext(OrderSignContext):
     """order-select context: as order-sign, plus the newly selected orders."""
 
     selections: list[str]
+
+
+class ReceivedCoding(_Request):
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    display: str | None = None
+
+
+class OverrideReason(_Request):
+    reason: ReceivedCoding | None = None
+    userComment: str | None = Field(default=None, max_length=4000)
+
+
+class AcceptedSuggestion(_Request):
+    id: str = Field(min_length=1, max_length=64)
+
+
+class FeedbackItemIn(_Request):
+    """One item of CDS Hooks 2.0 feedback."""
+
+    card: str = Field(min_length=1, max_length=64)
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    overrideReason: OverrideReason | None = None
+    outcomeTimestamp: datetime
+
+    @model_validator(mode="after")
+    def _outcome_fields(self) -> FeedbackItemIn:
+        if self.outcome == "accepted" and not self.acceptedSuggestions:
+            raise ValueError("acceptedSuggestions is required when the outcome is accepted")
+        if self.outcome == "overridden" and self.acceptedSuggestions:
+            raise ValueError("acceptedSuggestions goes only with the outcome accepted")
+        if self.outcome == "accepted" and self.overrideReason is not None:
+            raise ValueError("overrideReason goes only with the outcome overridden")
+        return self
+
+
+class FeedbackRequest(_Request):
+    feedback: list[FeedbackItemIn] = Field(min_length=1, max_length=1000)
 
 
 class Coding(_Response):

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs what it needs into .venv, then lint, types and tests.
+# Tests that need PostgreSQL use CDS_TEST_POSTGRES_URL; when it is unset and the machine's
+# PostgreSQL answers on 127.0.0.1:5432 (database "test"), that one is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,7 +10,15 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import cds_service, pytest, ruff, mypy" # fail here, clearly, if the install did
 
+if [ -z "${CDS_TEST_POSTGRES_URL:-}" ]; then
+  local_pg="postgresql+psycopg://postgres@127.0.0.1:5432/test"
+  if .venv/bin/python -c "import psycopg; psycopg.connect('postgresql://postgres@127.0.0.1:5432/test', connect_timeout=3).close()" 2>/dev/null; then
+    export CDS_TEST_POSTGRES_URL="$local_pg"
+  fi
+fi
+echo "PostgreSQL for tests: ${CDS_TEST_POSTGRES_URL:-none (those tests are skipped)}"
+
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest "$@"
+.venv/bin/pytest -p no:cacheprovider "$@"

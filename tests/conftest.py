@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,9 @@ from cds_service.engine import Engine
 from cds_service.knowledge import Knowledge, default_hooks_dir, load_knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Every app the tests build keeps its SQLite feedback store in a throwaway folder.
+os.environ.setdefault("CDS_DATA_DIR", tempfile.mkdtemp(prefix="cds-test-data-"))
 EXAMPLES = ROOT / "fhir_examples"
 SERVICE_ID = "salivary-post-treatment-imaging-order-select"
 SIGN_SERVICE_ID = "salivary-post-treatment-imaging-order-sign"
@@ -105,3 +110,32 @@ def walk(value: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from walk(item, f"{path}[{index}]")
+
+
+def postgres_url() -> str | None:
+    """PostgreSQL for the tests that need a real server: CDS_TEST_POSTGRES_URL (set by .ci/run).
+
+    Locally without it those tests are skipped; in CI (CI=true) its absence is a failure.
+    """
+    url = os.environ.get("CDS_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI must provide PostgreSQL: CDS_TEST_POSTGRES_URL is not set")
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty feedback database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
+    url = postgres_url()
+    if url is None:
+        pytest.skip("PostgreSQL not configured (set CDS_TEST_POSTGRES_URL)")
+    from cds_service.feedback import make_engine, metadata
+
+    engine = make_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    return url

@@ -3,57 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
 from cds_service.cli import main
 from tests.conftest import EXAMPLES, HOOK_URL, ROOT
-
-GUNICORN_ARGV = ["-c", "python:cds_service.gunicorn_conf", "cds_service.app:create_app()"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.live import GUNICORN_ARGV, free_port, start_gunicorn
 
 
 @pytest.fixture(scope="module")
 def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    env = dict(os.environ, CDS_BIND=f"127.0.0.1:{port}", CDS_WORKERS="2")
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    log_path = tmp_path_factory.mktemp("gunicorn") / "server.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [gunicorn, *GUNICORN_ARGV], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/cds-services", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-        log_file.close()
+    server = start_gunicorn(tmp_path_factory.mktemp("gunicorn"))
+    yield server.url
+    server.stop()
 
 
 def test_dockerfile_runs_the_same_command_line() -> None:
@@ -93,7 +57,7 @@ def test_replay_against_the_running_service(
 
 
 def test_replay_names_an_unreachable_service(capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     assert (
         main(["replay", str(EXAMPLES / "warthin_tumour_after_parotidectomy.json"), "--url", url])
         == 2

@@ -10,10 +10,12 @@ from typing import Any
 import structlog
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
-from cds_service.engine import Engine
+from cds_service.engine import Engine, Outcome
 from cds_service.errors import CdsError, InvalidRequestError, UnsupportedMediaTypeError
+from cds_service.feedback import FeedbackStore
 
 blueprint = Blueprint("cds_services", __name__)
 log = structlog.get_logger("cds_service.hook")
@@ -43,7 +45,7 @@ def discovery() -> ResponseReturnValue:
     return jsonify({"services": services})
 
 
-def _json_body() -> Any:
+def json_body() -> Any:
     if not request.is_json:
         raise UnsupportedMediaTypeError("Send the request as application/json")
     try:
@@ -52,12 +54,21 @@ def _json_body() -> Any:
         raise InvalidRequestError("The request body is not valid JSON") from None
 
 
+def _record_cards(service_id: str, hook_instance: str, outcome: Outcome) -> None:
+    """Remember the cards shown, for feedback. A storage failure never withholds advice."""
+    store: FeedbackStore = current_app.extensions["cds_feedback"]
+    try:
+        store.record_cards(service_id, hook_instance, outcome.issued)
+    except SQLAlchemyError as exc:
+        log.error("cards-not-recorded", service=service_id, error_type=type(exc).__name__)
+
+
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> ResponseReturnValue:
     started = time.perf_counter()
     engine = _engine()
     engine.service(service_id)  # 404 before reading the body
-    body = _json_body()
+    body = json_body()
     hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
     bound = log.bind(service=service_id, hookInstance=loggable_hook_instance(hook_instance))
     try:
@@ -70,6 +81,8 @@ def call_service(service_id: str) -> ResponseReturnValue:
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
         raise
+    if outcome.issued:
+        _record_cards(service_id, str(hook_instance), outcome)
     bound.info(
         "hook",
         outcome="cards" if outcome.response.cards else "no-cards",

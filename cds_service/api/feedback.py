@@ -1,0 +1,75 @@
+"""POST /cds-services/{id}/feedback (CDS Hooks 2.0 "Feedback")."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC
+
+import structlog
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.api.services import json_body
+from cds_service.engine import Engine
+from cds_service.errors import InvalidRequestError, StorageUnavailableError
+from cds_service.feedback import FeedbackItem, FeedbackStore, canonical_json
+from cds_service.wire import FeedbackItemIn, FeedbackRequest
+
+blueprint = Blueprint("feedback", __name__)
+log = structlog.get_logger("cds_service.feedback")
+
+
+def _item(received: FeedbackItemIn) -> FeedbackItem:
+    reason = received.overrideReason
+    timestamp = received.outcomeTimestamp
+    if timestamp.tzinfo is None:
+        timestamp = timestamp.replace(tzinfo=UTC)  # a naive instant is read as UTC
+    return FeedbackItem(
+        card_uuid=received.card,
+        outcome=received.outcome,
+        accepted_suggestions=tuple(s.id for s in received.acceptedSuggestions or []),
+        override_system=reason.reason.system if reason and reason.reason else None,
+        override_code=reason.reason.code if reason and reason.reason else None,
+        override_display=reason.reason.display if reason and reason.reason else None,
+        user_comment=reason.userComment if reason else None,
+        outcome_timestamp=timestamp,
+        raw=canonical_json(received.model_dump(mode="json", exclude_none=True)),
+    )
+
+
+@blueprint.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> ResponseReturnValue:
+    started = time.perf_counter()
+    engine: Engine = current_app.extensions["cds_engine"]
+    engine.service(service_id)  # 404 for an unknown service
+    body = json_body()
+    try:
+        request = FeedbackRequest.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        raise InvalidRequestError(f"{where}: {err['msg']}", field=where) from None
+    store: FeedbackStore = current_app.extensions["cds_feedback"]
+    try:
+        result = store.store_feedback(service_id, [_item(i) for i in request.feedback])
+    except SQLAlchemyError as exc:
+        log.error("feedback-not-stored", service=service_id, error_type=type(exc).__name__)
+        raise StorageUnavailableError("Feedback could not be stored; send it again") from None
+    log.info(
+        "feedback",
+        service=service_id,
+        items=len(request.feedback),
+        stored=result.stored,
+        duplicates=result.duplicates,
+        unknown_cards=result.unknown_cards,
+        ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return jsonify(
+        {
+            "stored": result.stored,
+            "duplicates": result.duplicates,
+            "unknownCards": result.unknown_cards,
+        }
+    )

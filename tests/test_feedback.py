@@ -1,0 +1,255 @@
+"""Feedback endpoint and outcome report, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, text
+
+from cds_service.app import create_app
+from cds_service.cli import main
+from cds_service.config import Settings
+from cds_service.feedback import FeedbackStore, feedback_items, issued_cards
+from cds_service.report import build_report, format_report
+from tests.conftest import HOOK_URL, SERVICE_ID, body_of, vignette
+
+FEEDBACK_URL = f"/cds-services/{SERVICE_ID}/feedback"
+POSITIVE = "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"
+NOW = "2026-11-24T20:31:00Z"
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Flask]:
+    flask_app = create_app(Settings(database_url=database_url))
+    yield flask_app
+    _store(flask_app).engine.dispose()
+
+
+def _store(app: Flask) -> FeedbackStore:
+    store: FeedbackStore = app.extensions["cds_feedback"]
+    return store
+
+
+def _show_card(app: Flask) -> dict[str, Any]:
+    response = app.test_client().post(HOOK_URL, json=vignette(POSITIVE))
+    card: dict[str, Any] = body_of(response)["cards"][0]
+    return card
+
+
+def accepted(card: dict[str, Any]) -> dict[str, Any]:
+    """The CDS Hooks sandbox's shape for an accepted card."""
+    return {
+        "card": card["uuid"],
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+        "outcomeTimestamp": NOW,
+    }
+
+
+def overridden(card_uuid: str, code: str = "limited-question-intended") -> dict[str, Any]:
+    """The sandbox's shape for an override: reason {code, system}, no userComment."""
+    return {
+        "card": card_uuid,
+        "outcome": "overridden",
+        "overrideReason": {
+            "reason": {"code": code, "system": "urn:salivary-imaging-cds:override-reason"}
+        },
+        "outcomeTimestamp": NOW,
+    }
+
+
+def _rows(app: Flask, table: Any) -> list[Any]:
+    with _store(app).engine.connect() as connection:
+        return list(connection.execute(select(table)).mappings())
+
+
+def test_shown_cards_are_recorded_without_patient_data(app: Flask) -> None:
+    card = _show_card(app)
+    [row] = _rows(app, issued_cards)
+    assert row["card_uuid"] == card["uuid"]
+    assert row["rule_id"] == "incomplete-mri-protocol"
+    assert row["service_id"] == SERVICE_ID
+    assert json.loads(row["suggestion_uuids"]) == [s["uuid"] for s in card["suggestions"]]
+    assert row["hook_instance"] == vignette(POSITIVE)["hookInstance"]
+    flat = json.dumps([dict(r) for r in _rows(app, issued_cards)], default=str)
+    for private in ("pt-parotid-mec", "Mucoepidermoid", "dr-okafor", "1964"):
+        assert private not in flat
+
+
+def test_accepted_and_overridden_feedback_is_stored(app: Flask) -> None:
+    first, second = _show_card(app), _show_card(app)
+    body = {"feedback": [accepted(first), overridden(second["uuid"])]}
+    response = app.test_client().post(FEEDBACK_URL, json=body)
+    assert response.status_code == 200
+    assert body_of(response) == {"stored": 2, "duplicates": 0, "unknownCards": 0}
+    rows = {r["card_uuid"]: r for r in _rows(app, feedback_items)}
+    assert rows[first["uuid"]]["outcome"] == "accepted"
+    assert json.loads(rows[first["uuid"]]["accepted_suggestions"]) == [
+        first["suggestions"][0]["uuid"]
+    ]
+    assert rows[second["uuid"]]["override_code"] == "limited-question-intended"
+    assert rows[second["uuid"]]["user_comment"] is None
+    assert all(r["known_card"] for r in rows.values())
+
+
+def test_unknown_card_is_stored_and_flagged(app: Flask) -> None:
+    stray = str(uuid.uuid4())
+    response = app.test_client().post(FEEDBACK_URL, json={"feedback": [overridden(stray)]})
+    assert body_of(response) == {"stored": 1, "duplicates": 0, "unknownCards": 1}
+    [row] = _rows(app, feedback_items)
+    assert row["card_uuid"] == stray and row["known_card"] is False
+
+
+def test_the_same_feedback_twice_is_stored_once(app: Flask) -> None:
+    card = _show_card(app)
+    body = {"feedback": [accepted(card)]}
+    client = app.test_client()
+    assert body_of(client.post(FEEDBACK_URL, json=body))["stored"] == 1
+    reordered = {"feedback": [dict(reversed(list(accepted(card).items())))]}
+    assert body_of(client.post(FEEDBACK_URL, json=reordered)) == {
+        "stored": 0,
+        "duplicates": 1,
+        "unknownCards": 0,
+    }
+    assert _store(app).count_feedback() == 1
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        (
+            {"outcome": "accepted", "acceptedSuggestions": [{"id": "s"}], "outcomeTimestamp": NOW},
+            "feedback.0.card",
+        ),
+        ({"card": "c", "outcome": "maybe", "outcomeTimestamp": NOW}, "feedback.0.outcome"),
+        ({"card": "c", "outcome": "accepted", "outcomeTimestamp": NOW}, "feedback.0"),
+        (
+            {"card": "c", "outcome": "overridden", "outcomeTimestamp": "yesterday"},
+            "feedback.0.outcomeTimestamp",
+        ),
+        ({"card": "c", "outcome": "overridden"}, "feedback.0.outcomeTimestamp"),
+        (
+            {
+                "card": "c",
+                "outcome": "overridden",
+                "overrideReason": {"reason": {"code": "x"}},
+                "outcomeTimestamp": NOW,
+            },
+            "feedback.0.overrideReason.reason.system",
+        ),
+        (
+            {
+                "card": "c",
+                "outcome": "accepted",
+                "acceptedSuggestions": [{"id": "s"}],
+                "overrideReason": {},
+                "outcomeTimestamp": NOW,
+            },
+            "feedback.0",
+        ),
+    ],
+)
+def test_invalid_items_are_400_and_nothing_is_stored(
+    app: Flask, item: dict[str, Any], field: str
+) -> None:
+    good = overridden(str(uuid.uuid4()))
+    response = app.test_client().post(FEEDBACK_URL, json={"feedback": [item, good]})
+    assert response.status_code == 400
+    assert body_of(response)["field"] == field
+    assert _store(app).count_feedback() == 0
+
+
+@pytest.mark.parametrize("body", [{}, {"feedback": []}, {"feedback": "x"}, [], "text"])
+def test_malformed_feedback_requests_are_400(app: Flask, body: Any) -> None:
+    response = app.test_client().post(
+        FEEDBACK_URL, data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 400
+
+
+def test_feedback_for_an_unknown_service_is_404(app: Flask) -> None:
+    response = app.test_client().post("/cds-services/nope/feedback", json={"feedback": []})
+    assert response.status_code == 404
+
+
+def test_storage_failure_is_503_and_not_acknowledged(app: Flask) -> None:
+    with _store(app).engine.begin() as connection:
+        connection.execute(text("DROP TABLE feedback_items"))
+    response = app.test_client().post(FEEDBACK_URL, json={"feedback": [overridden("x")]})
+    assert response.status_code == 503
+    assert body_of(response)["error"] == "storage-unavailable"
+
+
+def test_card_recording_failure_does_not_withhold_advice(app: Flask) -> None:
+    with _store(app).engine.begin() as connection:
+        connection.execute(text("DROP TABLE issued_cards"))
+    response = app.test_client().post(HOOK_URL, json=vignette(POSITIVE))
+    assert response.status_code == 200
+    assert len(body_of(response)["cards"]) == 1
+
+
+def test_readiness_checks_the_database(app: Flask) -> None:
+    response = app.test_client().get("/readyz")
+    assert body_of(response)["checks"]["database"] == "ok"
+
+
+def test_cors_preflight_for_feedback(app: Flask) -> None:
+    response = app.test_client().options(
+        FEEDBACK_URL,
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert response.status_code == 200
+    assert "authorization" in response.headers["Access-Control-Allow-Headers"].lower()
+
+
+def test_report_per_rule_and_per_card(
+    app: Flask, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cards = [_show_card(app) for _ in range(4)]
+    client = app.test_client()
+    client.post(
+        FEEDBACK_URL,
+        json={
+            "feedback": [
+                accepted(cards[0]),
+                overridden(cards[1]["uuid"]),
+                overridden(cards[2]["uuid"]),
+                overridden(cards[3]["uuid"], "protocol-confirmed-by-radiology"),
+                overridden("not-a-card-we-showed"),
+            ]
+        },
+    )
+    rows = {r.key: r for r in build_report(_store(app).engine)}
+    mri = rows["incomplete-mri-protocol"]
+    assert (mri.shown, mri.accepted, mri.overridden) == (4, 1, 3)
+    assert mri.acceptance_rate == 0.25
+    assert mri.top_override_reasons[0] == ("limited-question-intended", 2)
+    assert rows["(unknown card)"].overridden == 1
+    per_card = build_report(_store(app).engine, by="card")
+    assert len(per_card) == 5
+
+    assert main(["report", "--database-url", database_url]) == 0
+    table = capsys.readouterr().out
+    assert "incomplete-mri-protocol" in table and "25.0%" in table
+    assert main(["report", "--database-url", database_url, "--format", "csv"]) == 0
+    csv_text = capsys.readouterr().out
+    assert (
+        csv_text.splitlines()[0]
+        == "rule,rule,shown,accepted,overridden,acceptance,top override reasons"
+    )
+    assert main(["report", "--database-url", database_url, "--format", "json", "--by", "card"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {row["rule_id"] for row in data} == {"incomplete-mri-protocol", "(unknown card)"}
+
+
+def test_empty_report_says_so() -> None:
+    assert format_report([], "table", "rule") == "No cards shown and no feedback received yet."
