@@ -18,11 +18,13 @@ _TEMPLATE: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parent.parent / "openapi.json").read_text(encoding="utf-8")
 )
 _GENERIC_PATH = "/cds-services/{service_id}"
+_FEEDBACK_PATH = "/cds-services/{service_id}/feedback"
 
 
 def openapi_document(services: list[ServiceDefinition]) -> dict[str, Any]:
     document = copy.deepcopy(_TEMPLATE)
     generic = document["paths"].pop(_GENERIC_PATH)
+    feedback = document["paths"].pop(_FEEDBACK_PATH)
     schemas = document["components"]["schemas"]
     for service in services:
         name = "".join(part.capitalize() for part in service.id.replace(".", "-").split("-"))
@@ -38,6 +40,9 @@ def openapi_document(services: list[ServiceDefinition]) -> dict[str, Any]:
         schema_ref = {"$ref": f"#/components/schemas/{name}Request"}
         operation["requestBody"]["content"]["application/json"]["schema"] = schema_ref
         document["paths"][f"/cds-services/{service.id}"] = {"post": operation}
+        feedback_operation = copy.deepcopy(feedback["post"])
+        feedback_operation["operationId"] = f"feedback{name}"
+        document["paths"][f"/cds-services/{service.id}/feedback"] = {"post": feedback_operation}
     return document
 
 
