@@ -28,6 +28,7 @@ from cds_service.knowledge import Knowledge, ServiceDefinition
 from cds_service.orders import ImagingOrder, OrderClassifier
 from cds_service.reasoning import find_post_treatment_context
 from cds_service.records import build_record, order_fact
+from cds_service.relevance import RelevanceFilter
 from cds_service.wire import (
     Action,
     Card,
@@ -92,10 +93,13 @@ def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, O
 class Engine:
     """Holds the validated knowledge and the precompiled readers built from it."""
 
-    def __init__(self, knowledge: Knowledge) -> None:
+    def __init__(self, knowledge: Knowledge, filter_irrelevant: bool = True) -> None:
+        """``filter_irrelevant=False`` validates every resource (the tests compare both ways)."""
         self.knowledge = knowledge
         self.classifier = OrderClassifier(knowledge.imaging)
         self.renderer = CardRenderer(knowledge.cards, knowledge.ratings)
+        relevance = RelevanceFilter(knowledge, self.classifier)
+        self._keep = relevance.keeps if filter_irrelevant else None
 
     def service(self, service_id: str) -> ServiceDefinition:
         try:
@@ -143,6 +147,7 @@ class Engine:
             reading.resources,
             self.classifier.known_systems,
             devices_known=DEVICE_PREFETCH_KEY not in reading.missing,
+            keep=self._keep,
         )
         if not orders:
             return Outcome(CdsResponse(cards=[]), False, 0, record.skipped, (), reading.fetched)

@@ -112,7 +112,7 @@ def make_engine(url: str) -> Engine:
         def _sqlite_pragmas(connection: Any, _record: Any) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA synchronous=FULL")  # each write sets its own level below
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
@@ -124,6 +124,10 @@ class FeedbackStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    def _sqlite_sync(self, connection: Any, level: str) -> None:
+        if self.engine.dialect.name == "sqlite":
+            connection.exec_driver_sql(f"PRAGMA synchronous={level}")
 
     def create_schema(self) -> None:
         metadata.create_all(self.engine)
@@ -151,12 +155,17 @@ class FeedbackStore:
             return
         statement = self._insert(issued_cards).values(rows).on_conflict_do_nothing()
         with self.engine.begin() as connection:
+            # A shown card is in the clinician's click path and is not an acknowledgement:
+            # in SQLite WAL mode NORMAL survives a crashed process (not a power cut) and skips
+            # the fsync. Feedback, which is acknowledged, is written with FULL.
+            self._sqlite_sync(connection, "NORMAL")
             connection.execute(statement)
 
     def store_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> StoreResult:
         """Store items in one transaction; returns counts once committed."""
         now = datetime.now(UTC)
         with self.engine.begin() as connection:
+            self._sqlite_sync(connection, "FULL")
             uuids = {i.card_uuid for i in items}
             known = set(
                 connection.execute(

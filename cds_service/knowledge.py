@@ -136,6 +136,8 @@ class TextVocabulary(_Strict):
     ambiguousRegionPatterns: tuple[str, ...]
     #: Names of image-guided procedures (US-guided FNA...): not diagnostic imaging.
     guidedProcedurePatterns: tuple[str, ...]
+    #: Substrings one of which every head and neck study name holds (a fast pre-check).
+    headNeckKeywords: tuple[str, ...] = Field(min_length=1)
     modalities: tuple[ModalityPatterns, ...]
     regions: tuple[RegionPatterns, ...]
     contrast: ContrastPatterns
@@ -231,6 +233,8 @@ class SafetyKnowledge(_Strict):
     description: str
     implantValueSet: str
     implantTextPatterns: tuple[str, ...]
+    #: Substrings one of which every implant name the patterns match holds (a fast pre-check).
+    implantKeywords: tuple[str, ...] = Field(min_length=1)
     inactiveDeviceStatuses: frozenset[str]
     inactiveConditionClinicalStatuses: frozenset[str]
     petMinimumWeeksAfterRadiotherapy: int = Field(gt=0, le=52)

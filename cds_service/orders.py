@@ -95,6 +95,11 @@ class OrderClassifier:
         self._without = _word_pattern(vocab.contrast.without)
         self._with = _word_pattern(vocab.contrast.with_)
 
+    @property
+    def coded_keys(self) -> frozenset[tuple[str, str]]:
+        """(system, normalised code) of every coded orderable the table knows."""
+        return frozenset(self._coded)
+
     @cached_property
     def known_systems(self) -> frozenset[str]:
         """Systems whose codes are read from the table (their displays are never parsed)."""

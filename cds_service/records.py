@@ -8,7 +8,7 @@ fails validation is skipped and counted, never guessed at: with less data the se
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -342,8 +342,12 @@ def build_record(
     resources: Iterable[Mapping[str, Any]],
     known_systems: frozenset[str],
     devices_known: bool = True,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> PatientRecord:
-    """Turn the patient's raw resources into a PatientRecord, skipping invalid or foreign ones."""
+    """Turn the patient's raw resources into a PatientRecord, skipping invalid or foreign ones.
+
+    ``keep`` (see cds_service.relevance) drops, before validation, resources that cannot matter.
+    """
     conditions: list[ConditionFact] = []
     procedures: list[ProcedureFact] = []
     orders: list[OrderFact] = []
@@ -352,7 +356,7 @@ def build_record(
     skipped = 0
     seen: set[tuple[str, str]] = set()
     for raw in resources:
-        if raw.get("resourceType") not in _MODELS:
+        if raw.get("resourceType") not in _MODELS or (keep is not None and not keep(raw)):
             continue
         resource = validated(raw)
         if resource is None or names_other_patient(resource, patient_id):

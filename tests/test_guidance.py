@@ -389,3 +389,20 @@ def test_latest_prior_head_and_neck_imaging(knowledge: Knowledge) -> None:
         "ImagingStudy/new",
         "2025-06-01",
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Medtronic dual-chamber PACEMAKER",
+        "Pace-maker, permanent",
+        "Implantable cardioverter-defibrillator",
+        "AICD in situ",
+        "Cochlear implant, left",
+        "Spinal cord stimulator",
+        "Deep brain stimulator",
+    ],
+)
+def test_implant_keywords_admit_every_implant_name(knowledge: Knowledge, name: str) -> None:
+    assert any(word in name.upper() for word in knowledge.safety.implantKeywords)
+    assert find_implant(_record(_device(name)), knowledge.valuesets, knowledge.safety) is not None

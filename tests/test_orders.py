@@ -214,3 +214,11 @@ def test_with_means_contrast_only_where_it_says_so(
     classifier: OrderClassifier, name: str, contrast: str
 ) -> None:
     assert classifier.read_text(name).contrast == contrast
+
+
+def test_head_and_neck_keywords_admit_every_head_and_neck_name(knowledge: Knowledge) -> None:
+    keywords = knowledge.imaging.text.headNeckKeywords
+    head_neck = knowledge.imaging.recommendedProtocol.headNeckRegions
+    for name, _, regions, _ in ORDER_NAMES:
+        if regions & head_neck:
+            assert any(word in name.upper() for word in keywords), name

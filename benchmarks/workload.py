@@ -1,0 +1,162 @@
+"""Realistic hook requests of a chosen size, generated deterministically from a seed.
+
+A "typical" request carries about 50 prefetched resources, a "large" one about 2,000 (a long
+history: years of encounter diagnoses, labs, imaging and reports), and a "negative" one is a
+typical record without a salivary cancer. Every request selects one MRI neck draft.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_VIGNETTE = (
+    ROOT / "fhir_examples" / "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json"
+)
+ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+LOCAL_LAB = "http://hospital.example.org/fhir/CodeSystem/lab-orderables"
+LOCAL_IMG = "http://hospital.example.org/fhir/CodeSystem/imaging-orderables"
+COMORBIDITIES = [
+    ("I10", "Essential (primary) hypertension"),
+    ("E11.9", "Type 2 diabetes mellitus without complications"),
+    ("E78.5", "Hyperlipidemia, unspecified"),
+    ("Z87.891", "Personal history of nicotine dependence"),
+]
+LABS = ["CBC WITH DIFFERENTIAL", "BASIC METABOLIC PANEL", "TSH", "HEMOGLOBIN A1C", "LIPID PANEL"]
+IMAGING = [
+    "XR CHEST 2 VIEWS",
+    "CT CHEST W CONTRAST",
+    "US ABDOMEN COMPLETE",
+    "MRI BRAIN W WO CONTRAST",
+]
+SIZES = {"typical": 50, "large": 2000, "negative": 50}
+
+
+def _day(rng: random.Random) -> str:
+    return f"{rng.randint(2012, 2026)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+
+
+def _filler(pid: str, index: int, rng: random.Random) -> dict[str, Any]:
+    subject = {"reference": f"Patient/{pid}"}
+    kind = rng.choices(
+        ["Condition", "Procedure", "ServiceRequest", "ImagingStudy", "DiagnosticReport"],
+        weights=[20, 15, 40, 8, 17],
+    )[0]
+    rid = f"{kind.lower()}-{index}"
+    if kind == "Condition":
+        code, display = rng.choice(COMORBIDITIES)
+        return {
+            "resourceType": "Condition",
+            "id": rid,
+            "clinicalStatus": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                        "code": "active",
+                    }
+                ]
+            },
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                            "code": "encounter-diagnosis",
+                        }
+                    ]
+                }
+            ],
+            "code": {
+                "coding": [{"system": ICD10, "code": code, "display": display}],
+                "text": display,
+            },
+            "subject": subject,
+            "recordedDate": _day(rng),
+        }
+    if kind == "Procedure":
+        return {
+            "resourceType": "Procedure",
+            "id": rid,
+            "status": "completed",
+            "code": {
+                "text": rng.choice(
+                    ["Dental extraction", "Colonoscopy", "Cataract extraction", "Flu vaccination"]
+                )
+            },
+            "subject": subject,
+            "performedDateTime": _day(rng),
+        }
+    if kind == "ServiceRequest":
+        text = rng.choice(LABS + IMAGING[:2])
+        return {
+            "resourceType": "ServiceRequest",
+            "id": rid,
+            "status": "completed",
+            "intent": "order",
+            "code": {
+                "coding": [{"system": LOCAL_LAB, "code": f"L{index}", "display": text}],
+                "text": text,
+            },
+            "subject": subject,
+            "authoredOn": _day(rng),
+        }
+    if kind == "ImagingStudy":
+        return {
+            "resourceType": "ImagingStudy",
+            "id": rid,
+            "status": "available",
+            "subject": subject,
+            "started": _day(rng),
+            "description": rng.choice(IMAGING),
+        }
+    return {
+        "resourceType": "DiagnosticReport",
+        "id": rid,
+        "status": "final",
+        "code": {"text": rng.choice(LABS)},
+        "subject": subject,
+        "effectiveDateTime": _day(rng),
+    }
+
+
+def _bundle_key(resource_type: str) -> str:
+    return {
+        "Condition": "conditions",
+        "Procedure": "procedures",
+        "ServiceRequest": "serviceRequests",
+        "ImagingStudy": "imagingStudies",
+        "DiagnosticReport": "diagnosticReports",
+    }[resource_type]
+
+
+def make_request(kind: str, seed: int = 7) -> dict[str, Any]:
+    """A complete order-select request of the named kind."""
+    rng = random.Random(seed)
+    request: dict[str, Any] = copy.deepcopy(json.loads(BASE_VIGNETTE.read_text()))
+    pid = request["context"]["patientId"]
+    prefetch = request["prefetch"]
+    if kind == "negative":
+        prefetch["conditions"]["entry"] = [
+            e for e in prefetch["conditions"]["entry"] if e["resource"]["id"] != "parotid-mec"
+        ]
+    present = sum(
+        len(v.get("entry", [])) if v.get("resourceType") == "Bundle" else 1
+        for v in prefetch.values()
+        if isinstance(v, dict)
+    )
+    for index in range(max(0, SIZES[kind] - present)):
+        resource = _filler(pid, index, rng)
+        prefetch[_bundle_key(resource["resourceType"])]["entry"].append({"resource": resource})
+    return request
+
+
+def resource_count(request: dict[str, Any]) -> int:
+    return sum(
+        len(v.get("entry", [])) if v.get("resourceType") == "Bundle" else 1
+        for v in request["prefetch"].values()
+        if isinstance(v, dict)
+    )
