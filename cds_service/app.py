@@ -18,6 +18,7 @@ from cds_service.api.feedback import blueprint as feedback_blueprint
 from cds_service.api.health import blueprint as health_blueprint
 from cds_service.api.openapi import blueprint as openapi_blueprint
 from cds_service.api.services import blueprint as services_blueprint
+from cds_service.card_log import CardLog
 from cds_service.config import Settings
 from cds_service.engine import Engine
 from cds_service.errors import CdsError
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     store.create_schema()
     store.engine.dispose()  # no connection survives into forked gunicorn workers
     app.extensions["cds_feedback"] = store
+    app.extensions["cds_card_log"] = CardLog(store)
     app.extensions["cds_readiness"] = {"database": store.reachable}
     install_metrics(app)
     install_authentication(app, settings)

@@ -140,6 +140,10 @@ class FeedbackStore:
     def record_cards(
         self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard]
     ) -> None:
+        self.record_card_batches([(service_id, hook_instance, list(cards))])
+
+    def record_card_batches(self, batches: Iterable[tuple[str, str, Iterable[IssuedCard]]]) -> None:
+        """Record the cards of several hook calls in one transaction."""
         rows = [
             {
                 "card_uuid": c.card_uuid,
@@ -149,6 +153,7 @@ class FeedbackStore:
                 "suggestion_uuids": json.dumps(list(c.suggestion_uuids)),
                 "issued_at": datetime.now(UTC),
             }
+            for service_id, hook_instance, cards in batches
             for c in cards
         ]
         if not rows:

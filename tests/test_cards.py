@@ -260,3 +260,16 @@ def test_no_pama_action_without_a_cpt_code(engine: Engine) -> None:
         SERVICE_ID, vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
     ).response.to_json()
     assert "systemActions" not in response and "extension" not in response
+
+
+def test_every_suggested_resource_of_every_vignette_is_valid_fhir(engine: Engine) -> None:
+    checked = 0
+    for name, outcome in OUTCOMES.items():
+        response = engine.evaluate(outcome["service"], vignette(name)).response.to_json()
+        actions = [a for c in response["cards"] for s in c["suggestions"] for a in s["actions"]]
+        actions += response.get("systemActions", [])
+        for action in actions:
+            if "resource" in action:
+                ServiceRequest.model_validate(action["resource"])
+                checked += 1
+    assert checked >= 30

@@ -64,6 +64,7 @@ def overridden(card_uuid: str, code: str = "limited-question-intended") -> dict[
 
 
 def _rows(app: Flask, table: Any) -> list[Any]:
+    app.extensions["cds_card_log"].flush()
     with _store(app).engine.connect() as connection:
         return list(connection.execute(select(table)).mappings())
 
@@ -228,6 +229,7 @@ def test_report_per_rule_and_per_card(
             ]
         },
     )
+    app.extensions["cds_card_log"].flush()
     rows = {r.key: r for r in build_report(_store(app).engine)}
     mri = rows["incomplete-mri-protocol"]
     assert (mri.shown, mri.accepted, mri.overridden) == (4, 1, 3)

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.api.services import json_body
+from cds_service.card_log import CardLog
 from cds_service.engine import Engine
 from cds_service.errors import InvalidRequestError, StorageUnavailableError
 from cds_service.feedback import FeedbackItem, FeedbackStore, canonical_json
@@ -52,6 +53,8 @@ def feedback(service_id: str) -> ResponseReturnValue:
         where = ".".join(str(p) for p in err["loc"]) or "body"
         raise InvalidRequestError(f"{where}: {err['msg']}", field=where) from None
     store: FeedbackStore = current_app.extensions["cds_feedback"]
+    card_log: CardLog = current_app.extensions["cds_card_log"]
+    card_log.flush()  # cards shown a moment ago are known before their feedback is stored
     try:
         result = store.store_feedback(service_id, [_item(i) for i in request.feedback])
     except SQLAlchemyError as exc:

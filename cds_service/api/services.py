@@ -10,12 +10,11 @@ from typing import Any
 import structlog
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
+from cds_service.card_log import CardLog
 from cds_service.engine import Engine, Outcome
 from cds_service.errors import CdsError, InvalidRequestError, UnsupportedMediaTypeError
-from cds_service.feedback import FeedbackStore
 
 blueprint = Blueprint("cds_services", __name__)
 log = structlog.get_logger("cds_service.hook")
@@ -55,12 +54,9 @@ def json_body() -> Any:
 
 
 def _record_cards(service_id: str, hook_instance: str, outcome: Outcome) -> None:
-    """Remember the cards shown, for feedback. A storage failure never withholds advice."""
-    store: FeedbackStore = current_app.extensions["cds_feedback"]
-    try:
-        store.record_cards(service_id, hook_instance, outcome.issued)
-    except SQLAlchemyError as exc:
-        log.error("cards-not-recorded", service=service_id, error_type=type(exc).__name__)
+    """Remember the cards shown, for feedback, off the request path (see card_log)."""
+    card_log: CardLog = current_app.extensions["cds_card_log"]
+    card_log.record(service_id, hook_instance, outcome.issued)
 
 
 @blueprint.post("/cds-services/<service_id>")
