@@ -316,6 +316,13 @@ def background(pid: str) -> list[dict[str, Any]]:
     ]
 
 
+def treated_parotid_cancer(pid: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The plain in-scope record: parotid cancer (C07) treated by superficial parotidectomy."""
+    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
+    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    return conds, procs
+
+
 def local_mri(pid: str, srid: str, name: str, code: str) -> dict[str, Any]:
     return order(pid, srid, codings=[coding(LOCAL, code, name)], text=name)
 
@@ -546,8 +553,7 @@ def build() -> None:
 
     # 5 full regions, contrast only.
     pid = "pt-contrast-only"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     draft = order(
         pid, "mri-ofn-post", codings=[MRI_70542], text="MRI ORBITS FACE NECK WITH CONTRAST"
     )
@@ -570,8 +576,7 @@ def build() -> None:
 
     # 6 CPT 70543 only: regions unknown, contrast right -> say nothing.
     pid = "pt-cpt-only"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     draft = order(pid, "mri-cpt", codings=[MRI_70543], reason="parotid-ca")
     vignette(
         "parotid_cancer_cpt_70543_only",
@@ -589,8 +594,7 @@ def build() -> None:
 
     # 7 CPT 70540 only: contrast certainly incomplete.
     pid = "pt-cpt-70540"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     draft = order(pid, "mri-cpt-noncon", codings=[MRI_70540])
     vignette(
         "parotid_cancer_cpt_70540_without_contrast",
@@ -1004,8 +1008,7 @@ def build() -> None:
 
     # 21 no imaging selected.
     pid = "pt-lab-only"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     lab = order(
         pid,
         "cbc",
@@ -1029,8 +1032,7 @@ def build() -> None:
 
     # 22 what real clients send.
     pid = "pt-quirks"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     quirky = {
         "resourceType": "ServiceRequest",
         "id": "mri-quirky",
@@ -1071,8 +1073,7 @@ def build() -> None:
 
     # 23 CT neck with contrast.
     pid = "pt-ct"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     draft = order(pid, "ct-neck", codings=[CT_70491], text="CT SOFT TISSUE NECK W CONTRAST")
     vignette(
         "treated_parotid_cancer_ct_neck_with_contrast",
@@ -1098,8 +1099,7 @@ def build() -> None:
 
     # 24 two drafts, only the selected one is checked.
     pid = "pt-two-drafts"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     good = order(
         pid,
         "mri-ofn",
@@ -1174,8 +1174,7 @@ def build() -> None:
 
     # 26 CT neck without contrast.
     pid = "pt-ct-noncon"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     draft = order(
         pid,
         "ct-noncon",
@@ -1307,8 +1306,7 @@ def build() -> None:
 
     # 30 a pacemaker since removed (Device inactive): MRI is fine.
     pid = "pt-removed-pacemaker"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     draft = order(
         pid,
         "mri-ok",
@@ -1417,8 +1415,7 @@ def build() -> None:
 
     # 33 ultrasound of the neck.
     pid = "pt-us"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     draft = order(
         pid,
         "us-neck",
@@ -1449,8 +1446,7 @@ def build() -> None:
 
     # 34 ultrasound-guided FNA.
     pid = "pt-us-fna"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     draft = order(
         pid,
         "us-fna",
@@ -1474,8 +1470,7 @@ def build() -> None:
 
     # 35 order-sign: every draft, warnings only.
     pid = "pt-sign"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     mri = local_mri(pid, "mri-neck-sign", "MRI NECK SOFT TISSUE W WO CONTRAST", "IMG10487")
     mri["reasonReference"] = [{"reference": "Condition/parotid-ca"}]
     ct = order(pid, "ct-neck-sign", codings=[CT_70491], text="CT SOFT TISSUE NECK W CONTRAST")
@@ -1496,8 +1491,7 @@ def build() -> None:
 
     # 36 order-sign of the right study.
     pid = "pt-sign-ok"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     draft = order(
         pid, "mri-ofn-sign", codings=[MRI_70543], text="MRI orbits face neck w/wo IV contrast"
     )
@@ -1543,8 +1537,7 @@ def build() -> None:
 
     # 38 CT neck, contrast not said.
     pid = "pt-ct-unsaid"
-    conds = [condition(pid, "parotid-ca", [C07], onset="2023-01-09")]
-    procs = [procedure(pid, "parotidectomy", [PAROTIDECTOMY_42415], performed="2023-02-14")]
+    conds, procs = treated_parotid_cancer(pid)
     draft = order(
         pid,
         "ct-neck-plain",
