@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["cds_card_log"] = CardLog(store)
     app.extensions["cds_readiness"] = {"database": store.reachable}
     install_metrics(app)
-    install_authentication(app, settings)
+    install_authentication(app, settings, store)
     app.register_blueprint(services_blueprint)
     app.register_blueprint(feedback_blueprint)
     app.register_blueprint(health_blueprint)

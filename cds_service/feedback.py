@@ -49,6 +49,13 @@ issued_cards = Table(
     Column("issued_at", DateTime(timezone=True), nullable=False),
 )
 
+seen_tokens = Table(
+    "seen_tokens",
+    metadata,
+    Column("token_key", String(64), primary_key=True),  # sha256 of iss + jti
+    Column("expires_at", Integer, nullable=False, index=True),
+)
+
 feedback_items = Table(
     "feedback_items",
     metadata,
@@ -203,6 +210,21 @@ class FeedbackStore:
                 stored += len(connection.execute(statement).all())
         unknown = sum(1 for i in items if i.card_uuid not in known)
         return StoreResult(stored, len(items) - stored, unknown)
+
+    def first_use_of_token(self, iss: str, jti: str, expires: float) -> bool:
+        """True the first time (iss, jti) is seen, in any worker process; expired ones pruned."""
+        key = hashlib.sha256(f"{iss}\n{jti}".encode()).hexdigest()
+        now = int(datetime.now(UTC).timestamp())
+        statement = (
+            self._insert(seen_tokens)
+            .values(token_key=key, expires_at=int(expires))
+            .on_conflict_do_nothing(index_elements=["token_key"])
+            .returning(seen_tokens.c.token_key)
+        )
+        with self.engine.begin() as connection:
+            self._sqlite_sync(connection, "NORMAL")
+            connection.execute(seen_tokens.delete().where(seen_tokens.c.expires_at < now))
+            return bool(connection.execute(statement).all())
 
     def count_feedback(self) -> int:
         with self.engine.connect() as connection:

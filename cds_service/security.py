@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 import requests
@@ -137,8 +137,13 @@ class JwksCache:
         return keys
 
 
+class ReplayGuard(Protocol):
+    def first_use(self, iss: str, jti: str, expires: float) -> bool: ...
+
+
 class ReplayCache:
-    """jti values seen, kept until their token expires (per process)."""
+    """jti values seen, kept until their token expires, in this process only (used where no
+    shared store is given; the service uses the database, shared by all workers)."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str], float] = {}
@@ -164,7 +169,7 @@ class ClientVerifier:
         issuers: tuple[TrustedIssuer, ...],
         leeway: float = 30.0,
         jwks: JwksCache | None = None,
-        replays: ReplayCache | None = None,
+        replays: ReplayGuard | None = None,
     ) -> None:
         self._issuers = {i.iss: i for i in issuers}
         self._leeway = leeway

@@ -283,3 +283,19 @@ def test_a_token_claiming_the_sandbox_but_signed_by_us_is_refused(keys: Keys) ->
         },
     )
     assert call(client, forged).status_code == 401
+
+
+def test_a_replay_to_another_worker_is_refused(keys: Keys, tmp_path: Path) -> None:
+    """Two apps on one database stand for two gunicorn workers: the jti memory is shared."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(keys.jwks()))
+    settings = Settings(
+        require_auth=True,
+        trusted_issuers=json.dumps([{"iss": ISSUER, "jwks_file": str(jwks)}]),
+        public_base_url=BASE,
+        data_dir=tmp_path / "shared",
+    )
+    first, second = create_app(settings).test_client(), create_app(settings).test_client()
+    bearer = token(keys)
+    assert call(first, bearer).status_code == 200
+    assert call(second, bearer).status_code == 401

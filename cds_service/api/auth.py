@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.config import Settings
+from cds_service.feedback import FeedbackStore
 from cds_service.security import ClientVerifier, load_trusted_issuers
 
 
@@ -27,12 +29,28 @@ def _authenticate() -> None:
     verifier.verify(header, called_url(settings))
 
 
-def install_authentication(app: Flask, settings: Settings) -> None:
+class DatabaseReplayGuard:
+    """jti replay detection shared by every gunicorn worker, through the service's database."""
+
+    def __init__(self, store: FeedbackStore) -> None:
+        self._store = store
+
+    def first_use(self, iss: str, jti: str, expires: float) -> bool:
+        try:
+            return self._store.first_use_of_token(iss, jti, expires)
+        except SQLAlchemyError:
+            # Without the shared memory a replay cannot be ruled out: refuse (fail closed).
+            return False
+
+
+def install_authentication(app: Flask, settings: Settings, store: FeedbackStore) -> None:
     """Build the verifier once (trusted issuers are read and validated at start-up)."""
     issuers = load_trusted_issuers(
         settings.trusted_issuers, settings.trusted_issuers_file, settings.trust_sandbox
     )
     if settings.auth_required() and not issuers:
         raise ValueError("authentication is required but no trusted issuer is configured")
-    app.extensions["cds_verifier"] = ClientVerifier(issuers, leeway=settings.jwt_leeway_seconds)
+    app.extensions["cds_verifier"] = ClientVerifier(
+        issuers, leeway=settings.jwt_leeway_seconds, replays=DatabaseReplayGuard(store)
+    )
     app.before_request(_authenticate)
