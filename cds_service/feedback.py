@@ -144,11 +144,6 @@ class FeedbackStore:
             connection.execute(text("SELECT 1"))
         return True
 
-    def record_cards(
-        self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard]
-    ) -> None:
-        self.record_card_batches([(service_id, hook_instance, list(cards))])
-
     def record_card_batches(self, batches: Iterable[tuple[str, str, Iterable[IssuedCard]]]) -> None:
         """Record the cards of several hook calls in one transaction."""
         rows = [

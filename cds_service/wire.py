@@ -23,7 +23,7 @@ class _Response(BaseModel):
 class FhirAuthorization(_Request):
     access_token: str = Field(min_length=1)
     token_type: str = "Bearer"  # noqa: S105 - a token type name, not a secret
-    expires_in: int | None = None
+    expires_in: int | None = Field(default=None, ge=0, le=2_147_483_647)
     scope: str | None = None
     subject: str | None = None
     patient: str | None = None

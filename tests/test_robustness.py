@@ -155,7 +155,9 @@ CHECKS = [
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 def test_openapi_endpoints_have_no_server_errors(case: Any) -> None:
     response = case.call()
     assert response.status_code < 500
