@@ -19,7 +19,6 @@ BASE_VIGNETTE = (
 )
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 LOCAL_LAB = "http://hospital.example.org/fhir/CodeSystem/lab-orderables"
-LOCAL_IMG = "http://hospital.example.org/fhir/CodeSystem/imaging-orderables"
 COMORBIDITIES = [
     ("I10", "Essential (primary) hypertension"),
     ("E11.9", "Type 2 diabetes mellitus without complications"),

@@ -8,8 +8,6 @@ CPT: Final = "http://www.ama-assn.org/go/cpt"
 LOINC: Final = "http://loinc.org"
 ICDO3: Final = "http://terminology.hl7.org/CodeSystem/icd-o-3"
 ICD10PCS: Final = "http://www.cms.gov/Medicare/Coding/ICD10"
-CONDITION_VERIFICATION: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-CONDITION_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 
 SHORT_NAMES: Final = {
     ICD10CM: "ICD-10-CM",

@@ -145,7 +145,6 @@ class Engine:
         record = build_record(
             context.patientId,
             reading.resources,
-            self.classifier.known_systems,
             devices_known=DEVICE_PREFETCH_KEY not in reading.missing,
             keep=self._keep,
         )

@@ -33,7 +33,6 @@ class ImagingOrder:
     possible_regions: frozenset[str]
     contrast: ContrastReading
     guided_procedure: bool
-    read_from: tuple[str, ...]
 
     @property
     def draft(self) -> OrderFact:
@@ -163,7 +162,6 @@ class OrderClassifier:
 
         possible = frozenset(r for o in coded if not o.regionsExact for r in o.regions)
         guided = any(self._guided.search(normalise_text(t)) for t in texts)
-        read_from = tuple(f"{o.system}|{o.code}" for o in coded) + tuple(texts)
         return ImagingOrder(
             order,
             modality,
@@ -172,5 +170,4 @@ class OrderClassifier:
             possible,
             contrast,
             guided,
-            read_from,
         )

@@ -116,7 +116,6 @@ class OrderFact:
     requester: str | None
     has_reason: bool
     occurrence: PartialDate | None
-    authored: PartialDate | None
     resource: Mapping[str, Any] = field(repr=False, compare=False)
 
     @property
@@ -173,7 +172,6 @@ class PatientRecord:
     patient_id: str
     conditions: tuple[ConditionFact, ...] = ()
     procedures: tuple[ProcedureFact, ...] = ()
-    service_requests: tuple[OrderFact, ...] = ()
     devices: tuple[DeviceFact, ...] = ()
     prior_imaging: tuple[PriorImagingFact, ...] = ()
     devices_known: bool = True
@@ -299,7 +297,6 @@ def order_fact(s: Mapping[str, Any], known_systems: frozenset[str]) -> OrderFact
         has_reason=bool(s.get("reasonCode") or s.get("reasonReference")),
         occurrence=PartialDate.parse(s.get("occurrenceDateTime"))
         or PartialDate.parse(s.get("occurrencePeriod", {}).get("start")),
-        authored=PartialDate.parse(s.get("authoredOn")),
         resource=s,
     )
 
@@ -340,7 +337,6 @@ def prior_imaging_fact(r: Mapping[str, Any]) -> PriorImagingFact | None:
 def build_record(
     patient_id: str,
     resources: Iterable[Mapping[str, Any]],
-    known_systems: frozenset[str],
     devices_known: bool = True,
     keep: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> PatientRecord:
@@ -350,7 +346,6 @@ def build_record(
     """
     conditions: list[ConditionFact] = []
     procedures: list[ProcedureFact] = []
-    orders: list[OrderFact] = []
     devices: list[DeviceFact] = []
     priors: list[PriorImagingFact] = []
     skipped = 0
@@ -374,8 +369,6 @@ def build_record(
         elif kind == "Device":
             devices.append(device_fact(resource))
         else:
-            if kind == "ServiceRequest":
-                orders.append(order_fact(resource, known_systems))
             prior = prior_imaging_fact(resource)
             if prior is not None:
                 priors.append(prior)
@@ -383,7 +376,6 @@ def build_record(
         patient_id,
         tuple(conditions),
         tuple(procedures),
-        tuple(orders),
         tuple(devices),
         tuple(priors),
         devices_known,

@@ -242,14 +242,7 @@ def test_pama_rating_is_an_update_of_the_draft(engine: Engine) -> None:
         {"url": "http://example.org/other", "valueString": "kept"},
         {
             "url": "http://fhir.org/argonaut/Extension/pama-rating",
-            "valueCodeableConcept": {
-                "coding": [
-                    {
-                        "system": "http://fhir.org/argonaut/CodeSystem/pama-rating",
-                        "code": "appropriate",
-                    }
-                ]
-            },
+            "valueCodeableConcept": {"coding": [{"system": PAMA_SYSTEM, "code": "appropriate"}]},
         },
     ]
     assert response["extension"]["systemActions"] == response["systemActions"]

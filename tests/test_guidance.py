@@ -76,7 +76,7 @@ def _device(name: str, status: str = "active") -> dict[str, Any]:
 
 
 def _record(*extra: dict[str, Any], devices_known: bool = True) -> PatientRecord:
-    return build_record("p", [CANCER, SURGERY, *extra], frozenset(), devices_known)
+    return build_record("p", [CANCER, SURGERY, *extra], devices_known)
 
 
 def _situation(knowledge: Knowledge, record: PatientRecord) -> PatientSituation:

@@ -86,7 +86,7 @@ C07 = condition("ca", ICD10, "C07")
 
 
 def record(*resources: dict[str, Any]) -> PatientRecord:
-    return build_record("p", resources, frozenset())
+    return build_record("p", resources)
 
 
 @pytest.fixture(scope="module")

@@ -54,18 +54,23 @@ def keys() -> Keys:
     return Keys()
 
 
-@pytest.fixture
-def client(keys: Keys, tmp_path: Path) -> FlaskClient:
+def auth_settings(keys: Keys, tmp_path: Path, **overrides: Any) -> Settings:
+    """Auth required; the tests' issuer trusted with its JWKS in a file; overrides on top."""
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(keys.jwks()))
     issuers = [{"iss": ISSUER, "jwks_file": str(jwks), "allowed_jku": [JKU]}]
-    settings = Settings(
-        environment="production",
-        require_auth=True,
-        trusted_issuers=json.dumps(issuers),
-        public_base_url=BASE,
-        jwt_leeway_seconds=5,
-    )
+    values: dict[str, Any] = {
+        "require_auth": True,
+        "trusted_issuers": json.dumps(issuers),
+        "public_base_url": BASE,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def client(keys: Keys, tmp_path: Path) -> FlaskClient:
+    settings = auth_settings(keys, tmp_path, environment="production", jwt_leeway_seconds=5)
     return create_app(settings).test_client()
 
 
@@ -223,13 +228,7 @@ def test_the_token_is_never_logged(client: FlaskClient, keys: Keys) -> None:
 
 
 def test_aud_follows_the_url_as_received_without_a_public_base(keys: Keys, tmp_path: Path) -> None:
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps(keys.jwks()))
-    settings = Settings(
-        require_auth=True,
-        trusted_issuers=json.dumps([{"iss": ISSUER, "jwks_file": str(jwks)}]),
-    )
-    client = create_app(settings).test_client()
+    client = create_app(auth_settings(keys, tmp_path, public_base_url=None)).test_client()
     as_received = token(keys, aud=f"http://localhost{HOOK_URL}")
     assert call(client, as_received).status_code == 200
 
@@ -287,14 +286,7 @@ def test_a_token_claiming_the_sandbox_but_signed_by_us_is_refused(keys: Keys) ->
 
 def test_a_replay_to_another_worker_is_refused(keys: Keys, tmp_path: Path) -> None:
     """Two apps on one database stand for two gunicorn workers: the jti memory is shared."""
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps(keys.jwks()))
-    settings = Settings(
-        require_auth=True,
-        trusted_issuers=json.dumps([{"iss": ISSUER, "jwks_file": str(jwks)}]),
-        public_base_url=BASE,
-        data_dir=tmp_path / "shared",
-    )
+    settings = auth_settings(keys, tmp_path, data_dir=tmp_path / "shared")
     first, second = create_app(settings).test_client(), create_app(settings).test_client()
     bearer = token(keys)
     assert call(first, bearer).status_code == 200
