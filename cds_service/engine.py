@@ -18,6 +18,7 @@ from cds_service.feedback import IssuedCard
 from cds_service.fhir_client import FhirFetcher
 from cds_service.fhir_data import PrefetchReading, draft_orders, gather
 from cds_service.guidance import (
+    ImplantNames,
     PatientSituation,
     advise,
     find_implant,
@@ -98,7 +99,8 @@ class Engine:
         self.knowledge = knowledge
         self.classifier = OrderClassifier(knowledge.imaging)
         self.renderer = CardRenderer(knowledge.cards, knowledge.ratings)
-        relevance = RelevanceFilter(knowledge, self.classifier)
+        self.implant_names = ImplantNames(knowledge.safety)
+        relevance = RelevanceFilter(knowledge, self.classifier, self.implant_names)
         self._keep = relevance.keeps if filter_irrelevant else None
 
     def service(self, service_id: str) -> ServiceDefinition:
@@ -157,7 +159,7 @@ class Engine:
         if clinical is not None:
             situation = PatientSituation(
                 context=clinical,
-                implant=find_implant(record, k.valuesets, k.safety),
+                implant=find_implant(record, k.valuesets, k.safety, self.implant_names),
                 devices_known=record.devices_known,
                 latest_prior=latest_prior_imaging(
                     record, self.classifier, k.imaging.recommendedProtocol

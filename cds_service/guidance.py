@@ -116,9 +116,25 @@ class OrderAdvice:
         return "missing-clinical-history" if self.missing_history else None
 
 
-def find_implant(record: PatientRecord, vs: ValueSets, safety: SafetyKnowledge) -> Implant | None:
+class ImplantNames:
+    """Tells an implant by its name: a keyword pre-check, then the patterns. Compiled once,
+    shared by the relevance filter and find_implant so both read names the same way."""
+
+    def __init__(self, safety: SafetyKnowledge) -> None:
+        self._words = tuple(safety.implantKeywords)
+        self._patterns = re.compile(r"\b(?:" + "|".join(safety.implantTextPatterns) + r")\b")
+
+    def match(self, name: str) -> bool:
+        upper = name.upper()
+        if not any(word in upper for word in self._words):
+            return False
+        return bool(self._patterns.search(normalise_text(name)))
+
+
+def find_implant(
+    record: PatientRecord, vs: ValueSets, safety: SafetyKnowledge, names: ImplantNames
+) -> Implant | None:
     """A current implant that may contraindicate MRI, from Conditions or Device resources."""
-    patterns = re.compile(r"\b(?:" + "|".join(safety.implantTextPatterns) + r")\b")
     for condition in record.conditions:
         if not usable(condition):
             continue
@@ -128,12 +144,12 @@ def find_implant(record: PatientRecord, vs: ValueSets, safety: SafetyKnowledge) 
         if code is not None:
             name = described(condition.text, code, vs, safety.implantValueSet)
             return Implant(condition.reference, f"{name} ({code.label})")
-        if condition.text and patterns.search(normalise_text(condition.text)):
+        if condition.text and names.match(condition.text):
             return Implant(condition.reference, condition.text)
     for device in record.devices:
         if device.status in safety.inactiveDeviceStatuses:
             continue
-        if any(patterns.search(normalise_text(name)) for name in device.names):
+        if any(names.match(name) for name in device.names):
             return Implant(f"Device/{device.id}", device.display)
     return None
 

@@ -8,13 +8,13 @@ The tests replay every vignette with and without this filter and compare whole r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cds_service.codesystems import normalise_code
+from cds_service.guidance import ImplantNames
 from cds_service.knowledge import Knowledge
-from cds_service.orders import OrderClassifier, normalise_text
+from cds_service.orders import OrderClassifier
 from cds_service.reasoning import TREATMENT_VALUESETS
 from cds_service.terminology import Code
 
@@ -42,7 +42,9 @@ def _codings(concept: Any) -> Iterable[tuple[str, str]]:
 class RelevanceFilter:
     """Built once from the knowledge; ``keeps(resource)`` is a few set lookups or regexes."""
 
-    def __init__(self, knowledge: Knowledge, classifier: OrderClassifier) -> None:
+    def __init__(
+        self, knowledge: Knowledge, classifier: OrderClassifier, implant_names: ImplantNames
+    ) -> None:
         vs = knowledge.valuesets
 
         def keys(names: Iterable[str]) -> frozenset[tuple[str, str]]:
@@ -52,10 +54,7 @@ class RelevanceFilter:
 
         self._condition_codes = keys((*CONDITION_VALUESETS, knowledge.safety.implantValueSet))
         self._procedure_codes = keys(TREATMENT_VALUESETS)
-        self._implant_text = re.compile(
-            r"\b(?:" + "|".join(knowledge.safety.implantTextPatterns) + r")\b"
-        )
-        self._implant_words = tuple(knowledge.safety.implantKeywords)
+        self._implant_names = implant_names
         self._classifier = classifier
         self._head_neck = knowledge.imaging.recommendedProtocol.headNeckRegions
         self._keywords = tuple(knowledge.imaging.text.headNeckKeywords)
@@ -85,13 +84,7 @@ class RelevanceFilter:
             return True
         code = resource.get("code")
         text = code.get("text") if isinstance(code, dict) else None
-        return isinstance(text, str) and self._names_implant(text)
-
-    def _names_implant(self, name: str) -> bool:
-        upper = name.upper()
-        if not any(word in upper for word in self._implant_words):
-            return False
-        return bool(self._implant_text.search(normalise_text(name)))
+        return isinstance(text, str) and self._implant_names.match(text)
 
     def _device(self, resource: Mapping[str, Any]) -> bool:
         names = [n.get("name") for n in resource.get("deviceName") or [] if isinstance(n, dict)]
@@ -101,7 +94,7 @@ class RelevanceFilter:
             names += [
                 c.get("display") for c in device_type.get("coding") or [] if isinstance(c, dict)
             ]
-        return any(isinstance(n, str) and self._names_implant(n) for n in names)
+        return any(isinstance(n, str) and self._implant_names.match(n) for n in names)
 
     def _prior_imaging(self, resource: Mapping[str, Any]) -> bool:
         if resource.get("status") not in PRIOR_STATUSES:

@@ -9,6 +9,7 @@ import pytest
 
 from cds_service.guidance import (
     CtNeck,
+    ImplantNames,
     IncompleteMri,
     MriContraindicated,
     PatientSituation,
@@ -85,7 +86,9 @@ def _situation(knowledge: Knowledge, record: PatientRecord) -> PatientSituation:
     classifier = OrderClassifier(knowledge.imaging)
     return PatientSituation(
         context=context,
-        implant=find_implant(record, knowledge.valuesets, knowledge.safety),
+        implant=find_implant(
+            record, knowledge.valuesets, knowledge.safety, ImplantNames(knowledge.safety)
+        ),
         devices_known=record.devices_known,
         latest_prior=latest_prior_imaging(
             record, classifier, knowledge.imaging.recommendedProtocol
@@ -124,7 +127,9 @@ def _order(
     ],
 )
 def test_implants_are_found(knowledge: Knowledge, resource: dict[str, Any], found: str) -> None:
-    implant = find_implant(_record(resource), knowledge.valuesets, knowledge.safety)
+    implant = find_implant(
+        _record(resource), knowledge.valuesets, knowledge.safety, ImplantNames(knowledge.safety)
+    )
     assert implant is not None and found in implant.display
 
 
@@ -165,7 +170,12 @@ def test_implants_are_found(knowledge: Knowledge, resource: dict[str, Any], foun
 def test_removed_refuted_or_other_devices_are_not_implants(
     knowledge: Knowledge, resource: dict[str, Any]
 ) -> None:
-    assert find_implant(_record(resource), knowledge.valuesets, knowledge.safety) is None
+    assert (
+        find_implant(
+            _record(resource), knowledge.valuesets, knowledge.safety, ImplantNames(knowledge.safety)
+        )
+        is None
+    )
 
 
 def test_an_implant_takes_precedence_over_an_incomplete_protocol(knowledge: Knowledge) -> None:
@@ -405,4 +415,12 @@ def test_latest_prior_head_and_neck_imaging(knowledge: Knowledge) -> None:
 )
 def test_implant_keywords_admit_every_implant_name(knowledge: Knowledge, name: str) -> None:
     assert any(word in name.upper() for word in knowledge.safety.implantKeywords)
-    assert find_implant(_record(_device(name)), knowledge.valuesets, knowledge.safety) is not None
+    assert (
+        find_implant(
+            _record(_device(name)),
+            knowledge.valuesets,
+            knowledge.safety,
+            ImplantNames(knowledge.safety),
+        )
+        is not None
+    )

@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks.workload import make_request
 from cds_service.engine import Engine
+from cds_service.guidance import ImplantNames
 from cds_service.knowledge import Knowledge
 from cds_service.orders import OrderClassifier
 from cds_service.relevance import RelevanceFilter
@@ -42,7 +43,8 @@ def test_benchmark_workloads_answer_the_same(engine: Engine, unfiltered: Engine,
 
 
 def test_what_the_filter_keeps(knowledge: Knowledge) -> None:
-    keeps = RelevanceFilter(knowledge, OrderClassifier(knowledge.imaging)).keeps
+    names = ImplantNames(knowledge.safety)
+    keeps = RelevanceFilter(knowledge, OrderClassifier(knowledge.imaging), names).keeps
     icd = "http://hl7.org/fhir/sid/icd-10-cm"
     assert keeps(
         {"resourceType": "Condition", "code": {"coding": [{"system": icd, "code": "C07"}]}}

@@ -217,6 +217,9 @@ def test_preflight_and_health_need_no_token(client: FlaskClient) -> None:
         },
     )
     assert preflight.status_code in (200, 204)
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert call(client, None).status_code == 401  # while the hook itself needs one
 
 
 def test_the_token_is_never_logged(client: FlaskClient, keys: Keys) -> None:
