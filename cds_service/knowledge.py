@@ -420,6 +420,24 @@ def _check_patterns(imaging: ImagingOrderKnowledge, safety: SafetyKnowledge) -> 
             raise KnowledgeError(f"imaging-orders.json: bad pattern {pattern!r}: {exc}") from exc
 
 
+def _check_protocol_is_rated(protocol: RecommendedProtocol, ratings: RatingKnowledge) -> None:
+    """The recommended MRI protocol and its row in the ACR table must describe one study."""
+    required = {frozenset(r.anyOf) for r in protocol.requiredRegions}
+    for procedure in ratings.procedures:
+        match = procedure.match
+        if match.modality == protocol.modality:
+            same = {frozenset(g) for g in match.requiredRegions} == required and (
+                match.contrast == (protocol.contrast,)
+            )
+            if not same:
+                raise KnowledgeError(
+                    f"ratings.json: {procedure.id} does not match imaging-orders.json's "
+                    "recommendedProtocol (regions or contrast differ)"
+                )
+            return
+    raise KnowledgeError("ratings.json: the recommended protocol has no rating")
+
+
 def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
     """Read and validate hooks/; raise KnowledgeError naming the first problem found."""
     root = hooks_dir or default_hooks_dir()
@@ -452,4 +470,5 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
         raise KnowledgeError(f"mri-safety.json: value set {safety.implantValueSet} not found")
     _check_cards(cards)
     _check_patterns(imaging, safety)
+    _check_protocol_is_rated(imaging.recommendedProtocol, ratings)
     return Knowledge(services, ValueSets(members), imaging, cards, ratings, safety)

@@ -115,6 +115,13 @@ NEGATIVE_CASES: dict[str, tuple[Edit, str]] = {
         _edit_json(SERVICE, lambda d: d.pop("description")),
         "description",
     ),
+    "rated MRI differs from the recommended protocol": (
+        _edit_json(
+            "knowledge/ratings.json",
+            lambda d: d["procedures"][0]["match"].update(requiredRegions=[["neck"]]),
+        ),
+        "recommendedProtocol",
+    ),
     "duplicate service id": (
         lambda root: shutil.copy(root / SERVICE, root / "services/copy.json"),
         "duplicate service id",
