@@ -31,7 +31,7 @@ from typing import Any
 import requests
 
 from benchmarks.workload import make_request, resource_count
-from cds_service.app import create_app
+from cds_service.app import create_app, initialise
 from cds_service.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +73,9 @@ def time_calls(call: Callable[[], Any], iterations: int, warmup: int = 20) -> di
 
 def _production_like_app(data_dir: Path) -> Any:
     """The app as a gunicorn worker has it: built, then start-up objects frozen (gc.freeze)."""
-    app = create_app(Settings(data_dir=data_dir, log_level="WARNING"))
+    settings = Settings(data_dir=data_dir, log_level="WARNING")
+    initialise(settings)
+    app = create_app(settings)
     gc.collect()
     gc.freeze()
     return app

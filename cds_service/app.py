@@ -1,7 +1,13 @@
-"""Application factory: create_app(settings) builds the Flask app around one Engine."""
+"""Application factory: ``create_app(settings)`` builds the Flask app around one CdsEngine.
+
+Building the app has no global side effects: it neither configures logging (the entry points
+do: gunicorn's configuration, the command line) nor creates database tables (``initialise``,
+an explicit step run once at start-up).
+"""
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 import orjson
@@ -19,47 +25,61 @@ from cds_service.api.health import blueprint as health_blueprint
 from cds_service.api.openapi import blueprint as openapi_blueprint
 from cds_service.api.services import blueprint as services_blueprint
 from cds_service.card_log import CardLog
-from cds_service.config import Settings
-from cds_service.engine import Engine
-from cds_service.errors import CdsError
-from cds_service.feedback import FeedbackStore, default_sqlite_url, make_engine
+from cds_service.config import Settings, load_settings
+from cds_service.engine import CdsEngine
+from cds_service.errors import CdsError, ConfigurationError
 from cds_service.fhir_client import FetchLimits, FhirFetcher
 from cds_service.knowledge import load_knowledge
-from cds_service.logs import configure_logging
 from cds_service.metrics import install_metrics
+from cds_service.runtime import Runtime
+from cds_service.security import ClientVerifier, load_trusted_issuers
+from cds_service.storage import Database, FeedbackStore, IssuedCardStore, ReplayStore
 
 log = structlog.get_logger("cds_service.app")
 
 
+def initialise(settings: Settings) -> None:
+    """The one-time start-up step: create the database tables if they do not exist."""
+    database = Database(settings.database())
+    try:
+        database.create_schema()
+    finally:
+        database.dispose()
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app. Knowledge is loaded and validated here: bad knowledge stops start-up."""
-    settings = settings or Settings()
-    configure_logging(settings.log_level)
+    settings = settings or load_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.config["CDS_SETTINGS"] = settings
     app.json = OrjsonProvider(app)
-    app.extensions["cds_engine"] = Engine(load_knowledge(settings.hooks_dir))
-    app.extensions["cds_fetcher"] = FhirFetcher(
-        AllowList.parse(settings.allowed_fhir_servers()),
-        FetchLimits(
-            connect_timeout=settings.fhir_connect_timeout,
-            read_timeout=settings.fhir_read_timeout,
-            deadline=settings.fhir_deadline,
-            max_pages=settings.fhir_max_pages,
-            max_bytes=settings.fhir_max_bytes,
+    database = Database(settings.database())
+    issuers = load_trusted_issuers(settings)
+    if settings.auth_required() and not issuers:
+        raise ConfigurationError("authentication is required but no trusted issuer is configured")
+    Runtime(
+        settings=settings,
+        engine=CdsEngine(load_knowledge(settings.hooks_dir)),
+        fetcher=FhirFetcher(
+            AllowList(settings.allowed_fhir_servers()),
+            FetchLimits(
+                connect_timeout=settings.fhir_connect_timeout,
+                read_timeout=settings.fhir_read_timeout,
+                deadline=settings.fhir_deadline,
+                max_pages=settings.fhir_max_pages,
+                max_bytes=settings.fhir_max_bytes,
+            ),
         ),
-    )
-    store = FeedbackStore(
-        make_engine(settings.database_url or default_sqlite_url(settings.data_dir))
-    )
-    store.create_schema()
-    store.engine.dispose()  # no connection survives into forked gunicorn workers
-    app.extensions["cds_feedback"] = store
-    app.extensions["cds_card_log"] = CardLog(store)
-    app.extensions["cds_readiness"] = {"database": store.reachable}
+        database=database,
+        feedback=FeedbackStore(database),
+        card_log=CardLog(IssuedCardStore(database)),
+        verifier=ClientVerifier(
+            issuers, leeway=settings.jwt_leeway_seconds, replays=ReplayStore(database)
+        ),
+        readiness={"database": database.reachable},
+    ).attach(app)
     install_metrics(app)
-    install_authentication(app, settings, store)
+    install_authentication(app)
     app.register_blueprint(services_blueprint)
     app.register_blueprint(feedback_blueprint)
     app.register_blueprint(health_blueprint)
@@ -101,6 +121,15 @@ def _enable_cors(app: Flask, settings: Settings) -> None:
     )
 
 
+def code_frames(exc: BaseException) -> list[str]:
+    """Where an exception was raised, as ``file:line in function`` frames: the stack of a 500
+    without its message or local values, which may carry request (patient) data."""
+    return [
+        f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno} in {frame.name}"
+        for frame in traceback.extract_tb(exc.__traceback__)
+    ]
+
+
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CdsError)
     def _cds_error(exc: CdsError) -> ResponseReturnValue:
@@ -122,6 +151,8 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:
-        # Logged with its type only: the message may carry request data.
-        log.error("unhandled", error_type=type(exc).__name__)
+        # The type and the code frames, never the message: it may carry request data.
+        log.error(
+            "unhandled", path=request.path, error_type=type(exc).__name__, stack=code_frames(exc)
+        )
         return jsonify({"error": "internal-error", "message": "Internal error"}), 500

@@ -16,14 +16,17 @@ from collections.abc import Sequence
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.feedback import FeedbackStore, IssuedCard
+from cds_service.engine import IssuedCard
+from cds_service.storage import IssuedCardStore
 
 log = structlog.get_logger("cds_service.cards")
 _Batch = tuple[str, str, Sequence[IssuedCard]]
 
 
 class CardLog:
-    def __init__(self, store: FeedbackStore, max_batch: int = 200, max_delay: float = 0.05) -> None:
+    def __init__(
+        self, store: IssuedCardStore, max_batch: int = 200, max_delay: float = 0.05
+    ) -> None:
         self._store = store
         self._max_batch = max_batch
         self._max_delay = max_delay
@@ -79,7 +82,7 @@ class CardLog:
         if not pending:
             return
         try:
-            self._store.record_card_batches(pending)
+            self._store.record_batches(pending)
         except SQLAlchemyError as exc:
             log.error(
                 "cards-not-recorded",

@@ -9,11 +9,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cds_service.config import Settings
-from cds_service.engine import Engine
-from cds_service.errors import CdsError
-from cds_service.feedback import FeedbackStore, default_sqlite_url, make_engine
-from cds_service.knowledge import KnowledgeError, load_knowledge
+from cds_service.app import initialise
+from cds_service.config import load_settings
+from cds_service.engine import CdsEngine
+from cds_service.errors import ServiceError
+from cds_service.knowledge import load_knowledge
+from cds_service.logs import configure_logging
 from cds_service.replay import (
     ReplayError,
     format_response,
@@ -23,6 +24,7 @@ from cds_service.replay import (
     run_remote,
 )
 from cds_service.report import build_report, format_report
+from cds_service.storage import Database
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
         "--bind", default=None, help="host:port (default CDS_BIND or 127.0.0.1:8080)"
     )
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
+
+    commands.add_parser("init-db", help="create the database tables (gunicorn does at start-up)")
 
     replay = commands.add_parser("replay", help="replay a hook request or a FHIR Bundle")
     replay.add_argument("file", type=Path, help="a hook request (fhir_examples/*.json) or a Bundle")
@@ -72,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    engine = Engine(load_knowledge(Settings().hooks_dir))
+    engine = CdsEngine(load_knowledge(load_settings().hooks_dir))
     services = engine.knowledge.services
     service_id = args.service or next(s.id for s in services.values() if s.hook == "order-select")
     service = engine.service(service_id)
@@ -92,25 +96,32 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
+def _init_db(_args: argparse.Namespace) -> int:
+    initialise(load_settings())
+    print("database ready")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
-    settings = Settings()
-    url = args.database_url or settings.database_url or default_sqlite_url(settings.data_dir)
-    store = FeedbackStore(make_engine(url))
+    settings = load_settings()
+    database = Database(args.database_url or settings.database())
     try:
-        store.create_schema()
-        rows = build_report(store.engine, args.by, args.top)
+        database.create_schema()
+        rows = build_report(database, args.by, args.top)
     finally:
-        store.engine.dispose()
+        database.dispose()
     print(format_report(rows, args.format, args.by))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"serve": _serve, "replay": _replay, "report": _report}
+    commands = {"serve": _serve, "init-db": _init_db, "replay": _replay, "report": _report}
     try:
+        if args.command != "serve":  # gunicorn's configuration sets up the service's logging
+            configure_logging(load_settings().log_level)
         return commands[args.command](args)
-    except (ReplayError, KnowledgeError, CdsError) as exc:
+    except ServiceError as exc:
         print(f"salivary-cds: {exc}", file=sys.stderr)
         return 2
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from cds_service.cards import CardRenderer, OrderingContext, UuidFactory
 from cds_service.errors import InvalidRequestError, UnknownServiceError
-from cds_service.feedback import IssuedCard
-from cds_service.fhir_client import FhirFetcher
 from cds_service.fhir_data import PrefetchReading, draft_orders, gather
 from cds_service.guidance import (
     ImplantNames,
@@ -39,6 +37,9 @@ from cds_service.wire import (
     OrderSignContext,
 )
 
+if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
+    from cds_service.fhir_client import FhirFetcher
+
 DEVICE_PREFETCH_KEY = "devices"
 
 
@@ -48,6 +49,15 @@ def random_uuid() -> str:
 
 def utc_today() -> date:
     return datetime.now(UTC).date()
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    """A card as the feedback store remembers it: ids and rule only, no patient data."""
+
+    card_uuid: str
+    rule_id: str
+    suggestion_uuids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,7 @@ def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, O
     return request, context
 
 
-class Engine:
+class CdsEngine:
     """Holds the validated knowledge and the precompiled readers built from it."""
 
     def __init__(self, knowledge: Knowledge, filter_irrelevant: bool = True) -> None:

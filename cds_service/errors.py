@@ -1,11 +1,29 @@
-"""Typed errors: each maps to one HTTP status and a JSON body, never a stack trace."""
+"""The service's errors, under one root.
+
+- ``ConfigurationError``: the service must not start (bad settings, knowledge or trust).
+- ``CdsError``: a caller's request cannot be answered; each maps to one HTTP status and a JSON
+  body, never a stack trace.
+- ``InputFileError``: a file given to the command line cannot be used.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class CdsError(Exception):
+class ServiceError(Exception):
+    """Root of every error the service raises on purpose."""
+
+
+class ConfigurationError(ServiceError):
+    """Settings, knowledge or trust configuration that the service refuses to start with."""
+
+
+class InputFileError(ServiceError):
+    """A file handed to the command line (replay, onboarding) cannot be used."""
+
+
+class CdsError(ServiceError):
     """An error the client can act on. ``status`` is the HTTP status it is answered with."""
 
     status = 400
@@ -49,3 +67,10 @@ class StorageUnavailableError(CdsError):
 
     status = 503
     error = "storage-unavailable"
+
+
+class UnauthorizedError(CdsError):
+    """CDS Hooks 2.0 "Trusting CDS Clients": no valid client JWT -> 401."""
+
+    status = 401
+    error = "unauthorized"

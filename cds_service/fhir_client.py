@@ -20,9 +20,10 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from cds_service.allowlist import AllowList
+from cds_service.errors import ServiceError
 
 
-class FetchFailedError(Exception):
+class FetchFailedError(ServiceError):
     """One prefetch key could not be fetched; ``reason`` is a short code for the 412 body."""
 
     def __init__(self, reason: str) -> None:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cds_service.errors import InvalidRequestError, PrefetchUnavailableError
-from cds_service.fhir_client import FhirFetcher
 from cds_service.knowledge import ServiceDefinition
 from cds_service.records import clean, names_other_patient, validated
 from cds_service.wire import HookRequest
+
+if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
+    from cds_service.fhir_client import FhirFetcher
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,31 @@
 """gunicorn settings shared by `salivary-cds serve`, the Dockerfile and the CI smoke test.
 
 Start: gunicorn -c python:cds_service.gunicorn_conf 'cds_service.app:create_app()'
+
+Everything comes from the service's one ``Settings`` object (CDS_BIND, CDS_WORKERS, CDS_THREADS,
+...), so a bad value stops start-up naming its variable. This is an entry point: it configures
+logging and runs the one-time start-up step (database tables) before the workers fork.
 """
 
 import os
 import tempfile
 from typing import Any
 
-bind = os.environ.get("CDS_BIND", "127.0.0.1:8080")
-workers = int(os.environ.get("CDS_WORKERS", "2"))
+# Prometheus metrics summed over workers: each worker writes its samples under this folder. It
+# must be in the environment before prometheus_client is imported (by the app).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cds-metrics-")
+
+from cds_service.config import load_settings
+from cds_service.logs import configure_logging
+
+settings = load_settings()
+configure_logging(settings.log_level)
+
+bind = settings.bind
+workers = settings.workers
 # Requests are CPU-bound and short; threads only help when the FHIR fallback waits on I/O.
-threads = int(os.environ.get("CDS_THREADS", "4"))
+threads = settings.threads
 timeout = 30
 graceful_timeout = 10
 accesslog = None  # the app logs one JSON line per hook call itself
@@ -20,9 +35,12 @@ preload_app = True  # load and validate hooks/ once, before forking: bad knowled
 # and nothing here uses it.
 control_socket_disable = True
 
-# Prometheus metrics summed over workers: each worker writes its samples under this folder.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cds-metrics-")
+
+def on_starting(server: Any) -> None:  # noqa: ARG001 - gunicorn's hook signature
+    """Create the database tables once, in the master, before the app is loaded."""
+    from cds_service.app import initialise
+
+    initialise(settings)
 
 
 def child_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's hook signature

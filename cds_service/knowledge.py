@@ -17,6 +17,7 @@ from typing import Any, Literal
 from fhir.resources.R4B.valueset import ValueSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cds_service.errors import ConfigurationError
 from cds_service.terminology import Concept, ValueSets
 
 CHECKED_AGAINST_URL = "urn:salivary-imaging-cds:extension:checked-against"
@@ -41,7 +42,7 @@ Modality = Literal["MR", "MRA", "CT", "CTA", "PET-CT", "PET-MR", "US", "XR", "NM
 Contrast = Literal["without", "with", "without-and-with", "unspecified"]
 
 
-class KnowledgeError(Exception):
+class KnowledgeError(ConfigurationError):
     """The hooks/ folder is missing, unreadable or clinically inconsistent."""
 
 

@@ -6,7 +6,6 @@ scrape of any worker sums all of them.
 
 from __future__ import annotations
 
-import os
 import time
 
 from flask import Flask, Response, g, request
@@ -18,6 +17,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from cds_service.runtime import runtime
 
 
 def install_metrics(app: Flask) -> None:
@@ -35,7 +36,9 @@ def install_metrics(app: Flask) -> None:
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         registry=registry,
     )
-    known_services = set(app.extensions["cds_engine"].knowledge.services)
+    running = runtime(app)
+    known_services = set(running.engine.knowledge.services)
+    shared_dir = running.settings.metrics_dir
 
     @app.before_request
     def _start_timer() -> None:
@@ -58,8 +61,8 @@ def install_metrics(app: Flask) -> None:
 
     @app.get("/metrics")
     def _metrics() -> Response:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if shared_dir is not None:
             scrape = CollectorRegistry()
-            multiprocess.MultiProcessCollector(scrape)  # type: ignore[no-untyped-call]
+            multiprocess.MultiProcessCollector(scrape, path=str(shared_dir))  # type: ignore[no-untyped-call]
             return Response(generate_latest(scrape), mimetype=CONTENT_TYPE_LATEST)
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,7 +1,7 @@
 """Replay a hook request, or a FHIR Bundle plus a draft order, and print the cards readably.
 
 Used from the command line (``salivary-cds replay``) and by the tests. The request goes through
-the same Engine as the HTTP endpoint, or to a running service when a URL is given.
+the same CdsEngine as the HTTP endpoint, or to a running service when a URL is given.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import requests
 
-from cds_service.engine import Engine
-from cds_service.errors import CdsError
+from cds_service.engine import CdsEngine
+from cds_service.errors import CdsError, InputFileError
 from cds_service.knowledge import ServiceDefinition
 
 
-class ReplayError(Exception):
+class ReplayError(InputFileError):
     """The input file cannot be turned into a hook request."""
 
 
@@ -113,7 +113,7 @@ def request_from_bundle(
     }
 
 
-def run_local(engine: Engine, service_id: str, request: Any) -> tuple[int, dict[str, Any]]:
+def run_local(engine: CdsEngine, service_id: str, request: Any) -> tuple[int, dict[str, Any]]:
     """Answer through the in-process engine, as the HTTP endpoint would."""
     try:
         return 200, engine.evaluate(service_id, request).response.to_json()

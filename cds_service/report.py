@@ -10,9 +10,9 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 
-from cds_service.feedback import feedback_items, issued_cards
+from cds_service.storage import Database, feedback_items, issued_cards
 
 UNKNOWN_CARD = "(unknown card)"
 NO_REASON = "(no reason given)"
@@ -34,11 +34,11 @@ class ReportRow:
         return round(self.accepted / self.shown, 3) if self.shown else None
 
 
-def build_report(engine: Engine, by: Grouping = "rule", top: int = 3) -> list[ReportRow]:
+def build_report(database: Database, by: Grouping = "rule", top: int = 3) -> list[ReportRow]:
     card_key = issued_cards.c.card_uuid if by == "card" else issued_cards.c.rule_id
     rows: dict[str, ReportRow] = {}
     reasons: dict[str, Counter[str]] = defaultdict(Counter)
-    with engine.connect() as connection:
+    with database.sql.connect() as connection:
         for key, rule, count in connection.execute(
             select(card_key, issued_cards.c.rule_id, func.count()).group_by(
                 card_key, issued_cards.c.rule_id

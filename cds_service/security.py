@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,18 +20,14 @@ from typing import Any, Protocol
 import jwt
 import requests
 
-from cds_service.errors import CdsError
+from cds_service.config import Settings, TrustedIssuerConfig
+from cds_service.errors import ConfigurationError, UnauthorizedError
 
 ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
 _KEY_TYPES = {"ES": "EC", "RS": "RSA"}
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
 SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
 SANDBOX_JWKS_FILE = Path(__file__).parent / "trust" / "cds-hooks-sandbox-jwks.json"
-
-
-class UnauthorizedError(CdsError):
-    status = 401
-    error = "unauthorized"
 
 
 @dataclass(frozen=True)
@@ -45,16 +40,11 @@ class TrustedIssuer:
     allowed_jku: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TrustedIssuer:
-        if not isinstance(data.get("iss"), str):
-            raise ValueError("a trusted issuer needs an 'iss'")
-        url, path = data.get("jwks_url"), data.get("jwks_file")
-        if bool(url) == bool(path):
-            raise ValueError(f"issuer {data['iss']}: give exactly one of jwks_url and jwks_file")
-        allowed = tuple(data.get("allowed_jku", ()))
-        if url and url not in allowed:
-            allowed = (*allowed, url)
-        return cls(data["iss"], url, Path(path) if path else None, allowed)
+    def from_config(cls, config: TrustedIssuerConfig) -> TrustedIssuer:
+        allowed = config.allowed_jku
+        if config.jwks_url and config.jwks_url not in allowed:
+            allowed = (*allowed, config.jwks_url)
+        return cls(config.iss, config.jwks_url, config.jwks_file, allowed)
 
 
 def sandbox_issuer() -> TrustedIssuer:
@@ -62,16 +52,19 @@ def sandbox_issuer() -> TrustedIssuer:
     return TrustedIssuer(SANDBOX_ISSUER, None, SANDBOX_JWKS_FILE, (SANDBOX_JKU,))
 
 
-def load_trusted_issuers(
-    inline_json: str | None, file: Path | None, trust_sandbox: bool
-) -> tuple[TrustedIssuer, ...]:
-    entries: list[Any] = []
-    if inline_json:
-        entries += json.loads(inline_json)
-    if file is not None:
-        entries += json.loads(file.read_text(encoding="utf-8"))
-    issuers = [TrustedIssuer.from_json(e) for e in entries]
-    if trust_sandbox and not any(i.iss == SANDBOX_ISSUER for i in issuers):
+def load_trusted_issuers(settings: Settings) -> tuple[TrustedIssuer, ...]:
+    """The issuers of the settings (inline and from their file), and the sandbox if opted in."""
+    configs = list(settings.trusted_issuers)
+    if settings.trusted_issuers_file is not None:
+        try:
+            raw = json.loads(settings.trusted_issuers_file.read_text(encoding="utf-8"))
+            configs += [TrustedIssuerConfig.model_validate(entry) for entry in raw]
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                f"CDS_TRUSTED_ISSUERS_FILE {settings.trusted_issuers_file}: {exc}"
+            ) from None
+    issuers = [TrustedIssuer.from_config(c) for c in configs]
+    if settings.trust_sandbox and not any(i.iss == SANDBOX_ISSUER for i in issuers):
         issuers.append(sandbox_issuer())
     return tuple(issuers)
 
@@ -141,40 +134,20 @@ class ReplayGuard(Protocol):
     def first_use(self, iss: str, jti: str, expires: float) -> bool: ...
 
 
-class ReplayCache:
-    """jti values seen, kept until their token expires, in this process only (used where no
-    shared store is given; the service uses the database, shared by all workers)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, iss: str, jti: str, expires: float) -> bool:
-        now = time.time()
-        with self._lock:
-            if len(self._seen) > 10_000:
-                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
-            key = (iss, jti)
-            if key in self._seen and self._seen[key] > now:
-                return False
-            self._seen[key] = expires
-            return True
-
-
 class ClientVerifier:
     """Verifies one Authorization header for one called URL."""
 
     def __init__(
         self,
         issuers: tuple[TrustedIssuer, ...],
+        replays: ReplayGuard,
         leeway: float = 30.0,
         jwks: JwksCache | None = None,
-        replays: ReplayGuard | None = None,
     ) -> None:
         self._issuers = {i.iss: i for i in issuers}
         self._leeway = leeway
         self._jwks = jwks or JwksCache()
-        self._replays = replays or ReplayCache()
+        self._replays = replays
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """Return the verified claims, or raise UnauthorizedError with a reason."""

@@ -1,29 +1,46 @@
-"""Shared fixtures: one validated knowledge load, an app per test, deterministic uuids."""
+"""Shared fixtures: one validated knowledge load, an app per test with its own database,
+deterministic uuids, and an environment the caller's shell cannot change."""
 
 from __future__ import annotations
 
-import copy
-import itertools
-import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
-import pytest
-from flask import Flask
-from flask.testing import FlaskClient
+#: Variables the service reads. Tests build their settings themselves: nothing the caller
+#: exports (``DATABASE_URL=... pytest``, ``CDS_HOOKS_DIR=... pytest``) may change an outcome.
+#: Cleared before the service is imported (prometheus_client reads its variable at import).
+#: CDS_TEST_POSTGRES_URL is the test harness's own, not the service's.
+SERVICE_VARIABLES = ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
 
-from cds_service.app import create_app
-from cds_service.config import Settings
-from cds_service.engine import Engine
-from cds_service.knowledge import Knowledge, default_hooks_dir, load_knowledge
+
+def service_variables() -> list[str]:
+    return [
+        name
+        for name in os.environ
+        if name in SERVICE_VARIABLES
+        or (name.startswith("CDS_") and name != "CDS_TEST_POSTGRES_URL")
+    ]
+
+
+for _name in service_variables():
+    del os.environ[_name]
+
+import copy  # noqa: E402 - after the environment is cleared
+import itertools  # noqa: E402
+import json  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+from flask import Flask  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
+
+from cds_service.app import create_app, initialise  # noqa: E402
+from cds_service.config import Settings  # noqa: E402
+from cds_service.engine import CdsEngine  # noqa: E402
+from cds_service.knowledge import Knowledge, default_hooks_dir, load_knowledge  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Every app the tests build keeps its SQLite feedback store in a throwaway folder.
-os.environ.setdefault("CDS_DATA_DIR", tempfile.mkdtemp(prefix="cds-test-data-"))
 EXAMPLES = ROOT / "fhir_examples"
 SERVICE_ID = "salivary-post-treatment-imaging-order-select"
 SIGN_SERVICE_ID = "salivary-post-treatment-imaging-order-sign"
@@ -45,13 +62,28 @@ def knowledge() -> Knowledge:
 
 
 @pytest.fixture(scope="session")
-def engine(knowledge: Knowledge) -> Engine:
-    return Engine(knowledge)
+def engine(knowledge: Knowledge) -> CdsEngine:
+    return CdsEngine(knowledge)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test: none of the service's variables, and its own data folder (SQLite database),
+    also for the service processes a test starts (they inherit this environment)."""
+    for name in service_variables():
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path / "service-data"))
+
+
+def build_app(settings: Settings) -> Flask:
+    """The app as a deployment runs it: the start-up step (tables), then the factory."""
+    initialise(settings)
+    return create_app(settings)
 
 
 @pytest.fixture
 def app() -> Flask:
-    return create_app(Settings(environment="development", max_body_bytes=200_000))
+    return build_app(Settings(environment="development", max_body_bytes=200_000))
 
 
 @pytest.fixture
@@ -133,9 +165,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = postgres_url()
     if url is None:
         pytest.skip("PostgreSQL not configured (set CDS_TEST_POSTGRES_URL)")
-    from cds_service.feedback import make_engine, metadata
+    from cds_service.storage import Database
 
-    engine = make_engine(url)
-    metadata.drop_all(engine)
-    engine.dispose()
+    database = Database(url)
+    database.drop_schema()
+    database.dispose()
     return url

@@ -8,7 +8,7 @@ from typing import Any
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_service.engine import Engine
+from cds_service.engine import CdsEngine
 from tests.conftest import SERVICE_ID, expected_outcomes, vignette, walk
 
 OUTCOMES = expected_outcomes()
@@ -16,7 +16,7 @@ PAMA_SYSTEM = "http://fhir.org/argonaut/CodeSystem/pama-rating"
 POSITIVE = [name for name, o in OUTCOMES.items() if o["cards"]]
 
 
-def _cards(engine: Engine, name: str, uuids: Callable[[], str]) -> list[dict[str, Any]]:
+def _cards(engine: CdsEngine, name: str, uuids: Callable[[], str]) -> list[dict[str, Any]]:
     service = OUTCOMES.get(name, {}).get("service", SERVICE_ID)
     response = engine.evaluate(service, vignette(name), uuids).response.to_json()
     cards: list[dict[str, Any]] = response["cards"]
@@ -24,7 +24,7 @@ def _cards(engine: Engine, name: str, uuids: Callable[[], str]) -> list[dict[str
 
 
 def test_every_card_meets_the_card_rules(
-    engine: Engine, sequential_uuids: Callable[[], str]
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
     seen_uuids: set[str] = set()
     for name in POSITIVE:
@@ -43,7 +43,7 @@ def test_every_card_meets_the_card_rules(
                 assert value not in ("", [], {}), path
 
 
-def test_detail_says_why(engine: Engine, sequential_uuids: Callable[[], str]) -> None:
+def test_detail_says_why(engine: CdsEngine, sequential_uuids: Callable[[], str]) -> None:
     card = _cards(
         engine, "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck", sequential_uuids
     )[0]
@@ -59,7 +59,7 @@ def test_detail_says_why(engine: Engine, sequential_uuids: Callable[[], str]) ->
 
 
 def test_contrast_detail_names_both_sequences(
-    engine: Engine, sequential_uuids: Callable[[], str]
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
     card = _cards(engine, "parotid_cancer_cpt_70540_without_contrast", sequential_uuids)[0]
     assert "non-contrast T1-weighted" in card["detail"]
@@ -67,7 +67,7 @@ def test_contrast_detail_names_both_sequences(
 
 
 def test_replacement_order_is_the_full_protocol(
-    engine: Engine, sequential_uuids: Callable[[], str]
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
     card = _cards(
         engine, "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck", sequential_uuids
@@ -91,7 +91,7 @@ def test_replacement_order_is_the_full_protocol(
 
 
 def test_replacement_keeps_the_clinicians_reason_and_priority(
-    engine: Engine, sequential_uuids: Callable[[], str]
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
     body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
     draft = body["context"]["draftOrders"]["entry"][0]["resource"]
@@ -109,7 +109,7 @@ def test_replacement_keeps_the_clinicians_reason_and_priority(
 
 
 def test_requester_falls_back_to_the_user_and_encounter_to_the_context(
-    engine: Engine, sequential_uuids: Callable[[], str]
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
     body = vignette("client_quirks_no_intent_empty_coding_stray_selection")
     card = engine.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
@@ -118,7 +118,7 @@ def test_requester_falls_back_to_the_user_and_encounter_to_the_context(
     assert created["encounter"] == {"reference": "Encounter/enc-1"}
 
 
-def test_whole_response_is_deterministic_with_injected_uuids(engine: Engine) -> None:
+def test_whole_response_is_deterministic_with_injected_uuids(engine: CdsEngine) -> None:
     def first() -> str:
         return "00000000-0000-4000-8000-000000000001"
 
@@ -130,7 +130,7 @@ def test_whole_response_is_deterministic_with_injected_uuids(engine: Engine) -> 
 
 
 def test_order_names_are_escaped_in_markdown(
-    engine: Engine, sequential_uuids: Callable[[], str]
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
     body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
     draft = body["context"]["draftOrders"]["entry"][0]["resource"]
@@ -140,12 +140,14 @@ def test_order_names_are_escaped_in_markdown(
     assert "[see note](" not in card["detail"]
 
 
-def _first_card(engine: Engine, body: dict[str, Any], service: str = SERVICE_ID) -> dict[str, Any]:
+def _first_card(
+    engine: CdsEngine, body: dict[str, Any], service: str = SERVICE_ID
+) -> dict[str, Any]:
     cards: list[dict[str, Any]] = engine.evaluate(service, body).response.to_json()["cards"]
     return cards[0]
 
 
-def test_history_note_carries_histology_treatment_dates_and_prior(engine: Engine) -> None:
+def test_history_note_carries_histology_treatment_dates_and_prior(engine: CdsEngine) -> None:
     body = vignette("full_protocol_without_clinical_history_prior_mri")
     card = _first_card(engine, body)
     [suggestion] = card["suggestions"]
@@ -170,14 +172,14 @@ def test_history_note_carries_histology_treatment_dates_and_prior(engine: Engine
     ServiceRequest.model_validate(updated)
 
 
-def test_replacement_of_an_order_without_reason_carries_the_history(engine: Engine) -> None:
+def test_replacement_of_an_order_without_reason_carries_the_history(engine: CdsEngine) -> None:
     card = _first_card(engine, vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"))
     created = card["suggestions"][0]["actions"][1]["resource"]
     assert "Clinical history: treated Mucoepidermoid carcinoma" in created["note"][-1]["text"]
     assert card["selectionBehavior"] == "at-most-one"  # replace, or keep and add the history
 
 
-def test_an_order_with_a_reason_gets_no_history_note(engine: Engine) -> None:
+def test_an_order_with_a_reason_gets_no_history_note(engine: CdsEngine) -> None:
     card = _first_card(engine, vignette("treated_parotid_cancer_pacemaker_mri_selected"))
     created = card["suggestions"][0]["actions"][1]["resource"]
     assert "note" not in created
@@ -185,7 +187,7 @@ def test_an_order_with_a_reason_gets_no_history_note(engine: Engine) -> None:
     assert created["code"]["coding"][0]["code"] == "70491"
 
 
-def test_compatible_suggestions_may_all_be_taken(engine: Engine) -> None:
+def test_compatible_suggestions_may_all_be_taken(engine: CdsEngine) -> None:
     body = vignette("treated_parotid_cancer_us_neck")
     del body["context"]["draftOrders"]["entry"][0]["resource"]["reasonReference"]
     card = _first_card(engine, body)
@@ -194,7 +196,7 @@ def test_compatible_suggestions_may_all_be_taken(engine: Engine) -> None:
     assert card["selectionBehavior"] == "any"
 
 
-def test_pet_deferral_sets_the_date(engine: Engine) -> None:
+def test_pet_deferral_sets_the_date(engine: CdsEngine) -> None:
     card = _first_card(engine, vignette("pet_ct_six_weeks_after_radiotherapy"))
     defer = card["suggestions"][0]["actions"][0]
     assert defer["type"] == "update"
@@ -202,7 +204,7 @@ def test_pet_deferral_sets_the_date(engine: Engine) -> None:
     assert card["selectionBehavior"] == "at-most-one"
 
 
-def test_one_card_per_selected_order(engine: Engine) -> None:
+def test_one_card_per_selected_order(engine: CdsEngine) -> None:
     body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
     entries = body["context"]["draftOrders"]["entry"]
     twin = json.loads(json.dumps(entries[0]))
@@ -214,7 +216,7 @@ def test_one_card_per_selected_order(engine: Engine) -> None:
     assert targets == ["ServiceRequest/mri-neck-1", "ServiceRequest/mri-neck-2"]
 
 
-def test_ratings_table_marks_the_ordered_procedure_only(engine: Engine) -> None:
+def test_ratings_table_marks_the_ordered_procedure_only(engine: CdsEngine) -> None:
     card = _first_card(engine, vignette("treated_parotid_cancer_ct_neck_with_contrast"))
     assert card["detail"].count("← ordered") == 1
     assert (
@@ -224,7 +226,7 @@ def test_ratings_table_marks_the_ordered_procedure_only(engine: Engine) -> None:
     assert "| US neck | May Be Appropriate | O (none) |" in card["detail"]
 
 
-def test_pama_rating_is_an_update_of_the_draft(engine: Engine) -> None:
+def test_pama_rating_is_an_update_of_the_draft(engine: CdsEngine) -> None:
     body = vignette("treated_parotid_cancer_ct_neck_with_contrast")
     draft = body["context"]["draftOrders"]["entry"][0]["resource"]
     draft["extension"] = [
@@ -248,14 +250,14 @@ def test_pama_rating_is_an_update_of_the_draft(engine: Engine) -> None:
     assert response["extension"]["systemActions"] == response["systemActions"]
 
 
-def test_no_pama_action_without_a_cpt_code(engine: Engine) -> None:
+def test_no_pama_action_without_a_cpt_code(engine: CdsEngine) -> None:
     response = engine.evaluate(
         SERVICE_ID, vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
     ).response.to_json()
     assert "systemActions" not in response and "extension" not in response
 
 
-def test_every_suggested_resource_of_every_vignette_is_valid_fhir(engine: Engine) -> None:
+def test_every_suggested_resource_of_every_vignette_is_valid_fhir(engine: CdsEngine) -> None:
     checked = 0
     for name, outcome in OUTCOMES.items():
         response = engine.evaluate(outcome["service"], vignette(name)).response.to_json()

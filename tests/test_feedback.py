@@ -11,12 +11,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, text
 
-from cds_service.app import create_app
 from cds_service.cli import main
 from cds_service.config import Settings
-from cds_service.feedback import FeedbackStore, feedback_items, issued_cards
 from cds_service.report import build_report, format_report
-from tests.conftest import HOOK_URL, SERVICE_ID, body_of, vignette
+from cds_service.runtime import runtime
+from cds_service.storage import Database, feedback_items, issued_cards
+from tests.conftest import HOOK_URL, SERVICE_ID, body_of, build_app, vignette
 
 FEEDBACK_URL = f"/cds-services/{SERVICE_ID}/feedback"
 POSITIVE = "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"
@@ -25,14 +25,13 @@ NOW = "2026-11-24T20:31:00Z"
 
 @pytest.fixture
 def app(database_url: str) -> Iterator[Flask]:
-    flask_app = create_app(Settings(database_url=database_url))
+    flask_app = build_app(Settings(database_url=database_url))
     yield flask_app
-    _store(flask_app).engine.dispose()
+    _database(flask_app).dispose()
 
 
-def _store(app: Flask) -> FeedbackStore:
-    store: FeedbackStore = app.extensions["cds_feedback"]
-    return store
+def _database(app: Flask) -> Database:
+    return runtime(app).database
 
 
 def _show_card(app: Flask) -> dict[str, Any]:
@@ -64,8 +63,8 @@ def overridden(card_uuid: str, code: str = "limited-question-intended") -> dict[
 
 
 def _rows(app: Flask, table: Any) -> list[Any]:
-    app.extensions["cds_card_log"].flush()
-    with _store(app).engine.connect() as connection:
+    runtime(app).card_log.flush()
+    with _database(app).sql.connect() as connection:
         return list(connection.execute(select(table)).mappings())
 
 
@@ -117,7 +116,7 @@ def test_the_same_feedback_twice_is_stored_once(app: Flask) -> None:
         "duplicates": 1,
         "unknownCards": 0,
     }
-    assert _store(app).count_feedback() == 1
+    assert runtime(app).feedback.count() == 1
 
 
 @pytest.mark.parametrize(
@@ -162,7 +161,7 @@ def test_invalid_items_are_400_and_nothing_is_stored(
     response = app.test_client().post(FEEDBACK_URL, json={"feedback": [item, good]})
     assert response.status_code == 400
     assert body_of(response)["field"] == field
-    assert _store(app).count_feedback() == 0
+    assert runtime(app).feedback.count() == 0
 
 
 @pytest.mark.parametrize("body", [{}, {"feedback": []}, {"feedback": "x"}, [], "text"])
@@ -179,7 +178,7 @@ def test_feedback_for_an_unknown_service_is_404(app: Flask) -> None:
 
 
 def test_storage_failure_is_503_and_not_acknowledged(app: Flask) -> None:
-    with _store(app).engine.begin() as connection:
+    with _database(app).sql.begin() as connection:
         connection.execute(text("DROP TABLE feedback_items"))
     response = app.test_client().post(FEEDBACK_URL, json={"feedback": [overridden("x")]})
     assert response.status_code == 503
@@ -187,7 +186,7 @@ def test_storage_failure_is_503_and_not_acknowledged(app: Flask) -> None:
 
 
 def test_card_recording_failure_does_not_withhold_advice(app: Flask) -> None:
-    with _store(app).engine.begin() as connection:
+    with _database(app).sql.begin() as connection:
         connection.execute(text("DROP TABLE issued_cards"))
     response = app.test_client().post(HOOK_URL, json=vignette(POSITIVE))
     assert response.status_code == 200
@@ -229,14 +228,14 @@ def test_report_per_rule_and_per_card(
             ]
         },
     )
-    app.extensions["cds_card_log"].flush()
-    rows = {r.key: r for r in build_report(_store(app).engine)}
+    runtime(app).card_log.flush()
+    rows = {r.key: r for r in build_report(_database(app))}
     mri = rows["incomplete-mri-protocol"]
     assert (mri.shown, mri.accepted, mri.overridden) == (4, 1, 3)
     assert mri.acceptance_rate == 0.25
     assert mri.top_override_reasons[0] == ("limited-question-intended", 2)
     assert rows["(unknown card)"].overridden == 1
-    per_card = build_report(_store(app).engine, by="card")
+    per_card = build_report(_database(app), by="card")
     assert len(per_card) == 5
 
     assert main(["report", "--database-url", database_url]) == 0

@@ -15,7 +15,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from cds_service.feedback import feedback_items, make_engine
+from cds_service.storage import Database, feedback_items
 from tests.conftest import SERVICE_ID
 from tests.live import LiveServer, start_gunicorn
 
@@ -38,12 +38,12 @@ def _item(card: str) -> dict[str, Any]:
 
 
 def _stored_cards(database_url: str) -> list[str]:
-    engine = make_engine(database_url)
+    database = Database(database_url)
     try:
-        with engine.connect() as connection:
+        with database.sql.connect() as connection:
             return list(connection.execute(select(feedback_items.c.card_uuid)).scalars())
     finally:
-        engine.dispose()
+        database.dispose()
 
 
 @pytest.fixture

@@ -14,11 +14,17 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service.allowlist import AllowList
-from cds_service.app import create_app
 from cds_service.config import Settings
-from cds_service.engine import Engine
+from cds_service.engine import CdsEngine
 from cds_service.fhir_client import FetchLimits, FhirFetcher
-from tests.conftest import HOOK_URL, USED_PREFETCH_KEYS, body_of, expected_outcomes, vignette
+from tests.conftest import (
+    HOOK_URL,
+    USED_PREFETCH_KEYS,
+    body_of,
+    build_app,
+    expected_outcomes,
+    vignette,
+)
 from tests.fhir_standin import Behaviour, FhirStandIn
 
 OUTCOMES = expected_outcomes()
@@ -71,7 +77,7 @@ def _without_prefetch(name: str, base: str, keys: list[str] | None = None) -> di
 
 @pytest.mark.parametrize("name", sorted(OUTCOMES))
 def test_every_vignette_gives_the_same_answer_by_fallback(
-    engine: Engine, fhir: FhirStandIn, name: str
+    engine: CdsEngine, fhir: FhirStandIn, name: str
 ) -> None:
     service = OUTCOMES[name]["service"]
     by_prefetch = engine.evaluate(service, vignette(name), lambda: "u", TODAY)
@@ -82,7 +88,7 @@ def test_every_vignette_gives_the_same_answer_by_fallback(
     assert sorted(fetched.fetched) == sorted(USED_PREFETCH_KEYS)
 
 
-def test_all_missing_keys_are_fetched_with_the_token(fhir: FhirStandIn, engine: Engine) -> None:
+def test_all_missing_keys_are_fetched_with_the_token(fhir: FhirStandIn, engine: CdsEngine) -> None:
     engine.evaluate(
         "salivary-post-treatment-imaging-order-select",
         _without_prefetch(POSITIVE, fhir.base),
@@ -105,7 +111,7 @@ def test_all_missing_keys_are_fetched_with_the_token(fhir: FhirStandIn, engine: 
 
 
 def test_only_missing_keys_are_fetched_and_null_means_no_data(
-    fhir: FhirStandIn, engine: Engine
+    fhir: FhirStandIn, engine: CdsEngine
 ) -> None:
     body = _without_prefetch(POSITIVE, fhir.base, keys=["procedures"])
     body["prefetch"]["devices"] = None
@@ -118,7 +124,7 @@ def test_only_missing_keys_are_fetched_and_null_means_no_data(
 
 
 def test_an_operation_outcome_in_prefetch_is_fetched_again(
-    fhir: FhirStandIn, engine: Engine
+    fhir: FhirStandIn, engine: CdsEngine
 ) -> None:
     body = _without_prefetch(POSITIVE, fhir.base, keys=[])
     body["prefetch"]["conditions"] = {"resourceType": "OperationOutcome", "issue": []}
@@ -130,7 +136,7 @@ def test_an_operation_outcome_in_prefetch_is_fetched_again(
 
 
 def test_no_authorization_header_without_fhir_authorization(
-    fhir: FhirStandIn, engine: Engine
+    fhir: FhirStandIn, engine: CdsEngine
 ) -> None:
     body = _without_prefetch(POSITIVE, fhir.base, keys=["conditions"])
     del body["fhirAuthorization"]
@@ -138,7 +144,7 @@ def test_no_authorization_header_without_fhir_authorization(
     assert [s.authorization for s in fhir.seen] == [None]
 
 
-def test_pages_are_followed(fhir: FhirStandIn, engine: Engine) -> None:
+def test_pages_are_followed(fhir: FhirStandIn, engine: CdsEngine) -> None:
     fhir.reset(Behaviour(page_size=1))
     body = _without_prefetch(POSITIVE, fhir.base, keys=["conditions"])
     outcome = engine.evaluate(
@@ -152,7 +158,7 @@ def test_pages_are_followed(fhir: FhirStandIn, engine: Engine) -> None:
 
 
 def _client(**settings: Any) -> FlaskClient:
-    return create_app(Settings(**{"environment": "development", **settings})).test_client()
+    return build_app(Settings(**{"environment": "development", **settings})).test_client()
 
 
 def _412(response: Any) -> dict[str, Any]:
@@ -278,7 +284,7 @@ def test_allow_list(allow: str, url: str, allowed: bool) -> None:
     assert AllowList.parse(allow).allows(url) is allowed
 
 
-def test_fetch_of_the_raw_request_is_not_mutated(fhir: FhirStandIn, engine: Engine) -> None:
+def test_fetch_of_the_raw_request_is_not_mutated(fhir: FhirStandIn, engine: CdsEngine) -> None:
     body = _without_prefetch(POSITIVE, fhir.base)
     before = copy.deepcopy(body)
     engine.evaluate("salivary-post-treatment-imaging-order-select", body, fetcher=_fetcher())

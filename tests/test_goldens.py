@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.engine import Engine
+from cds_service.engine import CdsEngine
 from tests.conftest import EXAMPLES, expected_outcomes, vignette
 
 GOLDEN = EXAMPLES / "golden"
@@ -28,7 +28,7 @@ def test_every_vignette_has_a_golden_response() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(expected_outcomes()))
-def test_response_equals_golden(engine: Engine, name: str) -> None:
+def test_response_equals_golden(engine: CdsEngine, name: str) -> None:
     want = golden(name)
     counter = itertools.count(1)
     outcome = engine.evaluate(

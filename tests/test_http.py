@@ -9,7 +9,6 @@ import pytest
 import structlog
 from flask.testing import FlaskClient
 
-from cds_service.app import create_app
 from cds_service.config import Settings
 from tests.conftest import (
     HOOK_URL,
@@ -17,6 +16,7 @@ from tests.conftest import (
     SIGN_SERVICE_ID,
     USED_PREFETCH_KEYS,
     body_of,
+    build_app,
     vignette,
 )
 
@@ -250,10 +250,10 @@ def test_cors_headers_on_answers_and_errors(client: FlaskClient) -> None:
 
 
 def test_production_allows_only_configured_origins() -> None:
-    closed = create_app(Settings(environment="production", require_auth=False)).test_client()
+    closed = build_app(Settings(environment="production", require_auth=False)).test_client()
     response = closed.get("/cds-services", headers={"Origin": "https://sandbox.cds-hooks.org"})
     assert "Access-Control-Allow-Origin" not in response.headers
-    listed = create_app(
+    listed = build_app(
         Settings(
             environment="production",
             require_auth=False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.engine import Engine
+from cds_service.engine import CdsEngine
 from cds_service.knowledge import Knowledge
 from cds_service.orders import OrderClassifier, normalise_text
 from cds_service.records import order_fact
@@ -186,7 +186,7 @@ def test_a_non_imaging_order_gives_no_reading(classifier: OrderClassifier) -> No
     assert classifier.classify(order) is None
 
 
-def test_icd10_style_codes_are_not_mistaken_for_orders(engine: Engine) -> None:
+def test_icd10_style_codes_are_not_mistaken_for_orders(engine: CdsEngine) -> None:
     order = order_fact(
         draft([{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C07"}]),
         engine.classifier.known_systems,

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from benchmarks.workload import make_request
-from cds_service.engine import Engine
+from cds_service.engine import CdsEngine
 from cds_service.guidance import ImplantNames
 from cds_service.knowledge import Knowledge
 from cds_service.orders import OrderClassifier
@@ -19,13 +19,13 @@ TODAY = date(2026, 11, 24)
 
 
 @pytest.fixture(scope="module")
-def unfiltered(knowledge: Knowledge) -> Engine:
-    return Engine(knowledge, filter_irrelevant=False)
+def unfiltered(knowledge: Knowledge) -> CdsEngine:
+    return CdsEngine(knowledge, filter_irrelevant=False)
 
 
 @pytest.mark.parametrize("name", sorted(OUTCOMES))
 def test_filtered_and_unfiltered_answers_are_identical(
-    engine: Engine, unfiltered: Engine, name: str
+    engine: CdsEngine, unfiltered: CdsEngine, name: str
 ) -> None:
     service = OUTCOMES[name]["service"]
     fast = engine.evaluate(service, vignette(name), lambda: "u", TODAY)
@@ -34,7 +34,9 @@ def test_filtered_and_unfiltered_answers_are_identical(
 
 
 @pytest.mark.parametrize("kind", ["typical", "large", "negative"])
-def test_benchmark_workloads_answer_the_same(engine: Engine, unfiltered: Engine, kind: str) -> None:
+def test_benchmark_workloads_answer_the_same(
+    engine: CdsEngine, unfiltered: CdsEngine, kind: str
+) -> None:
     request = make_request(kind)
     fast = engine.evaluate(SERVICE_ID, request, lambda: "u", TODAY).response.to_json()
     full = unfiltered.evaluate(SERVICE_ID, request, lambda: "u", TODAY).response.to_json()

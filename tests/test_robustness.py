@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +16,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import checks
 
-from cds_service.app import create_app
 from cds_service.config import Settings
+from cds_service.runtime import runtime
 from cds_service.wire import CdsResponse
-from tests.conftest import SERVICE_ID, SIGN_SERVICE_ID, expected_outcomes, vignette
+from tests.conftest import SERVICE_ID, SIGN_SERVICE_ID, build_app, expected_outcomes, vignette
 
-APP = create_app(Settings(environment="development", max_body_bytes=300_000))
+# Built at import for schemathesis, so with its own throwaway database folder.
+APP = build_app(
+    Settings(
+        environment="development",
+        max_body_bytes=300_000,
+        data_dir=Path(tempfile.mkdtemp(prefix="cds-robustness-")),
+    )
+)
 NAMES = sorted(expected_outcomes())
 BASES = {name: vignette(name) for name in NAMES}
 
@@ -179,7 +188,7 @@ def test_health_endpoints(app: Flask, path: str) -> None:
 
 
 def test_readiness_fails_when_a_probe_fails(app: Flask) -> None:
-    app.extensions["cds_readiness"] = {"database": lambda: False}
+    runtime(app).readiness["database"] = lambda: False
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["checks"] == {"knowledge": "ok", "database": "failing"}

@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask.testing import FlaskClient
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from cds_service.app import create_app
 from cds_service.config import Settings
+from cds_service.errors import ConfigurationError
 from cds_service.security import SANDBOX_ISSUER, sandbox_issuer
-from tests.conftest import HOOK_URL, SERVICE_ID, vignette
+from tests.conftest import HOOK_URL, SERVICE_ID, build_app, vignette
 from tests.fhir_standin import FhirStandIn
 
 ISSUER = "https://ehr.example.org"
@@ -71,7 +71,7 @@ def auth_settings(keys: Keys, tmp_path: Path, **overrides: Any) -> Settings:
 @pytest.fixture
 def client(keys: Keys, tmp_path: Path) -> FlaskClient:
     settings = auth_settings(keys, tmp_path, environment="production", jwt_leeway_seconds=5)
-    return create_app(settings).test_client()
+    return build_app(settings).test_client()
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
@@ -231,7 +231,7 @@ def test_the_token_is_never_logged(client: FlaskClient, keys: Keys) -> None:
 
 
 def test_aud_follows_the_url_as_received_without_a_public_base(keys: Keys, tmp_path: Path) -> None:
-    client = create_app(auth_settings(keys, tmp_path, public_base_url=None)).test_client()
+    client = build_app(auth_settings(keys, tmp_path, public_base_url=None)).test_client()
     as_received = token(keys, aud=f"http://localhost{HOOK_URL}")
     assert call(client, as_received).status_code == 200
 
@@ -253,7 +253,7 @@ def test_keys_from_a_jwks_url_with_refresh_on_a_new_kid(
         trusted_issuers=json.dumps([{"iss": ISSUER, "jwks_url": url}]),
         public_base_url=BASE,
     )
-    client = create_app(settings).test_client()
+    client = build_app(settings).test_client()
     assert call(client, token(keys)).status_code == 200
     assert call(client, token(keys, kid="rsa", alg="RS384")).status_code == 200
     assert len(jwks_server.seen) == 1  # cached
@@ -267,14 +267,14 @@ def test_the_sandbox_issuer_is_opt_in_and_ships_its_jwks() -> None:
     jwks = json.loads(issuer.jwks_file.read_text())
     assert jwks["keys"][0]["kid"] == "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"
     assert jwks["keys"][0]["alg"] == "ES384"
-    with pytest.raises(ValueError, match="no trusted issuer"):
-        create_app(Settings(environment="production"))
-    create_app(Settings(environment="production", trust_sandbox=True))
+    with pytest.raises(ConfigurationError, match="no trusted issuer"):
+        build_app(Settings(environment="production"))
+    build_app(Settings(environment="production", trust_sandbox=True))
 
 
 def test_a_token_claiming_the_sandbox_but_signed_by_us_is_refused(keys: Keys) -> None:
     settings = Settings(require_auth=True, trust_sandbox=True, public_base_url=BASE)
-    client = create_app(settings).test_client()
+    client = build_app(settings).test_client()
     forged = jwt.encode(
         claims(iss=SANDBOX_ISSUER),
         keys.ec384,
@@ -290,7 +290,7 @@ def test_a_token_claiming_the_sandbox_but_signed_by_us_is_refused(keys: Keys) ->
 def test_a_replay_to_another_worker_is_refused(keys: Keys, tmp_path: Path) -> None:
     """Two apps on one database stand for two gunicorn workers: the jti memory is shared."""
     settings = auth_settings(keys, tmp_path, data_dir=tmp_path / "shared")
-    first, second = create_app(settings).test_client(), create_app(settings).test_client()
+    first, second = build_app(settings).test_client(), build_app(settings).test_client()
     bearer = token(keys)
     assert call(first, bearer).status_code == 200
     assert call(second, bearer).status_code == 401

@@ -6,16 +6,15 @@ import time
 from datetime import UTC
 
 import structlog
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.api.services import json_body
-from cds_service.card_log import CardLog
-from cds_service.engine import Engine
 from cds_service.errors import InvalidRequestError, StorageUnavailableError
-from cds_service.feedback import FeedbackItem, FeedbackStore, canonical_json
+from cds_service.runtime import runtime
+from cds_service.storage import FeedbackItem, canonical_json
 from cds_service.wire import FeedbackItemIn, FeedbackRequest
 
 blueprint = Blueprint("feedback", __name__)
@@ -43,8 +42,8 @@ def _item(received: FeedbackItemIn) -> FeedbackItem:
 @blueprint.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> ResponseReturnValue:
     started = time.perf_counter()
-    engine: Engine = current_app.extensions["cds_engine"]
-    engine.service(service_id)  # 404 for an unknown service
+    running = runtime()
+    running.engine.service(service_id)  # 404 for an unknown service
     body = json_body()
     try:
         request = FeedbackRequest.model_validate(body)
@@ -52,11 +51,9 @@ def feedback(service_id: str) -> ResponseReturnValue:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "body"
         raise InvalidRequestError(f"{where}: {err['msg']}", field=where) from None
-    store: FeedbackStore = current_app.extensions["cds_feedback"]
-    card_log: CardLog = current_app.extensions["cds_card_log"]
-    card_log.flush()  # cards shown a moment ago are known before their feedback is stored
+    running.card_log.flush()  # cards shown a moment ago are known before their feedback is stored
     try:
-        result = store.store_feedback(service_id, [_item(i) for i in request.feedback])
+        result = running.feedback.store(service_id, [_item(i) for i in request.feedback])
     except SQLAlchemyError as exc:
         log.error("feedback-not-stored", service=service_id, error_type=type(exc).__name__)
         raise StorageUnavailableError("Feedback could not be stored; send it again") from None

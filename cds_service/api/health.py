@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
+
+from cds_service.runtime import runtime
 
 blueprint = Blueprint("health", __name__)
 
@@ -19,12 +19,9 @@ def healthz() -> ResponseReturnValue:
 @blueprint.get("/readyz")
 def readyz() -> ResponseReturnValue:
     """Knowledge loaded and every registered dependency (the database) reachable."""
-    engine = current_app.extensions.get("cds_engine")
-    checks: dict[str, str] = {
-        "knowledge": "ok" if engine is not None and engine.knowledge.services else "missing"
-    }
-    probes: dict[str, Callable[[], bool]] = current_app.extensions.get("cds_readiness", {})
-    for name, probe in probes.items():
+    running = runtime()
+    checks: dict[str, str] = {"knowledge": "ok" if running.engine.knowledge.services else "missing"}
+    for name, probe in running.readiness.items():
         try:
             checks[name] = "ok" if probe() else "failing"
         except Exception:  # a readiness probe reports failure, it never raises

@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from cds_service.knowledge import ServiceDefinition
+from cds_service.runtime import runtime
 
 blueprint = Blueprint("openapi", __name__)
 _TEMPLATE: dict[str, Any] = json.loads(
@@ -48,5 +49,5 @@ def openapi_document(services: list[ServiceDefinition]) -> dict[str, Any]:
 
 @blueprint.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
-    services = current_app.extensions["cds_engine"].knowledge.services
+    services = runtime().engine.knowledge.services
     return jsonify(openapi_document(list(services.values())))

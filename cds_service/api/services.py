@@ -8,13 +8,13 @@ import time
 from typing import Any
 
 import structlog
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest
 
-from cds_service.card_log import CardLog
-from cds_service.engine import Engine, Outcome
+from cds_service.engine import Outcome
 from cds_service.errors import CdsError, InvalidRequestError, UnsupportedMediaTypeError
+from cds_service.runtime import runtime
 
 blueprint = Blueprint("cds_services", __name__)
 log = structlog.get_logger("cds_service.hook")
@@ -33,14 +33,9 @@ def loggable_hook_instance(value: Any) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _engine() -> Engine:
-    engine: Engine = current_app.extensions["cds_engine"]
-    return engine
-
-
 @blueprint.get("/cds-services")
 def discovery() -> ResponseReturnValue:
-    services = [s.discovery_entry() for s in _engine().knowledge.services.values()]
+    services = [s.discovery_entry() for s in runtime().engine.knowledge.services.values()]
     return jsonify({"services": services})
 
 
@@ -55,20 +50,20 @@ def json_body() -> Any:
 
 def _record_cards(service_id: str, hook_instance: str, outcome: Outcome) -> None:
     """Remember the cards shown, for feedback, off the request path (see card_log)."""
-    card_log: CardLog = current_app.extensions["cds_card_log"]
-    card_log.record(service_id, hook_instance, outcome.issued)
+    runtime().card_log.record(service_id, hook_instance, outcome.issued)
 
 
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> ResponseReturnValue:
     started = time.perf_counter()
-    engine = _engine()
+    running = runtime()
+    engine = running.engine
     engine.service(service_id)  # 404 before reading the body
     body = json_body()
     hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
     bound = log.bind(service=service_id, hookInstance=loggable_hook_instance(hook_instance))
     try:
-        outcome = engine.evaluate(service_id, body, fetcher=current_app.extensions["cds_fetcher"])
+        outcome = engine.evaluate(service_id, body, fetcher=running.fetcher)
     except CdsError as exc:
         bound.info(
             "hook",

@@ -1,10 +1,14 @@
-"""Feedback store: which cards the service showed, and what clinicians did with them.
+"""Everything the service keeps, in one module: a store per table over one database.
 
 SQLAlchemy Core over SQLite (a file, WAL mode, by default) or PostgreSQL (``DATABASE_URL``).
-No patient data is kept: cards are recorded by uuid with their service, rule and hookInstance.
-Feedback is idempotent (the same item twice is stored once, by a hash of its content) and an
-item about an unknown card is stored and flagged, never dropped. A write is committed before the
-service acknowledges it.
+- ``IssuedCardStore``: the cards the service showed, by uuid with service, rule and hookInstance;
+- ``FeedbackStore``: what clinicians did with them; idempotent (the same item twice is stored
+  once, by a hash of its content); an item about an unknown card is stored and flagged, never
+  dropped; committed before the service acknowledges it;
+- ``ReplayStore``: the JWT ids already used, shared by every worker and instance.
+No patient data is kept. The schema is created by an explicit step (``Database.create_schema``,
+run by ``salivary-cds init-db`` and at gunicorn start-up), never as a side effect of building
+the app. The pure engine never imports this module.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
@@ -35,6 +39,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+if TYPE_CHECKING:
+    from cds_service.engine import IssuedCard
 
 metadata = MetaData()
 
@@ -76,13 +84,6 @@ feedback_items = Table(
 
 
 @dataclass(frozen=True)
-class IssuedCard:
-    card_uuid: str
-    rule_id: str
-    suggestion_uuids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class FeedbackItem:
     """One validated feedback item (see cds_service.api.feedback for the wire format)."""
 
@@ -109,8 +110,39 @@ def default_sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'cds_service.sqlite3').resolve()}"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with the settings each backend needs for concurrent, durable writes."""
+class Database:
+    """One SQLAlchemy engine with the settings each backend needs for concurrent, durable
+    writes; the stores below share it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sql = _sql_engine(url)
+        self.dialect = self.sql.dialect.name
+        self.insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.sql)
+
+    def drop_schema(self) -> None:
+        """Tests only: start from an empty database."""
+        metadata.drop_all(self.sql)
+
+    def reachable(self) -> bool:
+        with self.sql.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+
+    def dispose(self) -> None:
+        """Close pooled connections (before forking workers, or when done)."""
+        self.sql.dispose()
+
+    def sqlite_sync(self, connection: Any, level: str) -> None:
+        """SQLite's fsync level for this transaction (FULL for acknowledged writes)."""
+        if self.dialect == "sqlite":
+            connection.exec_driver_sql(f"PRAGMA synchronous={level}")
+
+
+def _sql_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -127,24 +159,13 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-class FeedbackStore:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+class IssuedCardStore:
+    """The cards shown, so that feedback can be tied to its rule."""
 
-    def _sqlite_sync(self, connection: Any, level: str) -> None:
-        if self.engine.dialect.name == "sqlite":
-            connection.exec_driver_sql(f"PRAGMA synchronous={level}")
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
-    def create_schema(self) -> None:
-        metadata.create_all(self.engine)
-
-    def reachable(self) -> bool:
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return True
-
-    def record_card_batches(self, batches: Iterable[tuple[str, str, Iterable[IssuedCard]]]) -> None:
+    def record_batches(self, batches: Iterable[tuple[str, str, Iterable[IssuedCard]]]) -> None:
         """Record the cards of several hook calls in one transaction."""
         rows = [
             {
@@ -160,19 +181,26 @@ class FeedbackStore:
         ]
         if not rows:
             return
-        statement = self._insert(issued_cards).values(rows).on_conflict_do_nothing()
-        with self.engine.begin() as connection:
+        statement = self.database.insert(issued_cards).values(rows).on_conflict_do_nothing()
+        with self.database.sql.begin() as connection:
             # A shown card is in the clinician's click path and is not an acknowledgement:
             # in SQLite WAL mode NORMAL survives a crashed process (not a power cut) and skips
             # the fsync. Feedback, which is acknowledged, is written with FULL.
-            self._sqlite_sync(connection, "NORMAL")
+            self.database.sqlite_sync(connection, "NORMAL")
             connection.execute(statement)
 
-    def store_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> StoreResult:
+
+class FeedbackStore:
+    """Clinicians' feedback on cards, stored exactly once per distinct item."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def store(self, service_id: str, items: Sequence[FeedbackItem]) -> StoreResult:
         """Store items in one transaction; returns counts once committed."""
         now = datetime.now(UTC)
-        with self.engine.begin() as connection:
-            self._sqlite_sync(connection, "FULL")
+        with self.database.sql.begin() as connection:
+            self.database.sqlite_sync(connection, "FULL")
             uuids = {i.card_uuid for i in items}
             known = set(
                 connection.execute(
@@ -196,7 +224,7 @@ class FeedbackStore:
                     "received_at": now,
                 }
                 statement = (
-                    self._insert(feedback_items)
+                    self.database.insert(feedback_items)
                     .values(row)
                     .on_conflict_do_nothing(index_elements=["dedup_key"])
                     .returning(feedback_items.c.id)
@@ -206,26 +234,38 @@ class FeedbackStore:
         unknown = sum(1 for i in items if i.card_uuid not in known)
         return StoreResult(stored, len(items) - stored, unknown)
 
-    def first_use_of_token(self, iss: str, jti: str, expires: float) -> bool:
-        """True the first time (iss, jti) is seen, in any worker process; expired ones pruned."""
+    def count(self) -> int:
+        with self.database.sql.connect() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(feedback_items)).scalar_one()
+            )
+
+
+class ReplayStore:
+    """JWT ids already used, in the database: shared by every worker process and instance, so a
+    replayed token is refused wherever it arrives."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def first_use(self, iss: str, jti: str, expires: float) -> bool:
+        """True the first time (iss, jti) is seen; expired ones are pruned. False when the
+        database cannot be asked: without the shared memory a replay cannot be ruled out."""
         key = hashlib.sha256(f"{iss}\n{jti}".encode()).hexdigest()
         now = int(datetime.now(UTC).timestamp())
         statement = (
-            self._insert(seen_tokens)
+            self.database.insert(seen_tokens)
             .values(token_key=key, expires_at=int(expires))
             .on_conflict_do_nothing(index_elements=["token_key"])
             .returning(seen_tokens.c.token_key)
         )
-        with self.engine.begin() as connection:
-            self._sqlite_sync(connection, "NORMAL")
-            connection.execute(seen_tokens.delete().where(seen_tokens.c.expires_at < now))
-            return bool(connection.execute(statement).all())
-
-    def count_feedback(self) -> int:
-        with self.engine.connect() as connection:
-            return int(
-                connection.execute(select(func.count()).select_from(feedback_items)).scalar_one()
-            )
+        try:
+            with self.database.sql.begin() as connection:
+                self.database.sqlite_sync(connection, "NORMAL")
+                connection.execute(seen_tokens.delete().where(seen_tokens.c.expires_at < now))
+                return bool(connection.execute(statement).all())
+        except SQLAlchemyError:
+            return False
 
 
 def dedup_key(service_id: str, canonical_item: str) -> str:
