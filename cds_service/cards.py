@@ -276,7 +276,7 @@ class _Builder:
         )
         prior = ""
         if self.situation.latest_prior:
-            fact, _ = self.situation.latest_prior
+            fact = self.situation.latest_prior.fact
             prior = common["historyPrior"].format(
                 prior=fact.display, date=fact.date.text if fact.date else "date unknown"
             )
@@ -388,7 +388,7 @@ class _Builder:
 
     def prior_markdown(self) -> str:
         assert self.situation.latest_prior is not None
-        fact, _ = self.situation.latest_prior
+        fact = self.situation.latest_prior.fact
         return self.k.common["priorComparison"].format(
             prior=_escape(fact.display), date=fact.date.text if fact.date else "date unknown"
         )

@@ -16,7 +16,6 @@ from cds_service.cards import CardRenderer, OrderingContext, UuidFactory
 from cds_service.errors import InvalidRequestError, UnknownServiceError
 from cds_service.fhir_data import PrefetchReading, draft_orders, gather
 from cds_service.guidance import (
-    ImplantNames,
     PatientSituation,
     advise,
     find_implant,
@@ -24,10 +23,11 @@ from cds_service.guidance import (
     rated_procedure,
 )
 from cds_service.knowledge import Knowledge, ServiceDefinition
+from cds_service.names import NameMatcher
 from cds_service.orders import ImagingOrder, OrderClassifier
+from cds_service.patient_record import RecordBuilder
 from cds_service.reasoning import find_post_treatment_context
-from cds_service.records import build_record, order_fact
-from cds_service.relevance import RelevanceFilter
+from cds_service.records import order_fact
 from cds_service.wire import (
     Action,
     Card,
@@ -109,9 +109,10 @@ class CdsEngine:
         self.knowledge = knowledge
         self.classifier = OrderClassifier(knowledge.imaging)
         self.renderer = CardRenderer(knowledge.cards, knowledge.ratings)
-        self.implant_names = ImplantNames(knowledge.safety)
-        relevance = RelevanceFilter(knowledge, self.classifier, self.implant_names)
-        self._keep = relevance.keeps if filter_irrelevant else None
+        self.implant_names = NameMatcher(knowledge.safety.implantTextPatterns)
+        self.records = RecordBuilder(
+            knowledge, self.classifier, self.implant_names, filter_irrelevant
+        )
 
     def service(self, service_id: str) -> ServiceDefinition:
         try:
@@ -154,11 +155,10 @@ class CdsEngine:
     ) -> Outcome:
         orders = self._orders(service, context)
         k = self.knowledge
-        record = build_record(
+        record = self.records.build(
             context.patientId,
             reading.resources,
             devices_known=DEVICE_PREFETCH_KEY not in reading.missing,
-            keep=self._keep,
         )
         if not orders:
             return Outcome(CdsResponse(cards=[]), False, 0, record.skipped, (), reading.fetched)
@@ -171,9 +171,7 @@ class CdsEngine:
                 context=clinical,
                 implant=find_implant(record, k.valuesets, k.safety, self.implant_names),
                 devices_known=record.devices_known,
-                latest_prior=latest_prior_imaging(
-                    record, self.classifier, k.imaging.recommendedProtocol
-                ),
+                latest_prior=latest_prior_imaging(record),
                 today=today or utc_today(),
             )
             advice = advise(situation, orders, k)

@@ -8,7 +8,6 @@ or makes its own info card when nothing else applies.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
@@ -20,9 +19,11 @@ from cds_service.knowledge import (
     RecommendedProtocol,
     SafetyKnowledge,
 )
-from cds_service.orders import ImagingOrder, OrderClassifier, normalise_text
+from cds_service.names import NameMatcher
+from cds_service.orders import ImagingOrder, PriorStudy
+from cds_service.patient_record import PatientRecord
 from cds_service.reasoning import PostTreatmentContext, described, usable
-from cds_service.records import PartialDate, PatientRecord, PriorImagingFact
+from cds_service.records import PartialDate
 from cds_service.terminology import ValueSets
 
 MRI_MODALITIES = frozenset({"MR", "MRA", "PET-MR"})
@@ -92,7 +93,7 @@ class PatientSituation:
     implant: Implant | None
     #: False when device data was not sent: nothing may then be said to allow MRI.
     devices_known: bool
-    latest_prior: tuple[PriorImagingFact, ImagingOrder] | None
+    latest_prior: PriorStudy | None
     today: date
 
     @property
@@ -116,23 +117,8 @@ class OrderAdvice:
         return "missing-clinical-history" if self.missing_history else None
 
 
-class ImplantNames:
-    """Tells an implant by its name: a keyword pre-check, then the patterns. Compiled once,
-    shared by the relevance filter and find_implant so both read names the same way."""
-
-    def __init__(self, safety: SafetyKnowledge) -> None:
-        self._words = tuple(safety.implantKeywords)
-        self._patterns = re.compile(r"\b(?:" + "|".join(safety.implantTextPatterns) + r")\b")
-
-    def match(self, name: str) -> bool:
-        upper = name.upper()
-        if not any(word in upper for word in self._words):
-            return False
-        return bool(self._patterns.search(normalise_text(name)))
-
-
 def find_implant(
-    record: PatientRecord, vs: ValueSets, safety: SafetyKnowledge, names: ImplantNames
+    record: PatientRecord, vs: ValueSets, safety: SafetyKnowledge, names: NameMatcher
 ) -> Implant | None:
     """A current implant that may contraindicate MRI, from Conditions or Device resources."""
     for condition in record.conditions:
@@ -154,19 +140,14 @@ def find_implant(
     return None
 
 
-def latest_prior_imaging(
-    record: PatientRecord, classifier: OrderClassifier, protocol: RecommendedProtocol
-) -> tuple[PriorImagingFact, ImagingOrder] | None:
-    """The most recent completed head and neck study, from orders, studies or reports."""
-    found: list[tuple[PriorImagingFact, ImagingOrder]] = []
-    for prior in record.prior_imaging:
-        reading = classifier.read(None, prior.codes, list(prior.texts))
-        if reading is not None and reading.covers_any(protocol.headNeckRegions):
-            found.append((prior, reading))
-    dated = [f for f in found if f[0].date is not None]
+def latest_prior_imaging(record: PatientRecord) -> PriorStudy | None:
+    """The most recent completed head and neck study, from orders, studies or reports (the
+    record holds only those, each read once when it was built)."""
+    found = list(record.prior_studies)
+    dated = [f for f in found if f.fact.date is not None]
     if not dated:
         return found[0] if found else None
-    return max(dated, key=lambda f: f[0].date.value if f[0].date else date.min)
+    return max(dated, key=lambda f: f.fact.date.value if f.fact.date else date.min)
 
 
 def rated_procedure(order: ImagingOrder, ratings: RatingKnowledge) -> RatedProcedure | None:

@@ -18,25 +18,13 @@ from fhir.resources.R4B.valueset import ValueSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cds_service.errors import ConfigurationError
-from cds_service.terminology import Concept, ValueSets
+from cds_service.names import UncheckablePatternError, required_words
+from cds_service.terminology import Concept, ValueSetName, ValueSets
 
 CHECKED_AGAINST_URL = "urn:salivary-imaging-cds:extension:checked-against"
 
 #: Value sets the reasoning reads; a knowledge folder without one of them is refused.
-REQUIRED_VALUESETS = frozenset(
-    {
-        "malignant-major-salivary-neoplasm",
-        "benign-or-uncertain-salivary-neoplasm",
-        "major-salivary-topography",
-        "malignant-salivary-histology",
-        "nonspecific-head-neck-cancer-history",
-        "salivary-gland-excision",
-        "neck-dissection",
-        "radiotherapy",
-        "chemoradiotherapy",
-        "mri-unsafe-implant",
-    }
-)
+REQUIRED_VALUESETS = frozenset(ValueSetName)
 
 Modality = Literal["MR", "MRA", "CT", "CTA", "PET-CT", "PET-MR", "US", "XR", "NM", "FL", "MG"]
 Contrast = Literal["without", "with", "without-and-with", "unspecified"]
@@ -137,8 +125,6 @@ class TextVocabulary(_Strict):
     ambiguousRegionPatterns: tuple[str, ...]
     #: Names of image-guided procedures (US-guided FNA...): not diagnostic imaging.
     guidedProcedurePatterns: tuple[str, ...]
-    #: Substrings one of which every head and neck study name holds (a fast pre-check).
-    headNeckKeywords: tuple[str, ...] = Field(min_length=1)
     modalities: tuple[ModalityPatterns, ...]
     regions: tuple[RegionPatterns, ...]
     contrast: ContrastPatterns
@@ -232,10 +218,8 @@ class RatingKnowledge(_Strict):
 
 class SafetyKnowledge(_Strict):
     description: str
-    implantValueSet: str
-    implantTextPatterns: tuple[str, ...]
-    #: Substrings one of which every implant name the patterns match holds (a fast pre-check).
-    implantKeywords: tuple[str, ...] = Field(min_length=1)
+    implantValueSet: ValueSetName
+    implantTextPatterns: tuple[str, ...] = Field(min_length=1)
     inactiveDeviceStatuses: frozenset[str]
     inactiveConditionClinicalStatuses: frozenset[str]
     petMinimumWeeksAfterRadiotherapy: int = Field(gt=0, le=52)
@@ -419,6 +403,21 @@ def _check_patterns(imaging: ImagingOrderKnowledge, safety: SafetyKnowledge) -> 
             re.compile(pattern)
         except re.error as exc:
             raise KnowledgeError(f"imaging-orders.json: bad pattern {pattern!r}: {exc}") from exc
+    # Patterns read behind a fast pre-check derived from them: each needs a word to check for.
+    head_neck = imaging.recommendedProtocol.headNeckRegions
+    gated = [
+        ("mri-safety.json: implantTextPatterns", safety.implantTextPatterns),
+        (
+            "imaging-orders.json: head and neck region patterns",
+            tuple(p for r in text.regions if r.region in head_neck for p in r.patterns),
+        ),
+    ]
+    for where, patterns in gated:
+        for pattern in patterns:
+            try:
+                required_words(pattern)
+            except UncheckablePatternError as exc:
+                raise KnowledgeError(f"{where}: {exc}") from exc
 
 
 def _check_protocol_is_rated(protocol: RecommendedProtocol, ratings: RatingKnowledge) -> None:
@@ -467,8 +466,6 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
         safety = SafetyKnowledge.model_validate(_read_json(root / "knowledge" / "mri-safety.json"))
     except ValidationError as exc:
         raise KnowledgeError(f"{root}: {exc}") from exc
-    if safety.implantValueSet not in members:
-        raise KnowledgeError(f"mri-safety.json: value set {safety.implantValueSet} not found")
     _check_cards(cards)
     _check_patterns(imaging, safety)
     _check_protocol_is_rated(imaging.recommendedProtocol, ratings)

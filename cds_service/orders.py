@@ -8,7 +8,6 @@ result says less: conflicting modalities give no modality, conflicting contrast 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,17 +15,17 @@ from typing import Literal
 
 from cds_service.codesystems import normalise_code
 from cds_service.knowledge import CodedOrderable, Contrast, ImagingOrderKnowledge, Modality
-from cds_service.records import OrderFact
+from cds_service.names import normalise_text, word_pattern
+from cds_service.records import OrderFact, PriorImagingFact
 from cds_service.terminology import Code
 
 ContrastReading = Contrast | Literal["conflicting"]
 
 
 @dataclass(frozen=True)
-class ImagingOrder:
-    """What a draft order asks for, with what the reading was based on."""
+class StudyReading:
+    """What an order, a past study or a report asks for or shows, as far as it can be read."""
 
-    order: OrderFact | None
     modality: Modality | None
     regions: frozenset[str]
     regions_known: bool
@@ -34,20 +33,56 @@ class ImagingOrder:
     contrast: ContrastReading
     guided_procedure: bool
 
-    @property
-    def draft(self) -> OrderFact:
-        """The draft order read (orders read for the hook always have one)."""
-        if self.order is None:
-            raise ValueError("this reading is of a past study, not of a draft order")
-        return self.order
+    def covers_any(self, regions: frozenset[str]) -> bool:
+        """Known regions, or else the regions a code leaves open, touch ``regions``."""
+        return bool((self.regions if self.regions_known else self.possible_regions) & regions)
+
+
+@dataclass(frozen=True)
+class ImagingOrder:
+    """A draft imaging order and how it reads."""
+
+    draft: OrderFact
+    reading: StudyReading
 
     @property
     def reference(self) -> str:
         return self.draft.reference
 
+    @property
+    def modality(self) -> Modality | None:
+        return self.reading.modality
+
+    @property
+    def regions(self) -> frozenset[str]:
+        return self.reading.regions
+
+    @property
+    def regions_known(self) -> bool:
+        return self.reading.regions_known
+
+    @property
+    def possible_regions(self) -> frozenset[str]:
+        return self.reading.possible_regions
+
+    @property
+    def contrast(self) -> ContrastReading:
+        return self.reading.contrast
+
+    @property
+    def guided_procedure(self) -> bool:
+        return self.reading.guided_procedure
+
     def covers_any(self, regions: frozenset[str]) -> bool:
-        """Known regions, or else the regions a code leaves open, touch ``regions``."""
-        return bool((self.regions if self.regions_known else self.possible_regions) & regions)
+        return self.reading.covers_any(regions)
+
+
+@dataclass(frozen=True)
+class PriorStudy:
+    """A study already done, and how it reads (read once, when the record is built)."""
+
+    fact: PriorImagingFact
+    reading: StudyReading
 
 
 @dataclass(frozen=True)
@@ -58,26 +93,6 @@ class TextReading:
     contrast: Contrast
 
 
-def _word_pattern(alternatives: Iterable[str]) -> re.Pattern[str]:
-    return re.compile(r"\b(?:" + "|".join(f"(?:{a})" for a in alternatives) + r")\b")
-
-
-def normalise_text(text: str) -> str:
-    """Upper-case and rewrite the usual order-name shorthands to plain words.
-
-    "W/O" and "WITHOUT" -> WO, "W/" and "WITH" -> W, "+" and "&" -> AND, other punctuation -> space,
-    so "MR FACE/NECK W+WO" reads "MR FACE NECK W AND WO".
-    """
-    t = text.upper()
-    t = re.sub(r"\bW\s*/\s*O\b", " WO ", t)
-    t = re.sub(r"\bW\s*/", " W ", t)
-    t = t.replace("+", " AND ").replace("&", " AND ")
-    t = re.sub(r"[^A-Z0-9]+", " ", t)
-    t = re.sub(r"\bWITHOUT\b", "WO", t)
-    t = re.sub(r"\bWITH\b", "W", t)
-    return " " + " ".join(t.split()) + " "
-
-
 class OrderClassifier:
     """Reads orders with precompiled patterns and a code index built once from the knowledge."""
 
@@ -86,13 +101,13 @@ class OrderClassifier:
             (o.system, normalise_code(o.system, o.code)): o for o in knowledge.codedOrderables
         }
         vocab = knowledge.text
-        self._ambiguous = _word_pattern(vocab.ambiguousRegionPatterns)
-        self._guided = _word_pattern(vocab.guidedProcedurePatterns)
-        self._modalities = [(m.modality, _word_pattern(m.patterns)) for m in vocab.modalities]
-        self._regions = [(r.region, _word_pattern(r.patterns)) for r in vocab.regions]
-        self._both = _word_pattern(vocab.contrast.withoutAndWith)
-        self._without = _word_pattern(vocab.contrast.without)
-        self._with = _word_pattern(vocab.contrast.with_)
+        self._ambiguous = word_pattern(vocab.ambiguousRegionPatterns)
+        self._guided = word_pattern(vocab.guidedProcedurePatterns)
+        self._modalities = [(m.modality, word_pattern(m.patterns)) for m in vocab.modalities]
+        self._regions = [(r.region, word_pattern(r.patterns)) for r in vocab.regions]
+        self._both = word_pattern(vocab.contrast.withoutAndWith)
+        self._without = word_pattern(vocab.contrast.without)
+        self._with = word_pattern(vocab.contrast.with_)
 
     @property
     def coded_keys(self) -> frozenset[tuple[str, str]]:
@@ -124,11 +139,13 @@ class OrderClassifier:
     def classify(self, order: OrderFact) -> ImagingOrder | None:
         """Return what the order asks for, or None when it is not a recognisable imaging order."""
         texts = [t for t in (order.text, *order.local_displays, *order.body_site_texts) if t]
-        return self.read(order, order.codes, texts)
+        reading = self.read(order.codes, texts)
+        return ImagingOrder(order, reading) if reading is not None else None
 
-    def read(
-        self, order: OrderFact | None, codes: Iterable[Code], texts: list[str]
-    ) -> ImagingOrder | None:
+    def read_prior(self, fact: PriorImagingFact) -> StudyReading | None:
+        return self.read(fact.codes, list(fact.texts))
+
+    def read(self, codes: Iterable[Code], texts: list[str]) -> StudyReading | None:
         """Read codes and names of an order, a past study or a report."""
         coded = [
             self._coded[key]
@@ -162,8 +179,7 @@ class OrderClassifier:
 
         possible = frozenset(r for o in coded if not o.regionsExact for r in o.regions)
         guided = any(self._guided.search(normalise_text(t)) for t in texts)
-        return ImagingOrder(
-            order,
+        return StudyReading(
             modality,
             frozenset(regions),
             bool(regions),

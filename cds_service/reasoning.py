@@ -13,20 +13,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from cds_service.records import ConditionFact, PartialDate, PatientRecord, ProcedureFact
-from cds_service.terminology import Code, ValueSets
+from cds_service.patient_record import PatientRecord
+from cds_service.records import ConditionFact, PartialDate, ProcedureFact
+from cds_service.terminology import TREATMENT_VALUESETS, Code, ValueSetName, ValueSets
 
 #: verificationStatus values that do not establish a diagnosis. Only refuted and
 #: entered-in-error are named by the issue; the tentative ones are left out too (say less).
 UNUSABLE_VERIFICATION = frozenset(
     {"refuted", "entered-in-error", "unconfirmed", "provisional", "differential"}
-)
-
-TREATMENT_VALUESETS = (
-    "salivary-gland-excision",
-    "neck-dissection",
-    "radiotherapy",
-    "chemoradiotherapy",
 )
 
 #: A treatment that ended this long before the cancer was diagnosed cannot have treated it
@@ -53,7 +47,7 @@ class CancerEvidence:
 class TreatmentEvidence:
     procedure: ProcedureFact
     code: Code
-    kind: str
+    kind: ValueSetName
     display: str
 
 
@@ -74,7 +68,7 @@ class PostTreatmentContext:
         ends = [
             t.procedure.performed_end or t.procedure.performed_start
             for t in self.treatments
-            if t.kind in ("radiotherapy", "chemoradiotherapy")
+            if t.kind in (ValueSetName.RADIOTHERAPY, ValueSetName.CHEMORADIOTHERAPY)
         ]
         known = [e for e in ends if e is not None]
         return max(known, key=lambda d: d.value) if known else None
@@ -90,18 +84,20 @@ def malignant_salivary_evidence(condition: ConditionFact, vs: ValueSets) -> Canc
     if not usable(condition):
         return None
     everything = condition.codes + condition.body_site_codes + condition.extension_codes
-    if vs.contains("benign-or-uncertain-salivary-neoplasm", everything):
+    if vs.contains(ValueSetName.BENIGN_OR_UNCERTAIN_SALIVARY, everything):
         return None  # a benign code or behaviour on the same Condition contradicts malignancy
-    code = vs.match("malignant-major-salivary-neoplasm", condition.codes)
+    code = vs.match(ValueSetName.MALIGNANT_MAJOR_SALIVARY, condition.codes)
     if code is not None:
-        name = described(condition.text, code, vs, "malignant-major-salivary-neoplasm")
+        name = described(condition.text, code, vs, ValueSetName.MALIGNANT_MAJOR_SALIVARY)
         return CancerEvidence(condition, code, "diagnosis-code", name)
-    topography = vs.match("major-salivary-topography", condition.codes + condition.body_site_codes)
+    topography = vs.match(
+        ValueSetName.MAJOR_SALIVARY_TOPOGRAPHY, condition.codes + condition.body_site_codes
+    )
     morphology = vs.match(
-        "malignant-salivary-histology", condition.codes + condition.extension_codes
+        ValueSetName.MALIGNANT_SALIVARY_HISTOLOGY, condition.codes + condition.extension_codes
     )
     if topography is not None and morphology is not None:
-        name = described(condition.text, morphology, vs, "malignant-salivary-histology")
+        name = described(condition.text, morphology, vs, ValueSetName.MALIGNANT_SALIVARY_HISTOLOGY)
         return CancerEvidence(condition, morphology, "icd-o-3-topography-and-morphology", name)
     return None
 
@@ -164,16 +160,16 @@ def _history_context(
     excision instead.
     """
     established = [c for c in record.conditions if usable(c)]
-    if any(vs.contains("benign-or-uncertain-salivary-neoplasm", c.codes) for c in established):
+    if any(vs.contains(ValueSetName.BENIGN_OR_UNCERTAIN_SALIVARY, c.codes) for c in established):
         return None
-    if not any(t.kind == "salivary-gland-excision" for t in treatments):
+    if not any(t.kind == ValueSetName.SALIVARY_GLAND_EXCISION for t in treatments):
         return None
     for condition in established:
-        code = vs.match("nonspecific-head-neck-cancer-history", condition.codes)
+        code = vs.match(ValueSetName.HEAD_NECK_CANCER_HISTORY, condition.codes)
         if code is not None:
-            name = described(condition.text, code, vs, "nonspecific-head-neck-cancer-history")
+            name = described(condition.text, code, vs, ValueSetName.HEAD_NECK_CANCER_HISTORY)
             cancer = CancerEvidence(condition, code, "history-code", name)
             own = sorted((t for t in treatments if _treats(t, cancer)), key=_by_date)
-            if any(t.kind == "salivary-gland-excision" for t in own):
+            if any(t.kind == ValueSetName.SALIVARY_GLAND_EXCISION for t in own):
                 return PostTreatmentContext(cancer, tuple(own))
     return None

@@ -1,14 +1,18 @@
-"""FHIR R4 JSON -> the small, frozen facts the reasoning reads.
+"""The one reader of raw FHIR R4 JSON: each resource type -> the small, frozen fact the reasoning
+reads (codes, names, status, dates).
 
-Each resource is first cleaned of what real clients send but FHIR forbids (nulls, ``{}``,
-``[]``, empty strings), then validated with fhir.resources' R4B models. A resource that still
-fails validation is skipped and counted, never guessed at: with less data the service says less.
+The readers take the JSON as the client sent it and never raise: a field of the wrong shape, a
+null, ``{}``, ``[]`` or an empty string reads as absent, exactly as if ``clean`` had removed it,
+so reading before or after cleaning gives the same fact. The relevance filter and the fact
+builders both use these readers (cds_service.patient_record): a field is read in one place.
+Whether a resource is used at all is decided there too: it must also pass fhir.resources'
+validation (``validated``), or it is skipped and counted, never guessed at.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -161,23 +165,6 @@ class PriorImagingFact:
         return next((c.display for c in self.codes if c.display), self.reference)
 
 
-@dataclass(frozen=True)
-class PatientRecord:
-    """The patient's history as the reasoning sees it.
-
-    ``devices_known`` is False when the client neither sent nor nulled device data: the
-    reasoning then cannot claim that nothing contraindicates MRI.
-    """
-
-    patient_id: str
-    conditions: tuple[ConditionFact, ...] = ()
-    procedures: tuple[ProcedureFact, ...] = ()
-    devices: tuple[DeviceFact, ...] = ()
-    prior_imaging: tuple[PriorImagingFact, ...] = ()
-    devices_known: bool = True
-    skipped: int = 0
-
-
 def clean(value: Any) -> Any:
     """Drop nulls, empty strings, empty objects and empty arrays, recursively.
 
@@ -193,25 +180,58 @@ def clean(value: Any) -> Any:
     return value
 
 
-def _codes(concept: Any) -> tuple[Code, ...]:
-    if not isinstance(concept, dict):
-        return ()
-    return tuple(
-        Code(str(c["system"]), str(c["code"]), c.get("display"))
-        for c in concept.get("coding", [])
-        if isinstance(c, dict) and c.get("system") and c.get("code")
-    )
+def _text(value: Any) -> str | None:
+    """A non-empty string, else None."""
+    return value if isinstance(value, str) and value else None
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _objects(value: Any) -> list[Mapping[str, Any]]:
+    """The JSON objects of an array (anything else in it, or a non-array, reads as none)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def codes_of(concept: Any) -> tuple[Code, ...]:
+    """The codings of a CodeableConcept that have both a system and a code."""
+    found = []
+    for coding in _objects(_object(concept).get("coding")):
+        system, code = _text(coding.get("system")), _text(coding.get("code"))
+        if system and code:
+            found.append(Code(system, code, _text(coding.get("display"))))
+    return tuple(found)
+
+
+def text_of(concept: Any) -> str | None:
+    return _text(_object(concept).get("text"))
 
 
 def _status_code(concept: Any) -> str | None:
-    codes = _codes(concept)
+    codes = codes_of(concept)
     return codes[0].code if codes else None
 
 
 def _reference(value: Any) -> str | None:
-    if isinstance(value, dict) and isinstance(value.get("reference"), str):
-        return str(value["reference"])
+    return _text(_object(value).get("reference"))
+
+
+def _date(resource: Mapping[str, Any], *paths: str) -> PartialDate | None:
+    """The first of ``paths`` (``a`` or ``a.b``) that holds a readable date."""
+    for path in paths:
+        head, _, tail = path.partition(".")
+        value = resource.get(head)
+        if tail:
+            value = _object(value).get(tail)
+        found = PartialDate.parse(value)
+        if found is not None:
+            return found
     return None
+
+
+def resource_id(resource: Mapping[str, Any]) -> str | None:
+    return _text(resource.get("id"))
 
 
 def names_other_patient(resource: Mapping[str, Any], patient_id: str) -> bool:
@@ -236,148 +256,121 @@ def validated(resource: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(cleaned)
 
 
-def condition_fact(c: Mapping[str, Any]) -> ConditionFact:
+def condition_codes(
+    c: Mapping[str, Any],
+) -> tuple[tuple[Code, ...], tuple[Code, ...], tuple[Code, ...]]:
+    """A Condition's codes: of its code, of its bodySite, of its extensions (ICD-O-3 histology)."""
     extension_codes = tuple(
         code
-        for ext in c.get("extension", [])
-        if isinstance(ext, dict)
-        for code in _codes(ext.get("valueCodeableConcept"))
+        for ext in _objects(c.get("extension"))
+        for code in codes_of(ext.get("valueCodeableConcept"))
     )
-    onset = PartialDate.parse(c.get("onsetDateTime")) or PartialDate.parse(
-        c.get("onsetPeriod", {}).get("start")
-    )
+    body_site_codes = tuple(code for site in _objects(c.get("bodySite")) for code in codes_of(site))
+    return codes_of(c.get("code")), body_site_codes, extension_codes
+
+
+def condition_fact(c: Mapping[str, Any]) -> ConditionFact | None:
+    cid = resource_id(c)
+    if cid is None:
+        return None
+    codes, body_site_codes, extension_codes = condition_codes(c)
     return ConditionFact(
-        id=c["id"],
-        codes=_codes(c.get("code")),
-        text=c.get("code", {}).get("text"),
-        body_site_codes=tuple(code for site in c.get("bodySite", []) for code in _codes(site)),
+        id=cid,
+        codes=codes,
+        text=text_of(c.get("code")),
+        body_site_codes=body_site_codes,
         extension_codes=extension_codes,
         verification_status=_status_code(c.get("verificationStatus")),
         clinical_status=_status_code(c.get("clinicalStatus")),
-        onset=onset,
-        recorded=PartialDate.parse(c.get("recordedDate")),
+        onset=_date(c, "onsetDateTime", "onsetPeriod.start"),
+        recorded=_date(c, "recordedDate"),
     )
 
 
-def procedure_fact(p: Mapping[str, Any]) -> ProcedureFact:
-    period = p.get("performedPeriod", {})
-    single = PartialDate.parse(p.get("performedDateTime"))
+def procedure_fact(p: Mapping[str, Any]) -> ProcedureFact | None:
+    pid = resource_id(p)
+    if pid is None:
+        return None
+    single = _date(p, "performedDateTime")
     return ProcedureFact(
-        id=p["id"],
-        codes=_codes(p.get("code")),
-        text=p.get("code", {}).get("text"),
-        status=p["status"],
-        performed_start=single or PartialDate.parse(period.get("start")),
-        performed_end=single or PartialDate.parse(period.get("end")),
+        id=pid,
+        codes=codes_of(p.get("code")),
+        text=text_of(p.get("code")),
+        status=_text(p.get("status")) or "unknown",
+        performed_start=single or _date(p, "performedPeriod.start"),
+        performed_end=single or _date(p, "performedPeriod.end"),
         reason_references=tuple(
-            ref for r in p.get("reasonReference", []) if (ref := _reference(r)) is not None
+            ref for r in _objects(p.get("reasonReference")) if (ref := _reference(r)) is not None
         ),
     )
 
 
 def order_fact(s: Mapping[str, Any], known_systems: frozenset[str]) -> OrderFact:
     """Build an OrderFact; displays of codings from unknown (local) systems are kept as text."""
-    code = s.get("code", {})
-    codings = [c for c in code.get("coding", []) if isinstance(c, dict)]
-    local_displays = tuple(
-        str(c["display"])
-        for c in codings
-        if c.get("display") and c.get("system") not in known_systems
-    )
+    code = s.get("code")
     return OrderFact(
-        id=s["id"],
-        codes=_codes(code),
-        text=code.get("text"),
-        local_displays=local_displays,
-        body_site_texts=tuple(str(b["text"]) for b in s.get("bodySite", []) if b.get("text")),
-        status=s["status"],
+        id=resource_id(s) or "",
+        codes=codes_of(code),
+        text=text_of(code),
+        local_displays=tuple(
+            display
+            for c in _objects(_object(code).get("coding"))
+            if (display := _text(c.get("display"))) and _text(c.get("system")) not in known_systems
+        ),
+        body_site_texts=tuple(t for b in _objects(s.get("bodySite")) if (t := text_of(b))),
+        status=_text(s.get("status")) or "draft",
         subject=_reference(s.get("subject")),
         encounter=_reference(s.get("encounter")),
         requester=_reference(s.get("requester")),
-        has_reason=bool(s.get("reasonCode") or s.get("reasonReference")),
-        occurrence=PartialDate.parse(s.get("occurrenceDateTime"))
-        or PartialDate.parse(s.get("occurrencePeriod", {}).get("start")),
+        has_reason=bool(_objects(s.get("reasonCode")) or _objects(s.get("reasonReference"))),
+        occurrence=_date(s, "occurrenceDateTime", "occurrencePeriod.start"),
         resource=s,
     )
 
 
-def device_fact(d: Mapping[str, Any]) -> DeviceFact:
-    names = [str(n["name"]) for n in d.get("deviceName", []) if n.get("name")]
-    device_type = d.get("type", {})
-    if device_type.get("text"):
-        names.append(str(device_type["text"]))
-    names += [str(c["display"]) for c in device_type.get("coding", []) if c.get("display")]
-    return DeviceFact(d["id"], d.get("status"), _codes(device_type), tuple(names))
+def device_names(d: Mapping[str, Any]) -> tuple[tuple[Code, ...], tuple[str, ...]]:
+    """A Device's type codes, and every name it goes by (names, type text, type displays)."""
+    device_type = d.get("type")
+    names = [n for entry in _objects(d.get("deviceName")) if (n := _text(entry.get("name")))]
+    if (type_text := text_of(device_type)) is not None:
+        names.append(type_text)
+    codes = codes_of(device_type)
+    names += [c.display for c in codes if c.display]
+    return codes, tuple(names)
+
+
+def device_fact(d: Mapping[str, Any]) -> DeviceFact | None:
+    did = resource_id(d)
+    if did is None:
+        return None
+    codes, names = device_names(d)
+    return DeviceFact(did, _text(d.get("status")), codes, names)
+
+
+def prior_study_names(r: Mapping[str, Any]) -> tuple[tuple[Code, ...], tuple[str, ...]] | None:
+    """A past study's codes and names, or None when the resource does not say it was done."""
+    kind = r.get("resourceType")
+    if kind not in _DONE_IMAGING or resource_id(r) is None:
+        return None
+    if r.get("status") not in _DONE_IMAGING[kind]:
+        return None
+    if kind == "ImagingStudy":
+        codes = tuple(c for pc in _objects(r.get("procedureCode")) for c in codes_of(pc))
+        return codes, tuple(t for t in [_text(r.get("description"))] if t)
+    return codes_of(r.get("code")), tuple(t for t in [text_of(r.get("code"))] if t)
 
 
 def prior_imaging_fact(r: Mapping[str, Any]) -> PriorImagingFact | None:
     """A past study, or None when the resource does not say it was done."""
-    kind = r["resourceType"]
-    if r.get("status") not in _DONE_IMAGING[kind]:
+    found = prior_study_names(r)
+    if found is None:
         return None
+    kind = r["resourceType"]
     if kind == "ImagingStudy":
-        codes = tuple(c for pc in r.get("procedureCode", []) for c in _codes(pc))
-        texts = tuple(t for t in [r.get("description")] if t)
-        when = PartialDate.parse(r.get("started"))
+        when = _date(r, "started")
     elif kind == "DiagnosticReport":
-        codes = _codes(r.get("code"))
-        texts = tuple(t for t in [r.get("code", {}).get("text")] if t)
-        when = PartialDate.parse(r.get("effectiveDateTime")) or PartialDate.parse(r.get("issued"))
+        when = _date(r, "effectiveDateTime", "issued")
     else:
-        codes = _codes(r.get("code"))
-        texts = tuple(t for t in [r.get("code", {}).get("text")] if t)
-        when = (
-            PartialDate.parse(r.get("occurrenceDateTime"))
-            or PartialDate.parse(r.get("occurrencePeriod", {}).get("end"))
-            or PartialDate.parse(r.get("authoredOn"))
-        )
+        when = _date(r, "occurrenceDateTime", "occurrencePeriod.end", "authoredOn")
+    codes, texts = found
     return PriorImagingFact(f"{kind}/{r['id']}", codes, texts, when)
-
-
-def build_record(
-    patient_id: str,
-    resources: Iterable[Mapping[str, Any]],
-    devices_known: bool = True,
-    keep: Callable[[Mapping[str, Any]], bool] | None = None,
-) -> PatientRecord:
-    """Turn the patient's raw resources into a PatientRecord, skipping invalid or foreign ones.
-
-    ``keep`` (see cds_service.relevance) drops, before validation, resources that cannot matter.
-    """
-    conditions: list[ConditionFact] = []
-    procedures: list[ProcedureFact] = []
-    devices: list[DeviceFact] = []
-    priors: list[PriorImagingFact] = []
-    skipped = 0
-    seen: set[tuple[str, str]] = set()
-    for raw in resources:
-        if raw.get("resourceType") not in _MODELS or (keep is not None and not keep(raw)):
-            continue
-        resource = validated(raw)
-        if resource is None or names_other_patient(resource, patient_id):
-            skipped += 1
-            continue
-        key = (resource["resourceType"], resource["id"])
-        if key in seen:  # the same resource from two prefetch keys or pages
-            continue
-        seen.add(key)
-        kind = resource["resourceType"]
-        if kind == "Condition":
-            conditions.append(condition_fact(resource))
-        elif kind == "Procedure":
-            procedures.append(procedure_fact(resource))
-        elif kind == "Device":
-            devices.append(device_fact(resource))
-        else:
-            prior = prior_imaging_fact(resource)
-            if prior is not None:
-                priors.append(prior)
-    return PatientRecord(
-        patient_id,
-        tuple(conditions),
-        tuple(procedures),
-        tuple(devices),
-        tuple(priors),
-        devices_known,
-        skipped,
-    )

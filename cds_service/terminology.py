@@ -4,8 +4,44 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from cds_service.codesystems import SHORT_NAMES, normalise_code
+
+
+class ValueSetName(StrEnum):
+    """Every value set the reasoning reads (hooks/knowledge/valuesets/<name>.json): the one
+    list that the loader requires, the reasoning names and the relevance filter derives from."""
+
+    MALIGNANT_MAJOR_SALIVARY = "malignant-major-salivary-neoplasm"
+    BENIGN_OR_UNCERTAIN_SALIVARY = "benign-or-uncertain-salivary-neoplasm"
+    MAJOR_SALIVARY_TOPOGRAPHY = "major-salivary-topography"
+    MALIGNANT_SALIVARY_HISTOLOGY = "malignant-salivary-histology"
+    HEAD_NECK_CANCER_HISTORY = "nonspecific-head-neck-cancer-history"
+    SALIVARY_GLAND_EXCISION = "salivary-gland-excision"
+    NECK_DISSECTION = "neck-dissection"
+    RADIOTHERAPY = "radiotherapy"
+    CHEMORADIOTHERAPY = "chemoradiotherapy"
+    MRI_UNSAFE_IMPLANT = "mri-unsafe-implant"
+
+
+#: Value sets read on Conditions (code, bodySite, extensions) and on Procedures (code). Every
+#: value set is in exactly one group (tests/test_knowledge.py checks it).
+CONDITION_VALUESETS = (
+    ValueSetName.MALIGNANT_MAJOR_SALIVARY,
+    ValueSetName.BENIGN_OR_UNCERTAIN_SALIVARY,
+    ValueSetName.MAJOR_SALIVARY_TOPOGRAPHY,
+    ValueSetName.MALIGNANT_SALIVARY_HISTOLOGY,
+    ValueSetName.HEAD_NECK_CANCER_HISTORY,
+    ValueSetName.MRI_UNSAFE_IMPLANT,
+)
+#: The treatments, in the order a procedure is classified.
+TREATMENT_VALUESETS = (
+    ValueSetName.SALIVARY_GLAND_EXCISION,
+    ValueSetName.NECK_DISSECTION,
+    ValueSetName.RADIOTHERAPY,
+    ValueSetName.CHEMORADIOTHERAPY,
+)
 
 
 @dataclass(frozen=True)

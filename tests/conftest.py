@@ -25,9 +25,10 @@ for _name in service_variables():
     del os.environ[_name]
 
 import copy  # noqa: E402 - after the environment is cleared
+import functools  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable, Iterable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -39,6 +40,7 @@ from cds_service.app import create_app, initialise  # noqa: E402
 from cds_service.config import Settings  # noqa: E402
 from cds_service.engine import CdsEngine  # noqa: E402
 from cds_service.knowledge import Knowledge, default_hooks_dir, load_knowledge  # noqa: E402
+from cds_service.patient_record import PatientRecord  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "fhir_examples"
@@ -56,14 +58,27 @@ USED_PREFETCH_KEYS = (
 )
 
 
+@functools.cache
+def default_engine() -> CdsEngine:
+    """The engine on the shipped knowledge, built once for the whole run."""
+    return CdsEngine(load_knowledge(default_hooks_dir()))
+
+
+def patient_record(
+    resources: Iterable[dict[str, Any]], devices_known: bool = True, patient_id: str = "p"
+) -> PatientRecord:
+    """A PatientRecord built as the engine builds it (relevance filter on)."""
+    return default_engine().records.build(patient_id, resources, devices_known)
+
+
 @pytest.fixture(scope="session")
 def knowledge() -> Knowledge:
-    return load_knowledge(default_hooks_dir())
+    return default_engine().knowledge
 
 
 @pytest.fixture(scope="session")
-def engine(knowledge: Knowledge) -> CdsEngine:
-    return CdsEngine(knowledge)
+def engine() -> CdsEngine:
+    return default_engine()
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,10 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.config import Settings
+from cds_service.engine import CdsEngine
 from cds_service.knowledge import KnowledgeError, default_hooks_dir, load_knowledge
+from cds_service.terminology import CONDITION_VALUESETS, TREATMENT_VALUESETS, ValueSetName
+from tests.conftest import vignette
 
 Edit = Callable[[Path], object]
 
@@ -122,6 +125,24 @@ NEGATIVE_CASES: dict[str, tuple[Edit, str]] = {
         ),
         "recommendedProtocol",
     ),
+    "implant pattern with no word a pre-check can look for": (
+        _edit_json(
+            "knowledge/mri-safety.json",
+            lambda d: d["implantTextPatterns"].append("[A-Z]{3}"),
+        ),
+        "no literal word",
+    ),
+    "head and neck region pattern with no word a pre-check can look for": (
+        _edit_json(
+            "knowledge/imaging-orders.json",
+            lambda d: d["text"]["regions"][2]["patterns"].append("[A-Z]{2,}"),
+        ),
+        "no literal word",
+    ),
+    "implant value set that the reasoning does not know": (
+        _edit_json("knowledge/mri-safety.json", lambda d: d.update(implantValueSet="implants")),
+        "implantValueSet",
+    ),
     "duplicate service id": (
         lambda root: shutil.copy(root / SERVICE, root / "services/copy.json"),
         "duplicate service id",
@@ -158,3 +179,32 @@ def test_the_app_does_not_start_on_bad_knowledge(hooks_copy: Path) -> None:
 def test_a_missing_knowledge_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError, match="does not exist"):
         load_knowledge(tmp_path / "nowhere")
+
+
+def test_every_value_set_is_read_on_conditions_or_on_procedures() -> None:
+    groups = [*CONDITION_VALUESETS, *TREATMENT_VALUESETS]
+    assert sorted(groups) == sorted(ValueSetName)
+
+
+def test_an_implant_pattern_added_to_the_knowledge_is_read(hooks_copy: Path) -> None:
+    """The attack run's case: the pattern ICD, added without a keyword, loaded silently and was
+    never read (the hand-written pre-check said no). The pre-check is now derived."""
+    _edit_json("knowledge/mri-safety.json", lambda d: d["implantTextPatterns"].append("ICD"))(
+        hooks_copy
+    )
+    engine = CdsEngine(load_knowledge(hooks_copy))
+    body = vignette("parotid_cancer_full_protocol_ordered")
+    conditions = body["prefetch"]["conditions"]["entry"]
+    conditions.append(
+        {
+            "resource": {
+                "resourceType": "Condition",
+                "id": "icd",
+                "code": {"text": "ICD in situ"},
+                "subject": {"reference": f"Patient/{body['context']['patientId']}"},
+            }
+        }
+    )
+    outcome = engine.evaluate("salivary-post-treatment-imaging-order-select", body)
+    assert outcome.rules == ("mri-contraindicated",)
+    assert "ICD in situ" in outcome.response.cards[0].detail  # type: ignore[operator]

@@ -6,7 +6,8 @@ import pytest
 
 from cds_service.engine import CdsEngine
 from cds_service.knowledge import Knowledge
-from cds_service.orders import OrderClassifier, normalise_text
+from cds_service.names import NameMatcher, normalise_text
+from cds_service.orders import OrderClassifier
 from cds_service.records import order_fact
 from tests.conftest import draft_service_request as draft
 
@@ -216,9 +217,13 @@ def test_with_means_contrast_only_where_it_says_so(
     assert classifier.read_text(name).contrast == contrast
 
 
-def test_head_and_neck_keywords_admit_every_head_and_neck_name(knowledge: Knowledge) -> None:
-    keywords = knowledge.imaging.text.headNeckKeywords
+def test_the_head_and_neck_pre_check_admits_every_head_and_neck_name(
+    knowledge: Knowledge,
+) -> None:
     head_neck = knowledge.imaging.recommendedProtocol.headNeckRegions
+    gate = NameMatcher(
+        [p for r in knowledge.imaging.text.regions if r.region in head_neck for p in r.patterns]
+    )
     for name, _, regions, _ in ORDER_NAMES:
         if regions & head_neck:
-            assert any(word in name.upper() for word in keywords), name
+            assert gate.could_match(name), name

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from cds_service.knowledge import Knowledge
+from cds_service.patient_record import PatientRecord
 from cds_service.reasoning import find_post_treatment_context
-from cds_service.records import PatientRecord, build_record
+from tests.conftest import patient_record
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 SCT = "http://snomed.info/sct"
@@ -86,7 +87,7 @@ C07 = condition("ca", ICD10, "C07")
 
 
 def record(*resources: dict[str, Any]) -> PatientRecord:
-    return build_record("p", resources)
+    return patient_record(resources)
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
 from benchmarks.workload import make_request
 from cds_service.engine import CdsEngine
-from cds_service.guidance import ImplantNames
 from cds_service.knowledge import Knowledge
-from cds_service.orders import OrderClassifier
-from cds_service.relevance import RelevanceFilter
-from tests.conftest import SERVICE_ID, expected_outcomes, vignette
+from cds_service.records import clean, condition_fact, device_fact, prior_imaging_fact
+from tests.conftest import SERVICE_ID, expected_outcomes, patient_record, vignette
 
 OUTCOMES = expected_outcomes()
 TODAY = date(2026, 11, 24)
@@ -44,27 +43,69 @@ def test_benchmark_workloads_answer_the_same(
     assert bool(fast["cards"]) is (kind != "negative")
 
 
-def test_what_the_filter_keeps(knowledge: Knowledge) -> None:
-    names = ImplantNames(knowledge.safety)
-    keeps = RelevanceFilter(knowledge, OrderClassifier(knowledge.imaging), names).keeps
-    icd = "http://hl7.org/fhir/sid/icd-10-cm"
-    assert keeps(
-        {"resourceType": "Condition", "code": {"coding": [{"system": icd, "code": "C07"}]}}
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+def _kept(resource: dict[str, Any]) -> bool:
+    record = patient_record([{"id": "x", "subject": {"reference": "Patient/p"}, **resource}])
+    return bool(record.conditions or record.devices or record.prior_studies)
+
+
+def test_what_the_filter_keeps() -> None:
+    def condition(**fields: Any) -> dict[str, Any]:
+        return {"resourceType": "Condition", **fields}
+
+    assert _kept(condition(code={"coding": [{"system": ICD, "code": "C07"}]}))
+    assert _kept(condition(code={"coding": [{"system": ICD, "code": "D11.0"}]}))
+    assert _kept(condition(code={"text": "Pacemaker in situ"}))
+    assert not _kept(condition(code={"coding": [{"system": ICD, "code": "I10"}]}))
+    assert not _kept(
+        {
+            "resourceType": "ServiceRequest",
+            "status": "completed",
+            "intent": "order",
+            "code": {"text": "CBC"},
+        }
     )
-    assert keeps(
-        {"resourceType": "Condition", "code": {"coding": [{"system": icd, "code": "D11.0"}]}}
-    )
-    assert keeps({"resourceType": "Condition", "code": {"text": "Pacemaker in situ"}})
-    assert not keeps(
-        {"resourceType": "Condition", "code": {"coding": [{"system": icd, "code": "I10"}]}}
-    )
-    assert not keeps(
-        {"resourceType": "ServiceRequest", "status": "completed", "code": {"text": "CBC"}}
-    )
-    assert keeps(
-        {"resourceType": "ImagingStudy", "status": "available", "description": "MRI NECK W WO"}
-    )
-    assert not keeps(
-        {"resourceType": "ImagingStudy", "status": "cancelled", "description": "MRI NECK W WO"}
-    )
-    assert not keeps({"resourceType": "Observation"})
+    study = {"resourceType": "ImagingStudy", "description": "MRI NECK W WO"}
+    assert _kept({**study, "status": "available"})
+    assert not _kept({**study, "status": "cancelled"})
+    assert not _kept({"resourceType": "Observation"})
+
+
+def test_reading_before_or_after_cleaning_gives_the_same_fact() -> None:
+    """The filter reads raw JSON and the record keeps that fact: it must be the fact that the
+    cleaned, validated resource gives (nulls, empty strings and {} read as absent)."""
+    noisy: list[dict[str, Any]] = [
+        {
+            "resourceType": "Condition",
+            "id": "c",
+            "code": {"text": "", "coding": [{}, {"system": ICD, "code": "C07", "display": ""}]},
+            "bodySite": [None, {"coding": []}],
+            "extension": [{}, {"valueCodeableConcept": None}],
+            "onsetDateTime": "",
+            "recordedDate": "2024-01-02",
+        },
+        {
+            "resourceType": "Device",
+            "id": "d",
+            "deviceName": [{"name": ""}, {"name": "Pacemaker"}],
+            "type": {"text": None, "coding": [{"display": "ICD"}]},
+        },
+        {
+            "resourceType": "ImagingStudy",
+            "id": "s",
+            "status": "available",
+            "description": "",
+            "procedureCode": [{"coding": [{"system": "", "code": "x"}]}],
+            "started": None,
+        },
+    ]
+    readers = {
+        "Condition": condition_fact,
+        "Device": device_fact,
+        "ImagingStudy": prior_imaging_fact,
+    }
+    for raw in noisy:
+        read = readers[raw["resourceType"]]
+        assert read(raw) == read(clean(raw))

@@ -1,0 +1,130 @@
+"""Reading names (order names, study descriptions, implant names): one normalisation, and pattern
+matchers whose fast pre-check is derived from the patterns themselves.
+
+A pre-check that is written down separately from the patterns it guards can silently switch a
+safety rule off: add the implant pattern ``ICD`` without its keyword and "ICD in situ" is never
+read. Here the pre-check words are computed from each pattern (a word every match must contain),
+and a pattern for which no such word can be found is refused when the knowledge is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import re._constants as sre_constants  # the stdlib's regex parser (stable since Python 3.11)
+import re._parser as sre_parser
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+#: Words the normalisation writes itself (W/O -> WO, WITH -> W, + -> AND): the raw name need not
+#: hold them, so they can never serve as a pre-check on the raw name.
+_REWRITTEN_WORDS = ("WO", "AND")
+
+
+class UncheckablePatternError(ValueError):
+    """A pattern has no literal word that every match must contain."""
+
+
+def normalise_text(text: str) -> str:
+    """Upper-case and rewrite the usual order-name shorthands to plain words.
+
+    "W/O" and "WITHOUT" -> WO, "W/" and "WITH" -> W, "+" and "&" -> AND, other punctuation -> space,
+    so "MR FACE/NECK W+WO" reads "MR FACE NECK W AND WO". The result starts and ends with a space.
+    """
+    t = text.upper()
+    t = re.sub(r"\bW\s*/\s*O\b", " WO ", t)
+    t = re.sub(r"\bW\s*/", " W ", t)
+    t = t.replace("+", " AND ").replace("&", " AND ")
+    t = re.sub(r"[^A-Z0-9]+", " ", t)
+    t = re.sub(r"\bWITHOUT\b", "WO", t)
+    t = re.sub(r"\bWITH\b", "W", t)
+    return " " + " ".join(t.split()) + " "
+
+
+def word_pattern(alternatives: Iterable[str]) -> re.Pattern[str]:
+    """Alternatives matched as whole words of normalised text."""
+    return re.compile(r"\b(?:" + "|".join(f"(?:{a})" for a in alternatives) + r")\b")
+
+
+def _usable_pieces(run: str) -> list[str]:
+    """Words of a literal run that the raw (un-normalised) upper-case name must hold too."""
+    return [
+        piece
+        for piece in run.split(" ")
+        if piece
+        and re.fullmatch(r"[A-Z0-9]+", piece)
+        and not any(piece in rewritten for rewritten in _REWRITTEN_WORDS)
+    ]
+
+
+def _best(options: list[frozenset[str]]) -> frozenset[str] | None:
+    """Of several requirements that all hold, the most selective: longest shortest word."""
+    if not options:
+        return None
+    return max(options, key=lambda o: (min(len(w) for w in o), -len(o)))
+
+
+def _required(tokens: Sequence[tuple[Any, Any]]) -> frozenset[str] | None:
+    """Words one of which every match of this parsed sequence contains; None if unknown."""
+    options: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        options.extend(frozenset({p}) for p in _usable_pieces("".join(run)))
+        run.clear()
+
+    for op, arg in tokens:
+        if op is sre_constants.LITERAL:
+            run.append(chr(arg))
+            continue
+        flush()
+        found: frozenset[str] | None = None
+        if op is sre_constants.SUBPATTERN:
+            found = _required(arg[-1])
+        elif op is sre_constants.BRANCH:
+            branches = [_required(branch) for branch in arg[1]]
+            if all(b is not None for b in branches):
+                found = frozenset().union(*(b for b in branches if b is not None))
+        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT) and arg[0] >= 1:
+            found = _required(arg[2])
+        if found:
+            options.append(found)
+    flush()
+    return _best(options)
+
+
+def required_words(pattern: str) -> frozenset[str]:
+    """Words (upper case) one of which the raw name must hold for ``pattern`` to match its
+    normalised form; raises UncheckablePatternError when there is no such word."""
+    found = _required(sre_parser.parse(pattern))
+    if not found:
+        raise UncheckablePatternError(
+            f"pattern {pattern!r} has no literal word that every match must contain"
+        )
+    return found
+
+
+class NameMatcher:
+    """Whole-word patterns on normalised names, behind a pre-check derived from the patterns:
+    a name holding none of the required words is not normalised or searched. The pre-check
+    only saves time; ``tests/test_names.py`` proves it never changes an answer."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = tuple(patterns)
+        words = frozenset().union(*(required_words(p) for p in patterns))
+        # A word that holds another gate word adds nothing (ORBITAL holds ORB).
+        self.gate_words = tuple(
+            sorted(w for w in words if not any(o != w and o in w for o in words))
+        )
+        self._gate = re.compile("|".join(re.escape(w) for w in self.gate_words))
+        self._pattern = word_pattern(patterns)
+
+    def could_match(self, name: str) -> bool:
+        """The pre-check alone: False means the name cannot match."""
+        return self._gate.search(name.upper()) is not None
+
+    def match(self, name: str) -> bool:
+        return self.could_match(name) and bool(self._pattern.search(normalise_text(name)))
+
+    def match_normalised(self, normalised: str) -> bool:
+        """Without the pre-check, on an already normalised name."""
+        return bool(self._pattern.search(normalised))
