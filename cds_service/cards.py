@@ -1,15 +1,19 @@
 """Advice -> CDS Hooks cards, suggestions and system actions.
 
-Wording comes from hooks/knowledge/cards.json; this module only assembles it. Every order the
-service suggests (created, or updated in place) carries the cancer Condition as its reason, and,
-when the draft had no reason, a clinical-history note for the radiologist.
+Wording comes from hooks/knowledge/cards.json; this module only assembles it. Each rule has one
+entry in ``RULES`` (its finding type, its builder, and the texts it needs with the placeholders
+the builder fills); at start-up the wording is checked against those entries, so a text that
+uses a placeholder its builder does not fill stops the service instead of failing a request.
+Every order the service suggests (created, or updated in place) carries the cancer Condition as
+its reason, and, when the draft had no reason, a clinical-history note for the radiologist.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+import string
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +27,17 @@ from cds_service.guidance import (
     PetTooEarly,
     UsLimited,
 )
-from cds_service.knowledge import CardKnowledge, OrderKey, RatedProcedure, RatingKnowledge
+from cds_service.knowledge import (
+    CardKnowledge,
+    KnowledgeError,
+    OrderKey,
+    RatedProcedure,
+    RatingKnowledge,
+)
 from cds_service.orders import ImagingOrder
 from cds_service.reasoning import CancerEvidence, PostTreatmentContext, TreatmentEvidence
 from cds_service.records import OrderFact, PartialDate
+from cds_service.rules import RuleId
 from cds_service.wire import Action, Card, Coding, Source, Suggestion
 
 UuidFactory = Callable[[], str]
@@ -64,11 +75,76 @@ def _escape(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", text)
 
 
+class Wording:
+    """The texts of cards.json, filled only with the placeholders their contract names."""
+
+    def __init__(self, knowledge: CardKnowledge) -> None:
+        self._k = knowledge
+        self._dates = knowledge.datePhrases.model_dump()
+
+    @staticmethod
+    def _fill(
+        where: str, template: str, contract: frozenset[str], values: Mapping[str, object]
+    ) -> str:
+        if set(values) != contract:  # a builder out of step with its RULES entry (a test fails)
+            raise ValueError(f"{where}: filled with {sorted(values)}, declared {sorted(contract)}")
+        return template.format(**values)
+
+    def rule(self, rule: RuleId, name: str, /, **values: object) -> str:
+        contract = RULES[rule].texts[name]
+        return self._fill(f"{rule}.{name}", self._k.rules[rule].texts[name], contract, values)
+
+    def common(self, name: str, /, **values: object) -> str:
+        return self._fill(name, self._k.common[name], COMMON_TEXTS[name], values)
+
+    def date(self, name: str, /, **values: object) -> str:
+        return self._fill(name, self._dates[name], DATE_TEXTS[name], values)
+
+
+def _check_texts(
+    where: str, texts: Mapping[str, str], contract: Mapping[str, frozenset[str]]
+) -> None:
+    for name, allowed in contract.items():
+        if name not in texts:
+            raise KnowledgeError(f"cards.json: {where} has no text {name!r}")
+        try:
+            used = {field for _, field, _, _ in string.Formatter().parse(texts[name]) if field}
+        except ValueError as exc:
+            raise KnowledgeError(f"cards.json: {where}.{name} is not a valid template") from exc
+        unknown = used - allowed
+        if unknown:
+            raise KnowledgeError(
+                f"cards.json: {where}.{name} uses unknown placeholders {sorted(unknown)}"
+            )
+
+
+def check_wording(knowledge: CardKnowledge) -> None:
+    """Refuse wording that a rule's builder could not fill (run at start-up)."""
+    unregistered = set(RuleId) - set(RULES)
+    if unregistered:  # a programming error, caught by the first test that builds an engine
+        raise KnowledgeError(f"rules without an entry in cds_service.cards.RULES: {unregistered}")
+    missing = set(RULES) - set(knowledge.rules)
+    if missing:
+        raise KnowledgeError(f"cards.json: rules missing: {sorted(missing)}")
+    for rule, entry in RULES.items():
+        texts = knowledge.rules[rule].texts
+        _check_texts(f"rules.{rule}", texts, entry.texts)
+        for name in entry.texts:
+            if name.startswith("summary") and len(texts[name]) >= 140:
+                raise KnowledgeError(
+                    f"cards.json: rules.{rule}.{name} must be under 140 characters"
+                )
+    _check_texts("common", knowledge.common, COMMON_TEXTS)
+    _check_texts("datePhrases", knowledge.datePhrases.model_dump(), DATE_TEXTS)
+
+
 class CardRenderer:
     """Built once per process; each render gets the request's uuid factory."""
 
     def __init__(self, knowledge: CardKnowledge, ratings: RatingKnowledge) -> None:
+        check_wording(knowledge)
         self._k = knowledge
+        self._words = Wording(knowledge)
         self._ratings = ratings
         self._source = Source(
             label=knowledge.source.label,
@@ -89,7 +165,7 @@ class CardRenderer:
         ordering: OrderingContext,
         new_uuid: UuidFactory,
         minimum_indicator: str = "info",
-    ) -> list[tuple[str, Card]]:
+    ) -> list[tuple[RuleId, Card]]:
         """(rule id, card) for each advice at or above ``minimum_indicator``."""
         floor = INDICATOR_RANK[minimum_indicator]
         rendered = []
@@ -133,22 +209,14 @@ class CardRenderer:
         assert rule_id is not None  # advice exists only when something is to be said
         rule = self._k.rules[rule_id]
         build = _Builder(self._k, advice, situation, ordering, new_uuid)
-        primary = advice.primary
-        if isinstance(primary, MriContraindicated):
-            rendered = build.mri_contraindicated(primary)
-        elif isinstance(primary, IncompleteMri):
-            rendered = build.incomplete_mri(primary)
-        elif isinstance(primary, CtNeck):
-            rendered = build.ct_neck(primary)
-        elif isinstance(primary, PetTooEarly):
-            rendered = build.pet_too_early(primary)
-        elif isinstance(primary, UsLimited):
-            rendered = build.us_limited()
-        else:
-            rendered = build.history_only()
+        entry = RULES[rule_id]
+        expected = entry.finding
+        if not (isinstance(advice.primary, expected) if expected else advice.primary is None):
+            raise TypeError(f"{rule_id} renders {expected}, not {type(advice.primary).__name__}")
+        rendered = entry.build(build, advice.primary)
         suggestions = rendered.suggestions
-        if primary is not None and advice.missing_history:
-            rendered.paragraphs.insert(1, self._k.rules["missing-clinical-history"].texts["folded"])
+        if advice.primary is not None and advice.missing_history:
+            rendered.paragraphs.insert(1, build.text(RuleId.MISSING_CLINICAL_HISTORY, "folded"))
             if not any(_touches(s, advice.order.reference, ("update",)) for s in suggestions):
                 suggestions = [*suggestions, build.history_update(recommended=False)]
         paragraphs = [
@@ -169,51 +237,53 @@ class CardRenderer:
         )
 
     def _ratings_table(self, rated: RatedProcedure | None) -> str:
-        common = self._k.common
-        rows = [common["ratingsColumns"], "|---|---|---|"]
+        words = self._words
+        rows = [words.common("ratingsColumns"), "|---|---|---|"]
         for procedure in self._ratings.procedures:
             name = procedure.name
             if rated is not None and procedure.id == rated.id:
-                name = "**" + common["orderedMark"].format(name=name) + "**"
+                name = "**" + words.common("orderedMark", name=name) + "**"
             rows.append(f"| {name} | {procedure.category} | {procedure.radiation} |")
-        return f"**{common['ratingsHeading']}**\n\n" + "\n".join(rows)
+        return f"**{words.common('ratingsHeading')}**\n\n" + "\n".join(rows)
 
     def _evidence_markdown(self, context: PostTreatmentContext) -> str:
-        common = self._k.common
         lines = [self._cancer_line(context.cancer)]
         lines += [self._treatment_line(t) for t in context.treatments]
-        return f"**{common['evidenceHeading']}**\n\n" + "\n".join(f"- {line}" for line in lines)
+        heading = self._words.common("evidenceHeading")
+        return f"**{heading}**\n\n" + "\n".join(f"- {line}" for line in lines)
 
     def _cancer_line(self, cancer: CancerEvidence) -> str:
-        return self._k.common["evidenceCondition"].format(
+        return self._words.common(
+            "evidenceCondition",
             display=_escape(cancer.display),
             code_label=cancer.code.label,
-            date_phrase=cancer_date_phrase(self._k, cancer),
+            date_phrase=cancer_date_phrase(self._words, cancer),
         )
 
     def _treatment_line(self, treatment: TreatmentEvidence) -> str:
-        return self._k.common["evidenceTreatment"].format(
+        return self._words.common(
+            "evidenceTreatment",
             display=_escape(treatment.display),
             code_label=treatment.code.label,
-            date_phrase=treatment_date_phrase(self._k, treatment),
+            date_phrase=treatment_date_phrase(self._words, treatment),
         )
 
 
-def cancer_date_phrase(k: CardKnowledge, cancer: CancerEvidence) -> str:
+def cancer_date_phrase(words: Wording, cancer: CancerEvidence) -> str:
     condition = cancer.condition
     if condition.onset:
-        return k.datePhrases.diagnosed.format(date=condition.onset.text)
+        return words.date("diagnosed", date=condition.onset.text)
     if condition.recorded:
-        return k.datePhrases.recorded.format(date=condition.recorded.text)
+        return words.date("recorded", date=condition.recorded.text)
     return ""
 
 
-def treatment_date_phrase(k: CardKnowledge, treatment: TreatmentEvidence) -> str:
+def treatment_date_phrase(words: Wording, treatment: TreatmentEvidence) -> str:
     start, end = treatment.procedure.performed_start, treatment.procedure.performed_end
     if start and end and start != end:
-        return k.datePhrases.performedPeriod.format(start=start.text, end=end.text)
+        return words.date("performedPeriod", start=start.text, end=end.text)
     single: PartialDate | None = end or start
-    return k.datePhrases.performed.format(date=single.text) if single else ""
+    return words.date("performed", date=single.text) if single else ""
 
 
 def _touches(suggestion: Suggestion, reference: str, kinds: tuple[str, ...]) -> bool:
@@ -256,6 +326,7 @@ class _Builder:
         new_uuid: UuidFactory,
     ) -> None:
         self.k = k
+        self.words = Wording(k)
         self.advice = advice
         self.draft: OrderFact = advice.order.draft
         self.situation = situation
@@ -266,24 +337,29 @@ class _Builder:
     # history and orders -----------------------------------------------------------------
 
     def history_note(self) -> str:
-        common = self.k.common
+        words = self.words
         context = self.situation.context
         treatments = "; ".join(
-            common["historyTreatment"].format(
-                display=t.display, date_phrase=treatment_date_phrase(self.k, t)
+            words.common(
+                "historyTreatment",
+                display=t.display,
+                date_phrase=treatment_date_phrase(words, t),
             )
             for t in context.treatments
         )
         prior = ""
         if self.situation.latest_prior:
             fact = self.situation.latest_prior.fact
-            prior = common["historyPrior"].format(
-                prior=fact.display, date=fact.date.text if fact.date else "date unknown"
+            prior = words.common(
+                "historyPrior",
+                prior=fact.display,
+                date=fact.date.text if fact.date else "date unknown",
             )
-        return common["historyNote"].format(
+        return words.common(
+            "historyNote",
             cancer=context.cancer.display,
             code_label=context.cancer.code.label,
-            date_phrase=cancer_date_phrase(self.k, context.cancer),
+            date_phrase=cancer_date_phrase(words, context.cancer),
             treatments=treatments,
             prior=prior,
         )
@@ -344,9 +420,7 @@ class _Builder:
             actions=[
                 Action(
                     type="delete",
-                    description=self.k.common["deleteDescription"].format(
-                        ordered=self.draft.display
-                    ),
+                    description=self.words.common("deleteDescription", ordered=self.draft.display),
                     resourceId=self.draft.reference,
                 ),
                 self._create(key),
@@ -361,22 +435,20 @@ class _Builder:
     def _create(self, key: OrderKey) -> Action:
         return Action(
             type="create",
-            description=self.k.common["createDescription"].format(
-                alternative=self.k.orders[key].text
-            ),
+            description=self.words.common("createDescription", alternative=self.k.orders[key].text),
             resource=self.new_order(key),
         )
 
     def history_update(self, recommended: bool) -> Suggestion:
-        texts = self.k.rules["missing-clinical-history"].texts
+        rule = RuleId.MISSING_CLINICAL_HISTORY
         return Suggestion(
-            label=texts["suggestionLabel"],
+            label=self.text(rule, "suggestionLabel"),
             uuid=self.new_uuid(),
             isRecommended=recommended,
             actions=[
                 Action(
                     type="update",
-                    description=texts["updateDescription"],
+                    description=self.text(rule, "updateDescription"),
                     resource=self.updated_draft(),
                 )
             ],
@@ -389,64 +461,81 @@ class _Builder:
     def prior_markdown(self) -> str:
         assert self.situation.latest_prior is not None
         fact = self.situation.latest_prior.fact
-        return self.k.common["priorComparison"].format(
-            prior=_escape(fact.display), date=fact.date.text if fact.date else "date unknown"
+        return self.words.common(
+            "priorComparison",
+            prior=_escape(fact.display),
+            date=fact.date.text if fact.date else "date unknown",
         )
 
     # rules ---------------------------------------------------------------------------------
 
+    def text(self, rule: RuleId, name: str, /, **values: object) -> str:
+        return self.words.rule(rule, name, **values)
+
     def mri_contraindicated(self, finding: MriContraindicated) -> _Rendered:
-        rule = self.k.rules[finding.rule_id]
+        rule = finding.rule_id
         return _Rendered(
-            rule.summary,
-            [rule.texts["problem"].format(implant=_escape(finding.implant.display))],
-            [self.replace(rule.texts["suggestionLabel"], "ct-neck-with-contrast", True)],
+            self.k.rules[rule].summary,
+            [self.text(rule, "problem", implant=_escape(finding.implant.display))],
+            [self.replace(self.text(rule, "suggestionLabel"), "ct-neck-with-contrast", True)],
         )
 
     def incomplete_mri(self, finding: IncompleteMri) -> _Rendered:
-        rule = self.k.rules[finding.rule_id]
-        texts = rule.texts
+        rule = finding.rule_id
         paragraphs: list[str] = []
         if finding.missing_regions:
             paragraphs.append(
-                texts["regionsProblem"].format(
-                    ordered=self.ordered, missing=_join(finding.missing_regions)
+                self.text(
+                    rule,
+                    "regionsProblem",
+                    ordered=self.ordered,
+                    missing=_join(finding.missing_regions),
                 )
             )
         if finding.contrast_problem:
             paragraphs.append(
-                texts["contrastProblem"].format(
+                self.text(
+                    rule,
+                    "contrastProblem",
                     ordered=self.ordered,
                     contrast_problem=self.k.contrastProblems[finding.contrast_problem],
                 )
             )
-        paragraphs.append(texts["why"])
-        summary = rule.summary if finding.missing_regions else texts["summaryContrast"]
-        return _Rendered(
-            summary, paragraphs, [self.replace(texts["suggestionLabel"], "mri-protocol", True)]
+        paragraphs.append(self.text(rule, "why"))
+        summary = (
+            self.k.rules[rule].summary
+            if finding.missing_regions
+            else self.text(rule, "summaryContrast")
         )
+        suggestion = self.replace(self.text(rule, "suggestionLabel"), "mri-protocol", True)
+        return _Rendered(summary, paragraphs, [suggestion])
 
     def ct_neck(self, finding: CtNeck) -> _Rendered:
-        rule = self.k.rules[finding.rule_id]
-        texts = rule.texts
-        paragraphs = [texts["problem"].format(ordered=self.ordered)]
-        if finding.rule_id == "ct-neck-mri-preferred":
-            suggestion = self.replace(texts["suggestionLabel"], "mri-protocol", False)
-            return _Rendered(rule.summary, paragraphs, [suggestion])
+        rule = finding.rule_id
+        paragraphs = [self.text(rule, "problem", ordered=self.ordered)]
+        summary = self.k.rules[rule].summary
+        if rule == RuleId.CT_NECK_MRI_PREFERRED:
+            suggestion = self.replace(self.text(rule, "suggestionLabel"), "mri-protocol", False)
+            return _Rendered(summary, paragraphs, [suggestion])
         mri_first = self.situation.mri_possible
         suggestions = [
-            self.replace(texts["ctSuggestionLabel"], "ct-neck-with-contrast", not mri_first)
+            self.replace(
+                self.text(rule, "ctSuggestionLabel"), "ct-neck-with-contrast", not mri_first
+            )
         ]
         if self.situation.implant is None:
-            suggestions.append(self.replace(texts["mriSuggestionLabel"], "mri-protocol", mri_first))
-        return _Rendered(rule.summary, paragraphs, suggestions)
+            suggestions.append(
+                self.replace(self.text(rule, "mriSuggestionLabel"), "mri-protocol", mri_first)
+            )
+        return _Rendered(summary, paragraphs, suggestions)
 
     def pet_too_early(self, finding: PetTooEarly) -> _Rendered:
-        rule = self.k.rules[finding.rule_id]
-        texts = rule.texts
+        rule = finding.rule_id
         earliest = finding.earliest.isoformat()
         paragraphs = [
-            texts["problem"].format(
+            self.text(
+                rule,
+                "problem",
                 ordered=self.ordered,
                 rt_end=finding.radiotherapy_end.text,
                 scan_date=finding.scan_date.isoformat(),
@@ -457,36 +546,141 @@ class _Builder:
             )
         ]
         defer = Suggestion(
-            label=texts["deferLabel"].format(earliest=earliest),
+            label=self.text(rule, "deferLabel", earliest=earliest),
             uuid=self.new_uuid(),
             isRecommended=False,
             actions=[
                 Action(
                     type="update",
-                    description=texts["deferDescription"].format(earliest=earliest),
+                    description=self.text(rule, "deferDescription", earliest=earliest),
                     resource=self.updated_draft(occurrenceDateTime=earliest),
                 )
             ],
         )
         key = self.alternative()
-        instead = self.replace(
-            texts["alternativeLabel"].format(alternative=self.k.orders[key].text), key, False
-        )
-        return _Rendered(rule.summary, paragraphs, [defer, instead])
+        label = self.text(rule, "alternativeLabel", alternative=self.k.orders[key].text)
+        instead = self.replace(label, key, False)
+        return _Rendered(self.k.rules[rule].summary, paragraphs, [defer, instead])
 
-    def us_limited(self) -> _Rendered:
-        rule = self.k.rules["us-limited"]
+    def us_limited(self, finding: UsLimited) -> _Rendered:
+        rule = finding.rule_id
         key = self.alternative()
-        label = rule.texts["suggestionLabel"].format(alternative=self.k.orders[key].text)
-        summary = rule.summary
+        label = self.text(rule, "suggestionLabel", alternative=self.k.orders[key].text)
         return _Rendered(
-            summary, [rule.texts["problem"].format(ordered=self.ordered)], [self.add(label, key)]
+            self.k.rules[rule].summary,
+            [self.text(rule, "problem", ordered=self.ordered)],
+            [self.add(label, key)],
         )
 
-    def history_only(self) -> _Rendered:
-        rule = self.k.rules["missing-clinical-history"]
+    def history_only(self, _finding: None) -> _Rendered:
+        rule = RuleId.MISSING_CLINICAL_HISTORY
         return _Rendered(
-            rule.summary,
-            [rule.texts["problem"].format(ordered=self.ordered)],
+            self.k.rules[rule].summary,
+            [self.text(rule, "problem", ordered=self.ordered)],
             [self.history_update(recommended=True)],
         )
+
+
+# --- one entry per rule -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleRendering:
+    """Everything about one rule's card in one place: the finding it renders (None for the
+    history card, which stands for a missing reason rather than a finding), the builder, and
+    the texts it needs from cards.json with the placeholders the builder fills in each."""
+
+    finding: type[Any] | None
+    build: Callable[[_Builder, Any], _Rendered]
+    texts: Mapping[str, frozenset[str]]
+
+
+def _needs(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+RULES: dict[RuleId, RuleRendering] = {
+    RuleId.MRI_CONTRAINDICATED: RuleRendering(
+        MriContraindicated,
+        _Builder.mri_contraindicated,
+        {"problem": _needs("implant"), "suggestionLabel": _needs()},
+    ),
+    RuleId.INCOMPLETE_MRI_PROTOCOL: RuleRendering(
+        IncompleteMri,
+        _Builder.incomplete_mri,
+        {
+            "summaryContrast": _needs(),
+            "regionsProblem": _needs("ordered", "missing"),
+            "contrastProblem": _needs("ordered", "contrast_problem"),
+            "why": _needs(),
+            "suggestionLabel": _needs(),
+        },
+    ),
+    **{
+        rule: RuleRendering(
+            CtNeck,
+            _Builder.ct_neck,
+            {
+                "problem": _needs("ordered"),
+                "ctSuggestionLabel": _needs(),
+                "mriSuggestionLabel": _needs(),
+            },
+        )
+        for rule in (RuleId.CT_NECK_WITHOUT_CONTRAST, RuleId.CT_NECK_CONTRAST_UNSPECIFIED)
+    },
+    RuleId.CT_NECK_MRI_PREFERRED: RuleRendering(
+        CtNeck,
+        _Builder.ct_neck,
+        {"problem": _needs("ordered"), "suggestionLabel": _needs()},
+    ),
+    RuleId.PET_TOO_EARLY: RuleRendering(
+        PetTooEarly,
+        _Builder.pet_too_early,
+        {
+            "problem": _needs(
+                "ordered", "rt_end", "scan_date", "days", "weeks", "min_weeks", "earliest"
+            ),
+            "deferLabel": _needs("earliest"),
+            "deferDescription": _needs("earliest"),
+            "alternativeLabel": _needs("alternative"),
+        },
+    ),
+    RuleId.US_LIMITED: RuleRendering(
+        UsLimited,
+        _Builder.us_limited,
+        {"problem": _needs("ordered"), "suggestionLabel": _needs("alternative")},
+    ),
+    RuleId.MISSING_CLINICAL_HISTORY: RuleRendering(
+        None,
+        _Builder.history_only,
+        {
+            "problem": _needs("ordered"),
+            "folded": _needs(),
+            "suggestionLabel": _needs(),
+            "updateDescription": _needs(),
+        },
+    ),
+}
+
+#: Texts every card may use, and the placeholders the renderer fills in each.
+COMMON_TEXTS: dict[str, frozenset[str]] = {
+    "evidenceHeading": _needs(),
+    "evidenceCondition": _needs("display", "code_label", "date_phrase"),
+    "evidenceTreatment": _needs("display", "code_label", "date_phrase"),
+    "ratingsHeading": _needs(),
+    "ratingsColumns": _needs(),
+    "orderedMark": _needs("name"),
+    "priorComparison": _needs("prior", "date"),
+    "historyNote": _needs("cancer", "code_label", "date_phrase", "treatments", "prior"),
+    "historyTreatment": _needs("display", "date_phrase"),
+    "historyPrior": _needs("prior", "date"),
+    "createDescription": _needs("alternative"),
+    "deleteDescription": _needs("ordered"),
+}
+
+DATE_TEXTS: dict[str, frozenset[str]] = {
+    "diagnosed": _needs("date"),
+    "recorded": _needs("date"),
+    "performed": _needs("date"),
+    "performedPeriod": _needs("start", "end"),
+}

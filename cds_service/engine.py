@@ -28,6 +28,7 @@ from cds_service.orders import ImagingOrder, OrderClassifier
 from cds_service.patient_record import RecordBuilder
 from cds_service.reasoning import find_post_treatment_context
 from cds_service.records import order_fact
+from cds_service.rules import RuleId
 from cds_service.wire import (
     Action,
     Card,
@@ -56,7 +57,7 @@ class IssuedCard:
     """A card as the feedback store remembers it: ids and rule only, no patient data."""
 
     card_uuid: str
-    rule_id: str
+    rule_id: RuleId
     suggestion_uuids: tuple[str, ...]
 
 
@@ -68,7 +69,7 @@ class Outcome:
     in_scope: bool
     orders_checked: int
     resources_skipped: int
-    rules: tuple[str, ...] = ()
+    rules: tuple[RuleId, ...] = ()
     fetched: tuple[str, ...] = ()
     #: The cards shown, by uuid with their rule and suggestion uuids, for the feedback store.
     issued: tuple[IssuedCard, ...] = ()
@@ -164,7 +165,7 @@ class CdsEngine:
             return Outcome(CdsResponse(cards=[]), False, 0, record.skipped, (), reading.fetched)
         clinical = find_post_treatment_context(record, k.valuesets)
         cards: list[Card] = []
-        rules: tuple[str, ...] = ()
+        rules: tuple[RuleId, ...] = ()
         issued: tuple[IssuedCard, ...] = ()
         if clinical is not None:
             situation = PatientSituation(

@@ -24,6 +24,7 @@ from cds_service.orders import ImagingOrder, PriorStudy
 from cds_service.patient_record import PatientRecord
 from cds_service.reasoning import PostTreatmentContext, described, usable
 from cds_service.records import PartialDate
+from cds_service.rules import RuleId
 from cds_service.terminology import ValueSets
 
 MRI_MODALITIES = frozenset({"MR", "MRA", "PET-MR"})
@@ -43,7 +44,7 @@ class Implant:
 class MriContraindicated:
     order: ImagingOrder
     implant: Implant
-    rule_id: Literal["mri-contraindicated"] = "mri-contraindicated"
+    rule_id: Literal[RuleId.MRI_CONTRAINDICATED] = RuleId.MRI_CONTRAINDICATED
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,16 @@ class IncompleteMri:
     order: ImagingOrder
     missing_regions: tuple[str, ...]
     contrast_problem: Literal["unspecified", "without", "with"] | None
-    rule_id: Literal["incomplete-mri-protocol"] = "incomplete-mri-protocol"
+    rule_id: Literal[RuleId.INCOMPLETE_MRI_PROTOCOL] = RuleId.INCOMPLETE_MRI_PROTOCOL
 
 
 @dataclass(frozen=True)
 class CtNeck:
     order: ImagingOrder
     rule_id: Literal[
-        "ct-neck-without-contrast", "ct-neck-contrast-unspecified", "ct-neck-mri-preferred"
+        RuleId.CT_NECK_WITHOUT_CONTRAST,
+        RuleId.CT_NECK_CONTRAST_UNSPECIFIED,
+        RuleId.CT_NECK_MRI_PREFERRED,
     ]
 
 
@@ -69,7 +72,7 @@ class PetTooEarly:
     scan_date: date
     earliest: date
     minimum_weeks: int
-    rule_id: Literal["pet-too-early"] = "pet-too-early"
+    rule_id: Literal[RuleId.PET_TOO_EARLY] = RuleId.PET_TOO_EARLY
 
     @property
     def days(self) -> int:
@@ -79,7 +82,7 @@ class PetTooEarly:
 @dataclass(frozen=True)
 class UsLimited:
     order: ImagingOrder
-    rule_id: Literal["us-limited"] = "us-limited"
+    rule_id: Literal[RuleId.US_LIMITED] = RuleId.US_LIMITED
 
 
 Finding = MriContraindicated | IncompleteMri | CtNeck | PetTooEarly | UsLimited
@@ -111,10 +114,10 @@ class OrderAdvice:
     rated: RatedProcedure | None
 
     @property
-    def rule_id(self) -> str | None:
+    def rule_id(self) -> RuleId | None:
         if self.primary is not None:
             return self.primary.rule_id
-        return "missing-clinical-history" if self.missing_history else None
+        return RuleId.MISSING_CLINICAL_HISTORY if self.missing_history else None
 
 
 def find_implant(
@@ -194,11 +197,11 @@ def _ct_neck(order: ImagingOrder, situation: PatientSituation) -> CtNeck | None:
     if not (order.regions_known and order.regions & NECK_REGIONS):
         return None
     if order.contrast == "without":
-        return CtNeck(order, "ct-neck-without-contrast")
+        return CtNeck(order, RuleId.CT_NECK_WITHOUT_CONTRAST)
     if order.contrast == "unspecified":
-        return CtNeck(order, "ct-neck-contrast-unspecified")
+        return CtNeck(order, RuleId.CT_NECK_CONTRAST_UNSPECIFIED)
     if order.contrast == "with" and situation.mri_possible:
-        return CtNeck(order, "ct-neck-mri-preferred")
+        return CtNeck(order, RuleId.CT_NECK_MRI_PREFERRED)
     return None  # with contrast and MRI contraindicated or unknown; w/wo; conflicting
 
 

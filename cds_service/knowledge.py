@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cds_service.errors import ConfigurationError
 from cds_service.names import UncheckablePatternError, required_words
+from cds_service.rules import RuleId
 from cds_service.terminology import Concept, ValueSetName, ValueSets
 
 CHECKED_AGAINST_URL = "urn:salivary-imaging-cds:extension:checked-against"
@@ -188,9 +188,11 @@ class CardKnowledge(_Strict):
     contrastProblems: dict[Literal["unspecified", "without", "with"], str]
     common: dict[str, str]
     overrideReasons: tuple[WireCoding, ...]
-    rules: dict[str, RuleWording]
+    #: Wording per rule; which texts each rule needs, and which placeholders each may use, is
+    #: checked at start-up against the rule's entry in cds_service.cards.RULES.
+    rules: dict[RuleId, RuleWording]
 
-    def override_reasons(self, rule_id: str) -> tuple[WireCoding, ...]:
+    def override_reasons(self, rule_id: RuleId) -> tuple[WireCoding, ...]:
         wanted = self.rules[rule_id].overrideReasonCodes
         return tuple(r for r in self.overrideReasons if r.code in wanted)
 
@@ -223,76 +225,6 @@ class SafetyKnowledge(_Strict):
     inactiveDeviceStatuses: frozenset[str]
     inactiveConditionClinicalStatuses: frozenset[str]
     petMinimumWeeksAfterRadiotherapy: int = Field(gt=0, le=52)
-
-
-#: Rule ids the engine renders, the texts each needs, and the placeholders each text may use.
-RULE_TEXTS: dict[str, dict[str, frozenset[str]]] = {
-    "mri-contraindicated": {
-        "problem": frozenset({"implant"}),
-        "suggestionLabel": frozenset(),
-    },
-    "incomplete-mri-protocol": {
-        "summaryContrast": frozenset(),
-        "regionsProblem": frozenset({"ordered", "missing"}),
-        "contrastProblem": frozenset({"ordered", "contrast_problem"}),
-        "why": frozenset(),
-        "suggestionLabel": frozenset(),
-    },
-    "ct-neck-without-contrast": {
-        "problem": frozenset({"ordered"}),
-        "ctSuggestionLabel": frozenset(),
-        "mriSuggestionLabel": frozenset(),
-    },
-    "ct-neck-contrast-unspecified": {
-        "problem": frozenset({"ordered"}),
-        "ctSuggestionLabel": frozenset(),
-        "mriSuggestionLabel": frozenset(),
-    },
-    "ct-neck-mri-preferred": {
-        "problem": frozenset({"ordered"}),
-        "suggestionLabel": frozenset(),
-    },
-    "pet-too-early": {
-        "problem": frozenset(
-            {"ordered", "rt_end", "scan_date", "days", "weeks", "min_weeks", "earliest"}
-        ),
-        "deferLabel": frozenset({"earliest"}),
-        "deferDescription": frozenset({"earliest"}),
-        "alternativeLabel": frozenset({"alternative"}),
-    },
-    "us-limited": {
-        "problem": frozenset({"ordered"}),
-        "suggestionLabel": frozenset({"alternative"}),
-    },
-    "missing-clinical-history": {
-        "problem": frozenset({"ordered"}),
-        "folded": frozenset(),
-        "suggestionLabel": frozenset(),
-        "updateDescription": frozenset(),
-    },
-}
-
-COMMON_TEXTS: dict[str, frozenset[str]] = {
-    "evidenceHeading": frozenset(),
-    "evidenceCondition": frozenset({"display", "code_label", "date_phrase"}),
-    "evidenceTreatment": frozenset({"display", "code_label", "date_phrase"}),
-    "ratingsHeading": frozenset(),
-    "ratingsColumns": frozenset(),
-    "orderedMark": frozenset({"name"}),
-    "priorComparison": frozenset({"prior", "date"}),
-    "historyNote": frozenset({"cancer", "code_label", "date_phrase", "treatments", "prior"}),
-    "historyTreatment": frozenset({"display", "date_phrase"}),
-    "historyPrior": frozenset({"prior", "date"}),
-    "createDescription": frozenset({"alternative"}),
-    "deleteDescription": frozenset({"ordered"}),
-}
-
-DATE_FIELDS: dict[str, frozenset[str]] = {
-    "diagnosed": frozenset({"date"}),
-    "recorded": frozenset({"date"}),
-    "performed": frozenset({"date"}),
-    "performedPeriod": frozenset({"start", "end"}),
-}
 
 
 @dataclass(frozen=True)
@@ -352,40 +284,6 @@ def _load_valueset(path: Path) -> tuple[str, list[Concept]]:
     return str(raw["id"]), concepts
 
 
-def _check_fields(where: str, texts: dict[str, str], required: dict[str, frozenset[str]]) -> None:
-    for field, allowed in required.items():
-        if field not in texts:
-            raise KnowledgeError(f"cards.json: {where} has no text {field!r}")
-        try:
-            used = {name for _, name, _, _ in string.Formatter().parse(texts[field]) if name}
-        except ValueError as exc:
-            raise KnowledgeError(f"cards.json: {where}.{field} is not a valid template") from exc
-        unknown = used - allowed
-        if unknown:
-            raise KnowledgeError(
-                f"cards.json: {where}.{field} uses unknown placeholders {sorted(unknown)}"
-            )
-
-
-def _check_cards(cards: CardKnowledge) -> None:
-    missing = RULE_TEXTS.keys() - cards.rules.keys()
-    if missing:
-        raise KnowledgeError(f"cards.json: rules missing: {sorted(missing)}")
-    reason_codes = {r.code for r in cards.overrideReasons}
-    for rule_id, texts in RULE_TEXTS.items():
-        rule = cards.rules[rule_id]
-        _check_fields(f"rules.{rule_id}", rule.texts, texts)
-        unknown = set(rule.overrideReasonCodes) - reason_codes
-        if unknown:
-            raise KnowledgeError(
-                f"cards.json: {rule_id} names unknown override reasons {sorted(unknown)}"
-            )
-    if len(cards.rules["incomplete-mri-protocol"].texts["summaryContrast"]) >= 140:
-        raise KnowledgeError("cards.json: summaryContrast must be under 140 characters")
-    _check_fields("common", cards.common, COMMON_TEXTS)
-    _check_fields("datePhrases", cards.datePhrases.model_dump(), DATE_FIELDS)
-
-
 def _check_patterns(imaging: ImagingOrderKnowledge, safety: SafetyKnowledge) -> None:
     text = imaging.text
     groups = [
@@ -418,6 +316,16 @@ def _check_patterns(imaging: ImagingOrderKnowledge, safety: SafetyKnowledge) -> 
                 required_words(pattern)
             except UncheckablePatternError as exc:
                 raise KnowledgeError(f"{where}: {exc}") from exc
+
+
+def _check_override_reasons(cards: CardKnowledge) -> None:
+    known = {r.code for r in cards.overrideReasons}
+    for rule_id, rule in cards.rules.items():
+        unknown = set(rule.overrideReasonCodes) - known
+        if unknown:
+            raise KnowledgeError(
+                f"cards.json: {rule_id} names unknown override reasons {sorted(unknown)}"
+            )
 
 
 def _check_protocol_is_rated(protocol: RecommendedProtocol, ratings: RatingKnowledge) -> None:
@@ -466,7 +374,7 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
         safety = SafetyKnowledge.model_validate(_read_json(root / "knowledge" / "mri-safety.json"))
     except ValidationError as exc:
         raise KnowledgeError(f"{root}: {exc}") from exc
-    _check_cards(cards)
+    _check_override_reasons(cards)
     _check_patterns(imaging, safety)
     _check_protocol_is_rated(imaging.recommendedProtocol, ratings)
     return Knowledge(services, ValueSets(members), imaging, cards, ratings, safety)

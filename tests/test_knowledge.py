@@ -6,14 +6,17 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from cds_service.app import create_app
+from cds_service.cards import RULES
 from cds_service.config import Settings
 from cds_service.engine import CdsEngine
+from cds_service.guidance import Finding
 from cds_service.knowledge import KnowledgeError, default_hooks_dir, load_knowledge
+from cds_service.rules import RuleId
 from cds_service.terminology import CONDITION_VALUESETS, TREATMENT_VALUESETS, ValueSetName
 from tests.conftest import vignette
 
@@ -78,6 +81,31 @@ NEGATIVE_CASES: dict[str, tuple[Edit, str]] = {
             ),
         ),
         "unknown placeholders",
+    ),
+    "placeholder another text of the rule has but this one's builder does not fill": (
+        _edit_json(
+            "knowledge/cards.json",
+            lambda d: d["rules"]["pet-too-early"]["texts"].update(deferLabel="Defer ({days} d)"),
+        ),
+        "unknown placeholders",
+    ),
+    "rule text missing": (
+        _edit_json(
+            "knowledge/cards.json",
+            lambda d: d["rules"]["us-limited"]["texts"].pop("suggestionLabel"),
+        ),
+        "has no text 'suggestionLabel'",
+    ),
+    "rule missing": (
+        _edit_json("knowledge/cards.json", lambda d: d["rules"].pop("us-limited")),
+        "rules missing",
+    ),
+    "wording for a rule the engine does not have": (
+        _edit_json(
+            "knowledge/cards.json",
+            lambda d: d["rules"].update(extra=d["rules"]["us-limited"]),
+        ),
+        "extra",
     ),
     "unknown card field": (
         _edit_json("knowledge/cards.json", lambda d: d.update(typo=1)),
@@ -167,7 +195,7 @@ def test_bad_knowledge_is_refused(hooks_copy: Path, case: str) -> None:
     edit, message = NEGATIVE_CASES[case]
     edit(hooks_copy)
     with pytest.raises(KnowledgeError, match=message):
-        load_knowledge(hooks_copy)
+        CdsEngine(load_knowledge(hooks_copy))  # what start-up does
 
 
 def test_the_app_does_not_start_on_bad_knowledge(hooks_copy: Path) -> None:
@@ -208,3 +236,9 @@ def test_an_implant_pattern_added_to_the_knowledge_is_read(hooks_copy: Path) -> 
     outcome = engine.evaluate("salivary-post-treatment-imaging-order-select", body)
     assert outcome.rules == ("mri-contraindicated",)
     assert "ICD in situ" in outcome.response.cards[0].detail  # type: ignore[operator]
+
+
+def test_every_rule_and_every_finding_has_one_entry() -> None:
+    assert set(RULES) == set(RuleId)
+    findings = {entry.finding for entry in RULES.values()}
+    assert findings == {*get_args(Finding), None}

@@ -1,0 +1,18 @@
+"""The rules' ids: one enum that guidance, card rendering, logs, the feedback store, the report
+and the tests all use. What each rule says and how its card is built is registered in one
+entry per rule in cds_service.cards (``RULES``); its wording is in hooks/knowledge/cards.json."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RuleId(StrEnum):
+    MRI_CONTRAINDICATED = "mri-contraindicated"
+    INCOMPLETE_MRI_PROTOCOL = "incomplete-mri-protocol"
+    CT_NECK_WITHOUT_CONTRAST = "ct-neck-without-contrast"
+    CT_NECK_CONTRAST_UNSPECIFIED = "ct-neck-contrast-unspecified"
+    CT_NECK_MRI_PREFERRED = "ct-neck-mri-preferred"
+    PET_TOO_EARLY = "pet-too-early"
+    US_LIMITED = "us-limited"
+    MISSING_CLINICAL_HISTORY = "missing-clinical-history"
