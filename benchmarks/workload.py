@@ -13,11 +13,13 @@ import random
 from pathlib import Path
 from typing import Any
 
+from cds_service import fhir_build as fb
+from cds_service.codesystems import ICD10CM
+
 ROOT = Path(__file__).resolve().parent.parent
 BASE_VIGNETTE = (
     ROOT / "fhir_examples" / "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json"
 )
-ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 LOCAL_LAB = "http://hospital.example.org/fhir/CodeSystem/lab-orderables"
 COMORBIDITIES = [
     ("I10", "Essential (primary) hypertension"),
@@ -40,7 +42,6 @@ def _day(rng: random.Random) -> str:
 
 
 def _filler(pid: str, index: int, rng: random.Random) -> dict[str, Any]:
-    subject = {"reference": f"Patient/{pid}"}
     kind = rng.choices(
         ["Condition", "Procedure", "ServiceRequest", "ImagingStudy", "DiagnosticReport"],
         weights=[20, 15, 40, 8, 17],
@@ -48,78 +49,35 @@ def _filler(pid: str, index: int, rng: random.Random) -> dict[str, Any]:
     rid = f"{kind.lower()}-{index}"
     if kind == "Condition":
         code, display = rng.choice(COMORBIDITIES)
-        return {
-            "resourceType": "Condition",
-            "id": rid,
-            "clinicalStatus": {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                        "code": "active",
-                    }
-                ]
-            },
-            "category": [
-                {
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/condition-category",
-                            "code": "encounter-diagnosis",
-                        }
-                    ]
-                }
-            ],
-            "code": {
-                "coding": [{"system": ICD10, "code": code, "display": display}],
-                "text": display,
-            },
-            "subject": subject,
-            "recordedDate": _day(rng),
-        }
+        return fb.condition(
+            pid,
+            rid,
+            [fb.coding(ICD10CM, code, display)],
+            text=display,
+            category="encounter-diagnosis",
+            verification=None,
+            recorded=_day(rng),
+        )
     if kind == "Procedure":
-        return {
-            "resourceType": "Procedure",
-            "id": rid,
-            "status": "completed",
-            "code": {
-                "text": rng.choice(
-                    ["Dental extraction", "Colonoscopy", "Cataract extraction", "Flu vaccination"]
-                )
-            },
-            "subject": subject,
-            "performedDateTime": _day(rng),
-        }
+        text = rng.choice(
+            ["Dental extraction", "Colonoscopy", "Cataract extraction", "Flu vaccination"]
+        )
+        return fb.procedure(pid, rid, [], text=text, performed=_day(rng))
     if kind == "ServiceRequest":
         text = rng.choice(LABS + IMAGING[:2])
-        return {
-            "resourceType": "ServiceRequest",
-            "id": rid,
-            "status": "completed",
-            "intent": "order",
-            "code": {
-                "coding": [{"system": LOCAL_LAB, "code": f"L{index}", "display": text}],
-                "text": text,
-            },
-            "subject": subject,
-            "authoredOn": _day(rng),
-        }
+        return fb.service_request(
+            pid,
+            rid,
+            codings=[fb.coding(LOCAL_LAB, f"L{index}", text)],
+            text=text,
+            status="completed",
+            encounter=None,
+            requester=None,
+            authored=_day(rng),
+        )
     if kind == "ImagingStudy":
-        return {
-            "resourceType": "ImagingStudy",
-            "id": rid,
-            "status": "available",
-            "subject": subject,
-            "started": _day(rng),
-            "description": rng.choice(IMAGING),
-        }
-    return {
-        "resourceType": "DiagnosticReport",
-        "id": rid,
-        "status": "final",
-        "code": {"text": rng.choice(LABS)},
-        "subject": subject,
-        "effectiveDateTime": _day(rng),
-    }
+        return fb.imaging_study(pid, rid, rng.choice(IMAGING), _day(rng))
+    return fb.diagnostic_report(pid, rid, rng.choice(LABS), _day(rng))
 
 
 def _bundle_key(resource_type: str) -> str:

@@ -25,6 +25,7 @@ from cds_service.replay import (
 )
 from cds_service.report import build_report, format_report
 from cds_service.storage import Database
+from cds_service.vignettes import VignetteBook, default_examples_dir, drift, write_examples
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
         "--draft", type=Path, default=None, help="Bundle replay: a ServiceRequest file"
     )
     replay.add_argument("--json", action="store_true", help="print the raw JSON response")
+
+    examples = commands.add_parser(
+        "vignettes",
+        help="write fhir_examples/ (requests, goldens) from fhir_examples/vignettes.json",
+    )
+    examples.add_argument("--examples", type=Path, default=None, help="default: fhir_examples/")
+    examples.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a file differs"
+    )
 
     report = commands.add_parser("report", help="cards shown, accepted and overridden")
     report.add_argument("--by", choices=["rule", "card"], default="rule")
@@ -96,6 +106,21 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
+def _vignettes(args: argparse.Namespace) -> int:
+    root = args.examples or default_examples_dir()
+    engine = CdsEngine(load_knowledge(load_settings().hooks_dir))
+    book = VignetteBook.load(engine.knowledge, root)
+    if args.check:
+        stale = drift(book, engine, root)
+        for path in stale:
+            print(f"differs: {path}")
+        print(f"{len(book.vignettes)} vignettes, {len(stale)} files differ")
+        return 1 if stale else 0
+    changed = write_examples(book, engine, root)
+    print(f"{len(book.vignettes)} vignettes written to {root}; {len(changed)} files changed")
+    return 0
+
+
 def _init_db(_args: argparse.Namespace) -> int:
     initialise(load_settings())
     print("database ready")
@@ -116,7 +141,13 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"serve": _serve, "init-db": _init_db, "replay": _replay, "report": _report}
+    commands = {
+        "serve": _serve,
+        "init-db": _init_db,
+        "replay": _replay,
+        "vignettes": _vignettes,
+        "report": _report,
+    }
     try:
         if args.command != "serve":  # gunicorn's configuration sets up the service's logging
             configure_logging(load_settings().log_level)

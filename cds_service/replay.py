@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 
+from cds_service import fhir_build
 from cds_service.engine import CdsEngine
 from cds_service.errors import CdsError, InputFileError
 from cds_service.knowledge import ServiceDefinition
@@ -41,19 +42,7 @@ def draft_order(
         return dict(draft)
     if not text and not cpt:
         raise ReplayError("replaying a Bundle needs --order-text, --order-cpt or --draft")
-    code: dict[str, Any] = {}
-    if cpt:
-        code["coding"] = [{"system": "http://www.ama-assn.org/go/cpt", "code": cpt}]
-    if text:
-        code["text"] = text
-    return {
-        "resourceType": "ServiceRequest",
-        "id": "replay-draft-1",
-        "status": "draft",
-        "intent": "order",
-        "code": code,
-        "subject": {"reference": f"Patient/{patient_id}"},
-    }
+    return fhir_build.draft_order(patient_id, "replay-draft-1", text=text, cpt=cpt)
 
 
 def _template_type(template: str) -> str:

@@ -36,11 +36,13 @@ import pytest  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
+from cds_service import fhir_build  # noqa: E402
 from cds_service.app import create_app, initialise  # noqa: E402
 from cds_service.config import Settings  # noqa: E402
 from cds_service.engine import CdsEngine  # noqa: E402
 from cds_service.knowledge import Knowledge, default_hooks_dir, load_knowledge  # noqa: E402
 from cds_service.patient_record import PatientRecord  # noqa: E402
+from cds_service.vignettes import VignetteBook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "fhir_examples"
@@ -116,20 +118,10 @@ def sequential_uuids() -> Callable[[], str]:
 def draft_service_request(
     codings: list[dict[str, str]] | None = None, text: str | None = None
 ) -> dict[str, Any]:
-    """A minimal valid draft ServiceRequest for patient "p" with the given code."""
-    code: dict[str, Any] = {}
-    if codings:
-        code["coding"] = codings
-    if text:
-        code["text"] = text
-    return {
-        "resourceType": "ServiceRequest",
-        "id": "sr",
-        "status": "draft",
-        "intent": "order",
-        "code": code,
-        "subject": {"reference": "Patient/p"},
-    }
+    """A minimal valid draft ServiceRequest "sr" for patient "p" with the given code."""
+    return fhir_build.service_request(
+        "p", "sr", codings=codings, text=text, encounter=None, requester=None
+    )
 
 
 def body_of(response: Any) -> Any:
@@ -137,9 +129,23 @@ def body_of(response: Any) -> Any:
     return response.get_json()
 
 
+@functools.cache
+def vignette_book() -> VignetteBook:
+    """fhir_examples/vignettes.json, built (the drift test proves the request files match)."""
+    return VignetteBook.load(default_engine().knowledge, EXAMPLES)
+
+
 def expected_outcomes() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((EXAMPLES / "expected-outcomes.json").read_text())
-    return data
+    """Per vignette: its description, service, expected cards (rule, mentions) and ratings."""
+    return {
+        name: {
+            "description": v.description,
+            "service": v.service,
+            "cards": list(v.cards),
+            "pama": [list(p) for p in v.pama],
+        }
+        for name, v in vignette_book().vignettes.items()
+    }
 
 
 def vignette(name: str) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from cds_service.cli import main
+from cds_service.fhir_build import draft_order
 from tests.conftest import EXAMPLES
 
 POSITIVE = EXAMPLES / "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json"
@@ -55,18 +57,7 @@ def test_replay_of_a_bundle_with_a_draft_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     draft = tmp_path / "draft.json"
-    draft.write_text(
-        json.dumps(
-            {
-                "resourceType": "ServiceRequest",
-                "id": "my-draft",
-                "status": "draft",
-                "intent": "order",
-                "code": {"text": "MR NECK WO"},
-                "subject": {"reference": "Patient/pt-parotid-mec"},
-            }
-        )
-    )
+    draft.write_text(json.dumps(draft_order("pt-parotid-mec", "my-draft", text="MR NECK WO")))
     assert main(["replay", str(BUNDLE), "--draft", str(draft), "--json"]) == 0
     card = json.loads(capsys.readouterr().out)["cards"][0]
     assert card["suggestions"][0]["actions"][0]["resourceId"] == "ServiceRequest/my-draft"
@@ -94,3 +85,16 @@ def test_replay_of_a_request_the_service_refuses(
     path.write_text(json.dumps(body))
     assert main(["replay", str(path)]) == 1
     assert "HTTP 412" in capsys.readouterr().out
+
+
+def test_vignettes_check_and_rewrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, root)
+    assert main(["vignettes", "--check", "--examples", str(root)]) == 0
+    golden = root / "golden" / "parotid_cancer_cpt_70543_only.json"
+    golden.write_text("{}")
+    assert main(["vignettes", "--check", "--examples", str(root)]) == 1
+    assert "differs: golden/parotid_cancer_cpt_70543_only.json" in capsys.readouterr().out
+    assert main(["vignettes", "--examples", str(root)]) == 0
+    assert "1 files changed" in capsys.readouterr().out
+    assert (EXAMPLES / golden.relative_to(root)).read_text() == golden.read_text()
