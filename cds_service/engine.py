@@ -33,6 +33,7 @@ from cds_service.wire import (
     Action,
     Card,
     CdsResponse,
+    DraftOrdersContext,
     HookRequest,
     OrderSelectContext,
     OrderSignContext,
@@ -81,7 +82,7 @@ def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
     return InvalidRequestError(f"{where}: {err['msg']}", field=where)
 
 
-def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, OrderSignContext]:
+def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, DraftOrdersContext]:
     """Validate the wire request for ``service``; raise InvalidRequestError naming the field."""
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object")
@@ -136,7 +137,9 @@ class CdsEngine:
         reading = gather(service, request, fetcher)
         return self.decide(service, context, reading, new_uuid, today or utc_today())
 
-    def _orders(self, service: ServiceDefinition, context: OrderSignContext) -> list[ImagingOrder]:
+    def _orders(
+        self, service: ServiceDefinition, context: DraftOrdersContext
+    ) -> list[ImagingOrder]:
         wanted = None
         if service.config.ordersToCheck == "selections" and isinstance(context, OrderSelectContext):
             wanted = {"/".join(s.split("/")[-2:]) for s in context.selections}
@@ -149,7 +152,7 @@ class CdsEngine:
     def decide(
         self,
         service: ServiceDefinition,
-        context: OrderSignContext,
+        context: DraftOrdersContext,
         reading: PrefetchReading,
         new_uuid: UuidFactory = random_uuid,
         today: date | None = None,

@@ -1,15 +1,48 @@
 """CDS Hooks 2.0 wire format as pydantic models.
 
 Requests allow extra fields (the spec allows extensions); responses forbid them, and are
-dumped with ``by_alias=True, exclude_none=True`` so no null ever leaves the service.
+dumped with ``by_alias=True, exclude_none=True`` so no null ever leaves the service. The
+OpenAPI document's request and response schemas are generated from these models
+(cds_service/api/openapi.py); where a field holds free FHIR JSON that the engine reads itself,
+the model declares the schema it publishes (``WithJsonSchema``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+
+#: Where the OpenAPI document keeps its schemas; the models' own references point there.
+SCHEMA_REF = "#/components/schemas/{model}"
+
+#: A prefetch value as published: the engine reads it itself (cds_service.fhir_data).
+_PREFETCH_VALUE_SCHEMA = {
+    "type": ["object", "null"],
+    "required": ["resourceType"],
+    "description": (
+        "A FHIR resource (a searchset Bundle for searches) or null. An OperationOutcome counts "
+        "as missing data: it is fetched again, or answered with 412."
+    ),
+    "properties": {"resourceType": {"type": "string"}, "entry": {"type": "array", "items": {}}},
+    "not": {
+        "type": "object",
+        "required": ["resourceType"],
+        "properties": {"resourceType": {"type": "string", "enum": ["OperationOutcome"]}},
+    },
+}
+PrefetchValue = Annotated[Any, WithJsonSchema(_PREFETCH_VALUE_SCHEMA)]
+_DRAFT_ORDERS_SCHEMA = {
+    "type": "object",
+    "description": (
+        "A FHIR Bundle of draft orders; entries that are not ServiceRequests are ignored."
+    ),
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["Bundle"]},
+        "entry": {"type": "array", "items": {}},
+    },
+}
 
 
 class _Request(BaseModel):
@@ -32,30 +65,35 @@ class FhirAuthorization(_Request):
 class HookRequest(_Request):
     hook: str = Field(min_length=1)
     hookInstance: str = Field(min_length=1)
-    fhirServer: str | None = None
+    fhirServer: str | None = Field(default=None, pattern=r"^https?://")
     fhirAuthorization: FhirAuthorization | None = None
+    #: Validated by the hook's own context model (OrderSelectContext, OrderSignContext).
     context: dict[str, Any]
-    prefetch: dict[str, Any] | None = None
+    prefetch: dict[str, PrefetchValue] | None = Field(
+        default=None,
+        description=(
+            "Prefetched data by key (see discovery); null means no data of that kind. A key that "
+            "is missing, or an OperationOutcome, is fetched from fhirServer when it is allowed; "
+            "required data that cannot be had is a 412."
+        ),
+    )
 
-    @field_validator("fhirServer")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return value
 
-
-class OrderSignContext(_Request):
-    """order-sign context: the draft orders about to be signed."""
+class DraftOrdersContext(_Request):
+    """What the order hooks' contexts share: who orders, for whom, and the draft orders."""
 
     userId: str = Field(min_length=1)
     patientId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9\-.]+$")
     encounterId: str | None = None
-    draftOrders: dict[str, Any]
+    draftOrders: Annotated[dict[str, Any], WithJsonSchema(_DRAFT_ORDERS_SCHEMA)]
 
 
-class OrderSelectContext(OrderSignContext):
-    """order-select context: as order-sign, plus the newly selected orders."""
+class OrderSignContext(DraftOrdersContext):
+    """order-sign context: the draft orders about to be signed."""
+
+
+class OrderSelectContext(DraftOrdersContext):
+    """order-select context: the draft orders, and which of them were just selected."""
 
     selections: list[str]
 
@@ -75,24 +113,28 @@ class AcceptedSuggestion(_Request):
     id: str = Field(min_length=1, max_length=64)
 
 
-class FeedbackItemIn(_Request):
-    """One item of CDS Hooks 2.0 feedback."""
+class AcceptedFeedback(_Request):
+    """CDS Hooks 2.0 feedback: a card whose suggestions the clinician took."""
 
     card: str = Field(min_length=1, max_length=64)
-    outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    outcome: Literal["accepted"]
+    acceptedSuggestions: list[AcceptedSuggestion] = Field(min_length=1)
+    overrideReason: None = None
+    outcomeTimestamp: datetime
+
+
+class OverriddenFeedback(_Request):
+    """CDS Hooks 2.0 feedback: a card the clinician dismissed, maybe with a reason."""
+
+    card: str = Field(min_length=1, max_length=64)
+    outcome: Literal["overridden"]
+    acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=0)
     overrideReason: OverrideReason | None = None
     outcomeTimestamp: datetime
 
-    @model_validator(mode="after")
-    def _outcome_fields(self) -> FeedbackItemIn:
-        if self.outcome == "accepted" and not self.acceptedSuggestions:
-            raise ValueError("acceptedSuggestions is required when the outcome is accepted")
-        if self.outcome == "overridden" and self.acceptedSuggestions:
-            raise ValueError("acceptedSuggestions goes only with the outcome accepted")
-        if self.outcome == "accepted" and self.overrideReason is not None:
-            raise ValueError("overrideReason goes only with the outcome overridden")
-        return self
+
+#: One feedback item: which fields it may carry depends on its outcome.
+FeedbackItemIn = Annotated[AcceptedFeedback | OverriddenFeedback, Field(discriminator="outcome")]
 
 
 class FeedbackRequest(_Request):

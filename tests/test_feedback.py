@@ -127,7 +127,20 @@ def test_the_same_feedback_twice_is_stored_once(app: Flask) -> None:
             "feedback.0.card",
         ),
         ({"card": "c", "outcome": "maybe", "outcomeTimestamp": NOW}, "feedback.0.outcome"),
-        ({"card": "c", "outcome": "accepted", "outcomeTimestamp": NOW}, "feedback.0"),
+        (
+            {"card": "c", "outcome": "accepted", "outcomeTimestamp": NOW},
+            "feedback.0.acceptedSuggestions",
+        ),
+        (
+            {
+                "card": "c",
+                "outcome": "overridden",
+                "acceptedSuggestions": [{"id": "s"}],
+                "outcomeTimestamp": NOW,
+            },
+            "feedback.0.acceptedSuggestions",
+        ),
+        ({"card": "c", "outcomeTimestamp": NOW}, "feedback.0.outcome"),
         (
             {"card": "c", "outcome": "overridden", "outcomeTimestamp": "yesterday"},
             "feedback.0.outcomeTimestamp",
@@ -150,7 +163,7 @@ def test_the_same_feedback_twice_is_stored_once(app: Flask) -> None:
                 "overrideReason": {},
                 "outcomeTimestamp": NOW,
             },
-            "feedback.0",
+            "feedback.0.overrideReason",
         ),
     ],
 )

@@ -15,6 +15,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import checks
+from schemathesis.config import SchemathesisConfig
 
 from cds_service.config import Settings
 from cds_service.runtime import runtime
@@ -148,7 +149,16 @@ def test_arbitrary_bodies_and_methods_get_json_errors(
 
 # --- schemathesis against the served OpenAPI document ----------------------------------------
 
-schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
+# A schema-valid hook request may still be answered 412: prefetch is optional on the wire (the
+# service fetches what is missing), and CDS Hooks answers 412 when required data cannot be had.
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "checks": {
+            "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "412"]}
+        }
+    }
+)
+schema = schemathesis.openapi.from_wsgi("/openapi.json", APP, config=CONFIG)
 
 
 # Every check but negative_data_rejection: the service deliberately tolerates some schema
@@ -203,3 +213,22 @@ def test_metrics_count_requests_by_service_and_status(app: Flask) -> None:
     assert 'cds_requests_total{endpoint="hook",service="-",status="404"} 1.0' in text
     assert "cds_request_duration_seconds_bucket" in text
     assert "pt-" not in text  # no patient ids in labels
+
+
+def test_openapi_schemas_are_the_wire_models(app: Flask) -> None:
+    """Generated, so they cannot contradict what the service validates: prefetch is optional
+    (the service fetches what is missing), feedback items differ by outcome."""
+    document = app.test_client().get("/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    request = schemas["SalivaryPostTreatmentImagingOrderSelectRequest"]
+    assert request["required"] == ["hook", "hookInstance", "context"]
+    assert request["properties"]["context"] == {"$ref": "#/components/schemas/OrderSelectContext"}
+    assert "selections" in schemas["OrderSelectContext"]["required"]
+    assert "selections" not in schemas["OrderSignContext"]["properties"]
+    assert (
+        schemas["Card"]
+        == CdsResponse.model_json_schema(
+            ref_template="#/components/schemas/{model}", mode="serialization"
+        )["$defs"]["Card"]
+    )
+    assert schemas["AcceptedFeedback"]["properties"]["outcome"]["const"] == "accepted"

@@ -9,6 +9,7 @@ import structlog
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.api.services import json_body
@@ -19,6 +20,17 @@ from cds_service.wire import FeedbackItemIn, FeedbackRequest
 
 blueprint = Blueprint("feedback", __name__)
 log = structlog.get_logger("cds_service.feedback")
+
+
+def _field(err: ErrorDetails) -> str:
+    """The field an error names, as the client wrote it: without the union's outcome tag that
+    pydantic adds to a feedback item's path, and naming ``outcome`` when that tag is wrong."""
+    loc = list(err["loc"])
+    if len(loc) >= 3 and loc[0] == "feedback" and loc[2] in ("accepted", "overridden"):
+        del loc[2]
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append("outcome")
+    return ".".join(str(p) for p in loc)
 
 
 def _item(received: FeedbackItemIn) -> FeedbackItem:
@@ -49,7 +61,7 @@ def feedback(service_id: str) -> ResponseReturnValue:
         request = FeedbackRequest.model_validate(body)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "body"
+        where = _field(err) or "body"
         raise InvalidRequestError(f"{where}: {err['msg']}", field=where) from None
     running.card_log.flush()  # cards shown a moment ago are known before their feedback is stored
     try:

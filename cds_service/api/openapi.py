@@ -1,18 +1,33 @@
-"""The OpenAPI 3 document of the service's endpoints: one path per CDS service, so that each
-request schema names its own hook (and order-select its required selections)."""
+"""The OpenAPI 3.1 document of the service's endpoints.
+
+Request and response schemas are generated from the pydantic wire models (cds_service.wire), so
+the document cannot drift from what the service validates; ``openapi.json`` holds only what no
+model describes (paths, the error body, discovery, readiness, a prefetch value). Each CDS service
+gets its own path, so that each request schema names its own hook and context model.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
 
 from cds_service.knowledge import ServiceDefinition
 from cds_service.runtime import runtime
+from cds_service.wire import (
+    SCHEMA_REF,
+    CdsResponse,
+    FeedbackRequest,
+    HookRequest,
+    OrderSelectContext,
+    OrderSignContext,
+)
 
 blueprint = Blueprint("openapi", __name__)
 _TEMPLATE: dict[str, Any] = json.loads(
@@ -20,6 +35,32 @@ _TEMPLATE: dict[str, Any] = json.loads(
 )
 _GENERIC_PATH = "/cds-services/{service_id}"
 _FEEDBACK_PATH = "/cds-services/{service_id}/feedback"
+_CONTEXTS: dict[str, type[BaseModel]] = {
+    "order-select": OrderSelectContext,
+    "order-sign": OrderSignContext,
+}
+_MODELS: tuple[tuple[type[BaseModel], Literal["validation", "serialization"]], ...] = (
+    (HookRequest, "validation"),
+    (OrderSelectContext, "validation"),
+    (OrderSignContext, "validation"),
+    (FeedbackRequest, "validation"),
+    (CdsResponse, "serialization"),
+)
+
+
+@cache
+def model_schemas() -> dict[str, Any]:
+    """Every wire model's JSON schema, and the schemas they refer to, by name."""
+    schemas: dict[str, Any] = {}
+    for model, mode in _MODELS:
+        schema = model.model_json_schema(ref_template=SCHEMA_REF, mode=mode)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def _name(service: ServiceDefinition) -> str:
+    return "".join(part.capitalize() for part in service.id.replace(".", "-").split("-"))
 
 
 def openapi_document(services: list[ServiceDefinition]) -> dict[str, Any]:
@@ -27,18 +68,19 @@ def openapi_document(services: list[ServiceDefinition]) -> dict[str, Any]:
     generic = document["paths"].pop(_GENERIC_PATH)
     feedback = document["paths"].pop(_FEEDBACK_PATH)
     schemas = document["components"]["schemas"]
+    schemas.update(copy.deepcopy(model_schemas()))
     for service in services:
-        name = "".join(part.capitalize() for part in service.id.replace(".", "-").split("-"))
+        name = _name(service)
         request = copy.deepcopy(schemas["HookRequest"])
         request["properties"]["hook"] = {"type": "string", "enum": [service.hook]}
-        if service.hook == "order-select":
-            request["properties"]["context"]["required"].append("selections")
+        context = _CONTEXTS[service.hook].__name__
+        request["properties"]["context"] = {"$ref": SCHEMA_REF.format(model=context)}
         schemas[f"{name}Request"] = request
         operation = copy.deepcopy(generic["post"])
         operation["summary"] = service.title
         operation["operationId"] = f"call{name}"
         del operation["parameters"]
-        schema_ref = {"$ref": f"#/components/schemas/{name}Request"}
+        schema_ref = {"$ref": SCHEMA_REF.format(model=f"{name}Request")}
         operation["requestBody"]["content"]["application/json"]["schema"] = schema_ref
         document["paths"][f"/cds-services/{service.id}"] = {"post": operation}
         feedback_operation = copy.deepcopy(feedback["post"])
