@@ -1,13 +1,33 @@
 """Which FHIR base URLs the service may contact: a caller-supplied fhirServer must not make the
-service fetch from arbitrary hosts (server-side request forgery)."""
+service fetch from arbitrary hosts (server-side request forgery).
+
+Every URL the service requests is checked, not only the base: the search URLs it builds and
+every ``next`` link a server returns. Before matching, percent-encoded unreserved characters
+are decoded (``%2e`` is a dot); a URL whose path then holds a dot segment (``..``, ``.``), an
+encoded slash or backslash, or a backslash is refused outright, since HTTP clients and servers
+resolve those differently (``/fhir/../admin`` was once fetched with the EHR's token).
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 LOOPBACK = "loopback"
+_UNRESERVED = re.compile(r"%(2[dDeE]|3[0-9]|4[1-9a-fA-F]|5[0-9aA]|5[fF]|6[1-9a-fA-F]|7[0-9aAeE])")
+_ENCODED_SEPARATOR = re.compile(r"%(2[fF]|5[cC])")
+
+
+def normalised_path(path: str) -> str | None:
+    """The path with unreserved characters decoded, or None when it must be refused."""
+    decoded = _UNRESERVED.sub(lambda m: chr(int(m.group(1), 16)), path)
+    if "\\" in decoded or _ENCODED_SEPARATOR.search(decoded):
+        return None
+    if any(segment in (".", "..") for segment in decoded.split("/")):
+        return None
+    return decoded
 
 
 @dataclass(frozen=True)
@@ -21,7 +41,9 @@ class AllowList:
     def parse(cls, text: str | None) -> AllowList:
         return cls(tuple(e.strip() for e in (text or "").split(",") if e.strip()))
 
-    def allows(self, url: str) -> bool:
+    def allows(self, url: str, *, query: bool = False) -> bool:
+        """May the service request ``url``? A base URL has no query; a requested URL
+        (``query=True``) may carry one, which is not part of the match."""
         try:
             parts = urlsplit(url)
             _ = parts.port  # raises on a malformed port
@@ -29,7 +51,10 @@ class AllowList:
             return False
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return False
-        if parts.username or parts.password or parts.query or parts.fragment:
+        if parts.username or parts.password or parts.fragment or (parts.query and not query):
+            return False
+        path = normalised_path(parts.path)
+        if path is None:
             return False
         for entry in self.entries:
             if entry == LOOPBACK:
@@ -41,7 +66,7 @@ class AllowList:
                 allowed.scheme,
                 allowed.netloc.lower(),
             )
-            path = parts.path.rstrip("/")
+            path = path.rstrip("/")
             if same_origin and (path == allowed.path or path.startswith(allowed.path + "/")):
                 return True
         return False

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         raise ConfigurationError("authentication is required but no trusted issuer is configured")
     Runtime(
         settings=settings,
-        engine=CdsEngine(load_knowledge(settings.hooks_dir)),
+        engine=CdsEngine(load_knowledge(settings.hooks_dir), max_orders=settings.max_orders),
         fetcher=FhirFetcher(
             AllowList(settings.allowed_fhir_servers()),
             FetchLimits(
@@ -153,6 +153,6 @@ def _register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> ResponseReturnValue:
         # The type and the code frames, never the message: it may carry request data.
         log.error(
-            "unhandled", path=request.path, error_type=type(exc).__name__, stack=code_frames(exc)
+            "unhandled", path=request.path, error_type=type(exc).__name__, frames=code_frames(exc)
         )
         return jsonify({"error": "internal-error", "message": "Internal error"}), 500

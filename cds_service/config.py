@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     hooks_dir: Path | None = None
     #: Largest request body accepted, in bytes (413 above it).
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    #: Draft orders judged in one hook call at most; more is a 400 naming the limit.
+    max_orders: int = Field(default=50, ge=1, le=500)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Browser origins allowed by CORS (the CDS Hooks sandbox is a browser app), comma-separated.
     #: Unset: "*" in development, none in production.

@@ -22,6 +22,7 @@ from cds_service.guidance import (
     latest_prior_imaging,
     rated_procedure,
 )
+from cds_service.json_limits import MAX_DEPTH, too_deep
 from cds_service.knowledge import Knowledge, ServiceDefinition
 from cds_service.names import NameMatcher
 from cds_service.orders import ImagingOrder, OrderClassifier
@@ -43,6 +44,9 @@ if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports i
     from cds_service.fhir_client import FhirFetcher
 
 DEVICE_PREFETCH_KEY = "devices"
+#: Draft orders judged in one call at most: an order set is rarely over a dozen; 7,000 selected
+#: drafts once made one call take 5 s and answer 38 MB.
+DEFAULT_MAX_ORDERS = 50
 
 
 def random_uuid() -> str:
@@ -86,6 +90,11 @@ def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, D
     """Validate the wire request for ``service``; raise InvalidRequestError naming the field."""
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object")
+    deep = too_deep(body)
+    if deep is not None:
+        raise InvalidRequestError(
+            f"The request nests deeper than {MAX_DEPTH} levels (at {deep})", field=deep
+        )
     try:
         request = HookRequest.model_validate(body)
     except ValidationError as exc:
@@ -106,9 +115,16 @@ def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, D
 class CdsEngine:
     """Holds the validated knowledge and the precompiled readers built from it."""
 
-    def __init__(self, knowledge: Knowledge, filter_irrelevant: bool = True) -> None:
-        """``filter_irrelevant=False`` validates every resource (the tests compare both ways)."""
+    def __init__(
+        self,
+        knowledge: Knowledge,
+        filter_irrelevant: bool = True,
+        max_orders: int = DEFAULT_MAX_ORDERS,
+    ) -> None:
+        """``filter_irrelevant=False`` validates every resource (the tests compare both ways);
+        ``max_orders`` bounds the draft orders judged in one call (more is a 400)."""
         self.knowledge = knowledge
+        self.max_orders = max_orders
         self.classifier = OrderClassifier(knowledge.imaging)
         self.renderer = CardRenderer(knowledge.cards, knowledge.ratings)
         self.implant_names = NameMatcher(knowledge.safety.implantTextPatterns)
@@ -144,7 +160,7 @@ class CdsEngine:
         if service.config.ordersToCheck == "selections" and isinstance(context, OrderSelectContext):
             wanted = {"/".join(s.split("/")[-2:]) for s in context.selections}
         known = self.classifier.known_systems
-        drafts = draft_orders(context.draftOrders, wanted, context.patientId)
+        drafts = draft_orders(context.draftOrders, wanted, context.patientId, self.max_orders)
         return [
             o for d in drafts if (o := self.classifier.classify(order_fact(d, known))) is not None
         ]

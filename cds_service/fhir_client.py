@@ -8,7 +8,6 @@ in chunks so that a slow or endless body cannot hold a request past it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -16,11 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import requests
+import structlog
 from requests.adapters import HTTPAdapter
 
 from cds_service.allowlist import AllowList
 from cds_service.errors import ServiceError
+from cds_service.json_limits import too_deep
+
+log = structlog.get_logger("cds_service.fhir")
 
 
 class FetchFailedError(ServiceError):
@@ -107,6 +111,9 @@ class FhirFetcher:
                 result.resources[key] = future.result()
             except FetchFailedError as exc:
                 result.failures[key] = exc.reason
+            except Exception as exc:  # a defect must cost this key, never the call (no 500)
+                log.error("fetch-failed", key=key, error_type=type(exc).__name__)
+                result.failures[key] = "internal-error"
         return result
 
     def _fetch_key(
@@ -118,23 +125,32 @@ class FhirFetcher:
         while next_url is not None:
             if pages >= self.limits.max_pages:
                 raise FetchFailedError("too-many-pages")  # an incomplete record is no record
+            if not next_url.startswith(base.rstrip("/") + "/"):
+                raise FetchFailedError("next-link-off-server")
+            if not self.allow.allows(next_url, query=True):
+                raise FetchFailedError("url-not-allowed")  # every URL requested is checked
             body = self._get_json(next_url, headers, deadline)
             pages += 1
             kind = body.get("resourceType") if isinstance(body, dict) else None
             if kind == "OperationOutcome" or not isinstance(kind, str):
-                raise FetchFailedError("operation-outcome" if kind else "not-fhir")
+                raise FetchFailedError(
+                    "operation-outcome" if kind == "OperationOutcome" else "not-fhir"
+                )
+            if too_deep(body) is not None:
+                raise FetchFailedError("too-deeply-nested")
             if kind != "Bundle":
                 return [body]
-            for entry in body.get("entry") or []:
+            entries = body.get("entry")
+            if entries is not None and not isinstance(entries, list):
+                raise FetchFailedError("bundle-entry-not-an-array")
+            for entry in entries or []:
                 resource = entry.get("resource") if isinstance(entry, dict) else None
                 if (
                     isinstance(resource, dict)
                     and resource.get("resourceType") != "OperationOutcome"
                 ):
-                    resources.append(resource)
+                    resources.append(resource)  # wrong shapes inside: skipped by the reader
             next_url = _next_link(body)
-            if next_url is not None and not next_url.startswith(base.rstrip("/") + "/"):
-                raise FetchFailedError("next-link-off-server")
         return resources
 
     def _get_json(self, url: str, headers: Mapping[str, str], deadline: float) -> Any:
@@ -167,13 +183,15 @@ class FhirFetcher:
         except requests.RequestException:
             raise FetchFailedError("unreachable") from None
         try:
-            return json.loads(b"".join(chunks))
-        except ValueError:
+            return orjson.loads(b"".join(chunks))  # refuses nesting beyond 1,024 levels too
+        except orjson.JSONDecodeError:
             raise FetchFailedError("not-json") from None
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
-    for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
-            return str(link["url"])
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            return url if isinstance(url, str) and url else None
     return None

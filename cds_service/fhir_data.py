@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from cds_service.errors import InvalidRequestError, PrefetchUnavailableError
 from cds_service.knowledge import ServiceDefinition
-from cds_service.records import clean, names_other_patient, validated
+from cds_service.records import clean, subject_tie, validated
 from cds_service.wire import HookRequest
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
@@ -48,14 +48,28 @@ def _resources_of(key: str, value: Any) -> Iterator[Mapping[str, Any]] | None:
     if kind == "OperationOutcome":
         return None
     if kind == "Bundle":
-        return (
-            entry["resource"]
-            for entry in value.get("entry") or []
-            if isinstance(entry, dict)
-            and isinstance(entry.get("resource"), dict)
-            and entry["resource"].get("resourceType") != "OperationOutcome"
-        )
+        return iter(bundle_resources(value, f"prefetch.{key}"))
     return iter([value])
+
+
+def bundle_resources(bundle: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
+    """The resources of a Bundle's entries. ``entry`` that is not an array is the sender's
+    error (InvalidRequestError naming ``where``); an entry without a resource object, or a
+    resource without a string resourceType, is passed over (the record builder counts what
+    it cannot use); OperationOutcomes are not patient data."""
+    entries = bundle.get("entry")
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise InvalidRequestError(f"{where}.entry must be an array", field=f"{where}.entry")
+    return [
+        entry["resource"]
+        for entry in entries
+        if isinstance(entry, dict)
+        and isinstance(entry.get("resource"), dict)
+        and isinstance(entry["resource"].get("resourceType"), str)
+        and entry["resource"]["resourceType"] != "OperationOutcome"
+    ]
 
 
 def read_prefetch(
@@ -118,32 +132,41 @@ def gather(
 
 
 def draft_orders(
-    draft_bundle: Mapping[str, Any], wanted: set[str] | None, patient_id: str
+    draft_bundle: Mapping[str, Any], wanted: set[str] | None, patient_id: str, limit: int
 ) -> list[dict[str, Any]]:
     """Return the draft ServiceRequests (all, or those named in ``wanted``), cleaned and valid.
 
     Tolerates what real clients send: no Bundle.type, no intent (drafts are orders), no status
     (they are drafts), no subject (it is the patient in context), ``coding: [{}]``. Other request
     types (MedicationRequest, NutritionOrder...) are ignored; selections that match no entry are
-    ignored; a ServiceRequest that names another patient is refused as contradictory.
+    ignored. A ServiceRequest whose subject is another patient, or cannot be tied to this one,
+    is left out; so is an id sent twice with different content (contradictory: say less); the
+    same draft sent twice is judged once. More than ``limit`` drafts to judge is a 400.
     """
     if draft_bundle.get("resourceType") not in (None, "Bundle"):
         raise InvalidRequestError(
             "context.draftOrders must be a FHIR Bundle", field="context.draftOrders"
         )
-    orders: list[dict[str, Any]] = []
-    entries = draft_bundle.get("entry") or []
-    if not isinstance(entries, list):
+    by_id: dict[str, Mapping[str, Any]] = {}
+    contradictory: set[str] = set()
+    for resource in bundle_resources(draft_bundle, "context.draftOrders"):
+        rid = resource.get("id")
+        if resource.get("resourceType") != "ServiceRequest" or not isinstance(rid, str):
+            continue
+        if wanted is not None and f"ServiceRequest/{rid}" not in wanted:
+            continue
+        earlier = by_id.setdefault(rid, resource)
+        if earlier is not resource and earlier != resource:
+            contradictory.add(rid)
+    chosen = [r for rid, r in by_id.items() if rid not in contradictory]
+    if len(chosen) > limit:
         raise InvalidRequestError(
-            "context.draftOrders.entry must be an array", field="context.draftOrders"
+            f"{len(chosen)} draft orders to judge; at most {limit} are judged per call",
+            field="context.draftOrders",
         )
-    for entry in entries:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") != "ServiceRequest":
-            continue
-        if wanted is not None and f"ServiceRequest/{resource.get('id')}" not in wanted:
-            continue
-        if names_other_patient(resource, patient_id):
+    orders: list[dict[str, Any]] = []
+    for resource in chosen:
+        if subject_tie(resource, patient_id) == "other":
             continue
         filled = clean(resource)
         filled.setdefault("status", "draft")

@@ -29,10 +29,10 @@ from cds_service.records import (
     condition_fact,
     device_fact,
     device_names,
-    names_other_patient,
     prior_imaging_fact,
     prior_study_names,
     procedure_fact,
+    subject_tie,
     text_of,
     validated,
 )
@@ -40,6 +40,9 @@ from cds_service.terminology import CONDITION_VALUESETS, TREATMENT_VALUESETS, Co
 
 #: Resource types that record a study already done (a completed order, a study, a report).
 PRIOR_STUDY_TYPES = frozenset({"ServiceRequest", "ImagingStudy", "DiagnosticReport"})
+#: Every resource type the reasoning reads.
+READ_TYPES = PRIOR_STUDY_TYPES | {"Condition", "Procedure", "Device"}
+Fact = ConditionFact | ProcedureFact | DeviceFact | PriorStudy
 
 
 @dataclass(frozen=True)
@@ -130,52 +133,59 @@ class RecordBuilder:
     def build(
         self, patient_id: str, resources: Iterable[Mapping[str, Any]], devices_known: bool = True
     ) -> PatientRecord:
-        conditions: list[ConditionFact] = []
-        procedures: list[ProcedureFact] = []
-        devices: list[DeviceFact] = []
-        priors: list[PriorStudy] = []
+        """Resources of the patient in context only (the subject is read as a reference:
+        another patient's, or one that cannot be tied to this patient, is skipped and counted).
+        The same resource twice (two prefetch keys, two pages) counts once; the same id with
+        different content is contradictory: it is left out and counted, so the service says
+        less."""
+        kept: dict[tuple[str, str], Fact] = {}
+        first_seen: dict[tuple[str, str], Mapping[str, Any]] = {}
+        contradictory: set[tuple[str, str]] = set()
         skipped = 0
-        seen: set[tuple[str, str]] = set()
         for raw in resources:
-            kind = raw.get("resourceType")
-            reading: StudyReading | None = None
-            if kind == "Condition":
-                if self._filter and not self._condition_matters(raw):
-                    continue
-            elif kind == "Procedure":
-                if self._filter and not self._procedure_matters(raw):
-                    continue
-            elif kind == "Device":
-                if self._filter and not self._device_matters(raw):
-                    continue
-            elif kind in PRIOR_STUDY_TYPES:
-                reading = self._prior_reading(raw)  # read once: the record keeps it
-                if reading is None:
-                    continue
-            else:
+            kind, rid = raw.get("resourceType"), raw.get("id")
+            if not isinstance(kind, str) or kind not in READ_TYPES:
                 continue  # not a kind the reasoning reads
-            if validated(raw) is None or names_other_patient(raw, patient_id):
+            if isinstance(rid, str):
+                key = (kind, rid)
+                earlier = first_seen.setdefault(key, raw)
+                if earlier is not raw and earlier != raw:
+                    contradictory.add(key)
+                if key in kept or key in contradictory:
+                    continue
+            fact = self._read(kind, raw)
+            if fact is None:
+                continue  # cannot matter
+            if validated(raw) is None or subject_tie(raw, patient_id) != "same":
                 skipped += 1
                 continue
-            key = (str(kind), str(raw["id"]))
-            if key in seen:  # the same resource from two prefetch keys or pages
-                continue
-            seen.add(key)
-            # Validated resources have an id, so each reader returns its fact.
-            if kind == "Condition" and (condition := condition_fact(raw)):
-                conditions.append(condition)
-            elif kind == "Procedure" and (procedure := procedure_fact(raw)):
-                procedures.append(procedure)
-            elif kind == "Device" and (device := device_fact(raw)):
-                devices.append(device)
-            elif reading is not None and (prior := prior_imaging_fact(raw)):
-                priors.append(PriorStudy(prior, reading))
+            kept[(kind, str(rid))] = fact
+        skipped += sum(1 for key in contradictory if kept.pop(key, None) is not None)
+        facts = list(kept.values())
         return PatientRecord(
             patient_id,
-            tuple(conditions),
-            tuple(procedures),
-            tuple(devices),
-            tuple(priors),
+            tuple(f for f in facts if isinstance(f, ConditionFact)),
+            tuple(f for f in facts if isinstance(f, ProcedureFact)),
+            tuple(f for f in facts if isinstance(f, DeviceFact)),
+            tuple(f for f in facts if isinstance(f, PriorStudy)),
             devices_known,
             skipped,
         )
+
+    def _read(self, kind: str, raw: Mapping[str, Any]) -> Fact | None:
+        """The resource's fact, or None when it cannot matter (screened before validation)."""
+        if kind == "Condition":
+            if self._filter and not self._condition_matters(raw):
+                return None
+            return condition_fact(raw)
+        if kind == "Procedure":
+            if self._filter and not self._procedure_matters(raw):
+                return None
+            return procedure_fact(raw)
+        if kind == "Device":
+            if self._filter and not self._device_matters(raw):
+                return None
+            return device_fact(raw)
+        reading = self._prior_reading(raw)  # past studies: read once, the record keeps it
+        prior = prior_imaging_fact(raw) if reading is not None else None
+        return PriorStudy(prior, reading) if prior is not None and reading is not None else None

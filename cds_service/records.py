@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.device import Device
@@ -41,7 +41,7 @@ _DONE_IMAGING = {
     "ImagingStudy": {"available"},
     "DiagnosticReport": {"final", "amended", "corrected", "appended", "preliminary"},
 }
-_PATIENT_REF = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})$")
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -234,13 +234,41 @@ def resource_id(resource: Mapping[str, Any]) -> str | None:
     return _text(resource.get("id"))
 
 
-def names_other_patient(resource: Mapping[str, Any], patient_id: str) -> bool:
-    """True when the resource's subject clearly names a different patient (contradiction)."""
-    ref = _reference(resource.get("subject")) or _reference(resource.get("patient"))
+def patient_of(reference: str) -> str | None:
+    """The Patient id a reference names, or None when it names none that can be told.
+
+    Read: ``Patient/p``, ``Patient/p/_history/2``, and the same at the end of an absolute URL
+    (``https://ehr.example.org/fhir/Patient/p/_history/2``). Not read (None): a contained
+    reference (``#x``), a ``urn:uuid:``/``urn:oid:`` (it names a Bundle entry, not a patient id),
+    another resource type, a query, or anything else.
+    """
+    if reference.startswith(("#", "urn:")) or "?" in reference:
+        return None
+    segments = reference.split("/")
+    if len(segments) >= 4 and segments[-2] == "_history":
+        segments = segments[:-2]  # a versioned reference names the same patient
+    if len(segments) < 2 or segments[-2] != "Patient":
+        return None
+    if len(segments) > 2 and not reference.startswith(("http://", "https://")):
+        return None  # e.g. "Group/1/Patient/p": not a reference form FHIR has
+    found = segments[-1]
+    return found if _FHIR_ID.match(found) else None
+
+
+SubjectTie = Literal["same", "other", "none"]
+
+
+def subject_tie(resource: Mapping[str, Any], patient_id: str) -> SubjectTie:
+    """Whether the resource's subject (or ``patient``) is the patient in context: ``same``;
+    ``other`` when it names someone else or cannot be tied to a patient id; ``none`` when it
+    names no subject at all."""
+    field = resource.get("subject", resource.get("patient"))
+    if field is None:
+        return "none"
+    ref = _reference(field)
     if ref is None:
-        return False
-    match = _PATIENT_REF.search(ref)
-    return match is not None and match.group(1) != patient_id
+        return "other"  # an identifier or display only: it cannot be tied to the patient
+    return "same" if patient_of(ref) == patient_id else "other"
 
 
 def validated(resource: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -349,10 +377,10 @@ def device_fact(d: Mapping[str, Any]) -> DeviceFact | None:
 
 def prior_study_names(r: Mapping[str, Any]) -> tuple[tuple[Code, ...], tuple[str, ...]] | None:
     """A past study's codes and names, or None when the resource does not say it was done."""
-    kind = r.get("resourceType")
+    kind = _text(r.get("resourceType"))
     if kind not in _DONE_IMAGING or resource_id(r) is None:
         return None
-    if r.get("status") not in _DONE_IMAGING[kind]:
+    if _text(r.get("status")) not in _DONE_IMAGING[kind]:
         return None
     if kind == "ImagingStudy":
         codes = tuple(c for pc in _objects(r.get("procedureCode")) for c in codes_of(pc))

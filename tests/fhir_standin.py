@@ -40,6 +40,10 @@ class Behaviour:
     status: int | None = None
     outcome_types: set[str] = field(default_factory=set)
     next_link_base: str | None = None  # send next links to another base (off-server test)
+    next_link_path: str | None = None  # a next link to this path on this server instead
+    body: Any = None  # answer every FHIR request with this JSON (bad shapes from a server)
+    #: Extra search results by resource type, whoever they belong to (a misbehaving server).
+    extra: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _patient_of(resource: Mapping[str, Any]) -> str | None:
@@ -105,6 +109,8 @@ class FhirStandIn:
             time.sleep(behaviour.delay)
         if behaviour.status:
             return _json({"resourceType": "OperationOutcome", "issue": []}, behaviour.status)
+        if behaviour.body is not None:
+            return _json(behaviour.body, 200)
         parts = request.path.strip("/").split("/")
         if len(parts) < 2 or parts[0] != "fhir":
             return _json({"resourceType": "OperationOutcome", "issue": []}, 404)
@@ -126,14 +132,17 @@ class FhirStandIn:
         ]
         page = int(request.args.get("_page", "1"))
         size = behaviour.page_size or max(len(matches), 1)
-        chunk = matches[(page - 1) * size : page * size]
+        chunk = matches[(page - 1) * size : page * size] + behaviour.extra.get(kind, [])
         bundle: dict[str, Any] = {
             "resourceType": "Bundle",
             "type": "searchset",
             "total": len(matches),
             "entry": [{"resource": r, "search": {"mode": "match"}} for r in chunk],
         }
-        if page * size < len(matches):
+        if behaviour.next_link_path is not None and page == 1:
+            origin = self.base.removesuffix("/fhir")
+            bundle["link"] = [{"relation": "next", "url": origin + behaviour.next_link_path}]
+        elif page * size < len(matches):
             base = behaviour.next_link_base or self.base
             bundle["link"] = [
                 {"relation": "next", "url": f"{base}/{kind}?patient={patient}&_page={page + 1}"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,60 @@ def mutated_requests(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a field or item of a JSON document (not the root)."""
+    found = [path] if path else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*path, index))
+    return found
+
+
+def _replace(body: Any, path: tuple[Any, ...], value: Any) -> None:
+    node = body
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def _other_type_than(old: Any) -> Callable[[Any], bool]:
+    kind = _json_type(old)
+    return lambda value: _json_type(value) != kind
+
+
+VIGNETTE_PATHS = {name: _paths(body) for name, body in BASES.items()}
+
+
+@st.composite
+def type_mutated_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A vignette with up to three fields anywhere in it (resources, codings, extensions,
+    Bundle links, the draft orders) replaced by a value of another JSON type."""
+    name = draw(st.sampled_from(NAMES))
+    body = copy.deepcopy(BASES[name])
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        path = draw(st.sampled_from(VIGNETTE_PATHS[name]))
+        try:
+            old = body
+            for key in path:
+                old = old[key]
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation replaced a parent
+        new = draw(json_values.filter(_other_type_than(old)))
+        _replace(body, path, new)
+    return body
+
+
 def _check(response: Any) -> None:
     assert response.status_code != 500
     assert response.content_type.startswith("application/json"), response.data[:200]
@@ -119,6 +174,13 @@ def _check(response: Any) -> None:
 )
 @given(body=mutated_requests(), service=st.sampled_from([SERVICE_ID, SIGN_SERVICE_ID, "nope"]))
 def test_mutated_requests_never_break_the_service(body: dict[str, Any], service: str) -> None:
+    _check(APP.test_client().post(f"/cds-services/{service}", json=body))
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=type_mutated_requests())
+def test_a_field_of_the_wrong_type_anywhere_never_breaks_the_service(body: dict[str, Any]) -> None:
+    service = SIGN_SERVICE_ID if body.get("hook") == "order-sign" else SERVICE_ID
     _check(APP.test_client().post(f"/cds-services/{service}", json=body))
 
 

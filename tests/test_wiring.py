@@ -95,7 +95,7 @@ def test_a_500_logs_where_it_happened_but_not_its_message(app: Flask) -> None:
     assert response.get_json() == {"error": "internal-error", "message": "Internal error"}
     [entry] = [e for e in logs if e["event"] == "unhandled"]
     assert entry["error_type"] == "RuntimeError"
-    assert any("test_wiring.py" in frame and "broken" in frame for frame in entry["stack"])
+    assert any("test_wiring.py" in frame and "broken" in frame for frame in entry["frames"])
     assert "Jane" not in repr(entry)
 
 
