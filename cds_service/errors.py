@@ -23,6 +23,10 @@ class InputFileError(ServiceError):
     """A file handed to the command line (replay, onboarding) cannot be used."""
 
 
+class ReplayCheckUnavailableError(ServiceError):
+    """The store of used token ids cannot be asked: a replay cannot be ruled out."""
+
+
 class CdsError(ServiceError):
     """An error the client can act on. ``status`` is the HTTP status it is answered with."""
 

@@ -34,6 +34,40 @@ preload_app = True  # load and validate hooks/ once, before forking: bad knowled
 # gunicorn >= 27 opens a control socket under $HOME by default; the container user has no home
 # and nothing here uses it.
 control_socket_disable = True
+# Request limits, set deliberately: a request line (method, URL, version) of at most 4,094
+# bytes (414 above), at most 50 header fields of at most 8,190 bytes each (431 above). CDS
+# Hooks calls are short-URL POSTs whose size is in the body (CDS_MAX_BODY_BYTES, 413 above); an
+# EHR's JWT header is 1-2 KB. gunicorn answers these itself, before the app: in JSON, see below.
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+
+
+def _json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:  # noqa: ARG001
+    """gunicorn's own error answers (414, 431, a malformed request) as JSON like the app's,
+    not HTML. The detail gunicorn would echo (part of the request line or a header) is left
+    out: it may carry request data."""
+    import json
+
+    from gunicorn.util import write_nonblock
+
+    body = json.dumps(
+        {"error": reason.lower().replace(" ", "-"), "message": reason}, ensure_ascii=True
+    )
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    write_nonblock(sock, (head + body).encode("latin-1"))
+
+
+def _install_json_errors() -> None:
+    from gunicorn import util
+
+    util.write_error = _json_error
+
+
+_install_json_errors()
 
 
 def on_starting(server: Any) -> None:  # noqa: ARG001 - gunicorn's hook signature

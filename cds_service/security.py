@@ -21,7 +21,11 @@ import jwt
 import requests
 
 from cds_service.config import Settings, TrustedIssuerConfig
-from cds_service.errors import ConfigurationError, UnauthorizedError
+from cds_service.errors import (
+    ConfigurationError,
+    ReplayCheckUnavailableError,
+    UnauthorizedError,
+)
 
 ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
 _KEY_TYPES = {"ES": "EC", "RS": "RSA"}
@@ -130,8 +134,16 @@ class JwksCache:
         return keys
 
 
+#: A client JWT authenticates one call: it may live an hour at the most (exp - iat, and exp
+#: from now). Longer ones are refused before their jti is stored (an exp of 10**20 once broke
+#: the store).
+MAX_TOKEN_LIFETIME = 3600
+
+
 class ReplayGuard(Protocol):
-    def first_use(self, iss: str, jti: str, expires: float) -> bool: ...
+    def first_use(self, iss: str, jti: str, expires: float) -> bool:
+        """True the first time; raises ReplayCheckUnavailableError when it cannot tell."""
+        ...
 
 
 class ClientVerifier:
@@ -200,8 +212,28 @@ class ClientVerifier:
             raise UnauthorizedError(f"The token has no {exc.claim!r} claim") from None
         except jwt.PyJWTError:
             raise UnauthorizedError("The token's signature or claims are invalid") from None
-        if float(claims["iat"]) > time.time() + self._leeway:
+        now = time.time()
+        if float(claims["iat"]) > now + self._leeway:
             raise UnauthorizedError("The token is not yet valid (iat or nbf)")
-        if not self._replays.first_use(issuer.iss, str(claims["jti"]), float(claims["exp"])):
+        if isinstance(claims["aud"], list) and claims["aud"] != [audience]:
+            # PyJWT accepts a list that holds the URL among others; a token meant for this
+            # service and something else could be replayed to either: refuse it.
+            raise UnauthorizedError("The token's aud must name only the URL called")
+        expires = float(claims["exp"])
+        if (
+            expires - float(claims["iat"]) > MAX_TOKEN_LIFETIME
+            or expires > now + MAX_TOKEN_LIFETIME
+        ):
+            raise UnauthorizedError(
+                f"The token lives longer than {MAX_TOKEN_LIFETIME // 60} minutes (exp)"
+            )
+        try:
+            first_use = self._replays.first_use(issuer.iss, str(claims["jti"]), expires)
+        except ReplayCheckUnavailableError:
+            raise UnauthorizedError(
+                "The token's one-time use (jti) cannot be checked now: the service's database "
+                "does not answer; send the call again"
+            ) from None
+        if not first_use:
             raise UnauthorizedError("The token was already used (jti)")
         return claims

@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -40,6 +42,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.errors import ReplayCheckUnavailableError
+
+log = structlog.get_logger("cds_service.storage")
 
 if TYPE_CHECKING:
     from cds_service.engine import IssuedCard
@@ -61,7 +67,7 @@ seen_tokens = Table(
     "seen_tokens",
     metadata,
     Column("token_key", String(64), primary_key=True),  # sha256 of iss + jti
-    Column("expires_at", Integer, nullable=False, index=True),
+    Column("expires_at", BigInteger, nullable=False, index=True),
 )
 
 feedback_items = Table(
@@ -249,8 +255,9 @@ class ReplayStore:
         self.database = database
 
     def first_use(self, iss: str, jti: str, expires: float) -> bool:
-        """True the first time (iss, jti) is seen; expired ones are pruned. False when the
-        database cannot be asked: without the shared memory a replay cannot be ruled out."""
+        """True the first time (iss, jti) is seen; expired ones are pruned. When the database
+        cannot be asked, ReplayCheckUnavailableError: without the shared memory a replay cannot
+        be ruled out, and the caller refuses the token saying why."""
         key = hashlib.sha256(f"{iss}\n{jti}".encode()).hexdigest()
         now = int(datetime.now(UTC).timestamp())
         statement = (
@@ -264,8 +271,9 @@ class ReplayStore:
                 self.database.sqlite_sync(connection, "NORMAL")
                 connection.execute(seen_tokens.delete().where(seen_tokens.c.expires_at < now))
                 return bool(connection.execute(statement).all())
-        except SQLAlchemyError:
-            return False
+        except SQLAlchemyError as exc:
+            log.error("replay-check-failed", error_type=type(exc).__name__)
+            raise ReplayCheckUnavailableError("the used-token store does not answer") from None
 
 
 def dedup_key(service_id: str, canonical_item: str) -> str:

@@ -98,15 +98,22 @@ class OrderSelectContext(DraftOrdersContext):
     selections: list[str]
 
 
+#: Text the feedback store keeps as it is: no NUL character (PostgreSQL text cannot hold one;
+#: refusing it keeps both databases answering alike, a 400 naming the field).
+_NO_NUL = r"^[^\x00]*$"
+
+
 class ReceivedCoding(_Request):
-    system: str = Field(min_length=1)
-    code: str = Field(min_length=1)
-    display: str | None = None
+    """A coding the client sends back (an override reason): bounded as the store keeps it."""
+
+    system: str = Field(min_length=1, max_length=256, pattern=_NO_NUL)
+    code: str = Field(min_length=1, max_length=128, pattern=_NO_NUL)
+    display: str | None = Field(default=None, max_length=1024, pattern=_NO_NUL)
 
 
 class OverrideReason(_Request):
     reason: ReceivedCoding | None = None
-    userComment: str | None = Field(default=None, max_length=4000)
+    userComment: str | None = Field(default=None, max_length=4000, pattern=_NO_NUL)
 
 
 class AcceptedSuggestion(_Request):
@@ -116,7 +123,7 @@ class AcceptedSuggestion(_Request):
 class AcceptedFeedback(_Request):
     """CDS Hooks 2.0 feedback: a card whose suggestions the clinician took."""
 
-    card: str = Field(min_length=1, max_length=64)
+    card: str = Field(min_length=1, max_length=64, pattern=_NO_NUL)
     outcome: Literal["accepted"]
     acceptedSuggestions: list[AcceptedSuggestion] = Field(min_length=1)
     overrideReason: None = None
@@ -126,7 +133,7 @@ class AcceptedFeedback(_Request):
 class OverriddenFeedback(_Request):
     """CDS Hooks 2.0 feedback: a card the clinician dismissed, maybe with a reason."""
 
-    card: str = Field(min_length=1, max_length=64)
+    card: str = Field(min_length=1, max_length=64, pattern=_NO_NUL)
     outcome: Literal["overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=0)
     overrideReason: OverrideReason | None = None

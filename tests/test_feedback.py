@@ -81,6 +81,16 @@ def test_shown_cards_are_recorded_without_patient_data(app: Flask) -> None:
         assert private not in flat
 
 
+def test_a_hook_instance_that_is_not_a_uuid_is_stored_only_as_its_hash(app: Flask) -> None:
+    body = vignette(POSITIVE)
+    body["hookInstance"] = "Jane Doe MRN 4455"
+    app.test_client().post(HOOK_URL, json=body)
+    runtime(app).card_log.flush()
+    [row] = _rows(app, issued_cards)
+    assert row["hook_instance"].startswith("sha256:")
+    assert "Jane" not in row["hook_instance"]
+
+
 def test_accepted_and_overridden_feedback_is_stored(app: Flask) -> None:
     first, second = _show_card(app), _show_card(app)
     body = {"feedback": [accepted(first), overridden(second["uuid"])]}
@@ -267,3 +277,33 @@ def test_report_per_rule_and_per_card(
 
 def test_empty_report_says_so() -> None:
     assert format_report([], "table", "rule") == "No cards shown and no feedback received yet."
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"x": 1}
+    for _ in range(levels):
+        node = {"x": node}
+    return node
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda i: i["overrideReason"]["reason"].update(code="c" * 129), ".reason.code"),
+        (lambda i: i["overrideReason"]["reason"].update(system="s" * 257), ".reason.system"),
+        (lambda i: i["overrideReason"].update(userComment="patient said \x00 no"), ".userComment"),
+        (lambda i: i["overrideReason"]["reason"].update(code="a\x00"), ".reason.code"),
+        (lambda i: i.update(extra=_nested(600)), "feedback.0.extra"),
+    ],
+)
+def test_input_postgresql_cannot_store_is_a_400_on_both_databases(
+    app: Flask, change: Any, field: str
+) -> None:
+    """On PostgreSQL these were a 503 "send it again" (a batch that could never succeed);
+    on SQLite they were stored. Now both refuse them, naming the field."""
+    item = overridden(str(uuid.uuid4()))
+    change(item)
+    response = app.test_client().post(FEEDBACK_URL, json={"feedback": [item]})
+    assert response.status_code == 400, response.get_json()
+    assert field in body_of(response)["field"]
+    assert runtime(app).feedback.count() == 0

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from cds_service.cli import main
 from tests.conftest import EXAMPLES, HOOK_URL, ROOT
-from tests.live import GUNICORN_ARGV, free_port, start_gunicorn
+from tests.live import GUNICORN_ARGV, LiveServer, free_port, start_gunicorn
 
 
 @pytest.fixture(scope="module")
-def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = start_gunicorn(tmp_path_factory.mktemp("gunicorn"))
-    yield server.url
+    yield server
     server.stop()
+
+
+@pytest.fixture
+def live_url(live: LiveServer) -> str:
+    return live.url
 
 
 def test_dockerfile_runs_the_same_command_line() -> None:
@@ -63,3 +70,71 @@ def test_replay_names_an_unreachable_service(capsys: pytest.CaptureFixture[str])
         == 2
     )
     assert "cannot reach" in capsys.readouterr().err
+
+
+def _raw_request(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (no client library tidies them) and read the whole answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /cds-services?" + b"x" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+        (b"GET /cds-services HTTP/1.1\r\nHost: a\r\nX-Big: " + b"x" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /cds-services HTTP/1.1\r\nHost: a\r\n" + b"X-A: 1\r\n" * 60 + b"\r\n", 431),
+        (b"NOT A REQUEST\r\n\r\n", 400),
+    ],
+)
+def test_errors_gunicorn_answers_itself_are_json(
+    live_url: str, request_bytes: bytes, status: int
+) -> None:
+    code, headers, body = _raw_request(live_url, request_bytes)
+    assert code == status
+    assert headers["content-type"] == "application/json"
+    assert set(json.loads(body)) == {"error", "message"}
+
+
+def test_a_chunked_body_over_the_limit_is_413(live_url: str) -> None:
+    chunk = b"x" * 65536
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(100)) + b"0\r\n\r\n"
+    code, _, answer = _raw_request(
+        live_url,
+        f"POST {HOOK_URL} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+        + body,
+    )
+    assert code == 413, answer[:300]
+    assert json.loads(answer)["error"] == "request-entity-too-large"
+
+
+def test_two_workers_under_load_write_whole_log_lines(live: LiveServer) -> None:
+    """Under gunicorn the workers' JSON lines once interleaved (481 of ~10.5k lines held two
+    records): each record is now one write of one whole line."""
+    body = json.loads(
+        (EXAMPLES / "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json").read_text()
+    )
+
+    def burst(_: int) -> int:
+        with requests.Session() as session:
+            return sum(
+                session.post(f"{live.url}{HOOK_URL}", json=body, timeout=10).status_code == 200
+                for _ in range(40)
+            )
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(burst, range(8))) == 320
+    records = [line for line in live.log_path.read_text().splitlines() if line.startswith("{")]
+    assert len(records) >= 320
+    for line in records:
+        record = json.loads(line)  # one whole record a line, never two run together
+        assert isinstance(record, dict) and "event" in record

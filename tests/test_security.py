@@ -20,11 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask.testing import FlaskClient
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from cds_service.app import create_app
 from cds_service.config import Settings
 from cds_service.errors import ConfigurationError
 from cds_service.security import SANDBOX_ISSUER, sandbox_issuer
 from tests.conftest import HOOK_URL, SERVICE_ID, build_app, vignette
 from tests.fhir_standin import FhirStandIn
+from tests.live import free_port
 
 ISSUER = "https://ehr.example.org"
 BASE = "https://cds.example.org"
@@ -294,3 +296,39 @@ def test_a_replay_to_another_worker_is_refused(keys: Keys, tmp_path: Path) -> No
     bearer = token(keys)
     assert call(first, bearer).status_code == 200
     assert call(second, bearer).status_code == 401
+
+
+# --- edge cases an attack run found -----------------------------------------------------------
+
+
+def test_aud_may_be_a_list_only_of_the_url_called(client: FlaskClient, keys: Keys) -> None:
+    assert call(client, token(keys, aud=[AUDIENCE])).status_code == 200
+    both = call(client, token(keys, aud=[AUDIENCE, "https://other.example.org/cds-services/x"]))
+    assert both.status_code == 401
+    assert both.get_json()["message"] == "The token's aud must name only the URL called"
+
+
+@pytest.mark.parametrize("lifetime", [10**20, 2**31 - int(time.time()) + 60, 3601])
+def test_tokens_living_over_an_hour_are_refused_before_their_jti_is_stored(
+    client: FlaskClient, keys: Keys, lifetime: int
+) -> None:
+    """exp = 10**20 once overflowed the SQLite jti store (500), and an exp past 2038 read as
+    "already used" on PostgreSQL."""
+    now = int(time.time())
+    response = call(client, token(keys, exp=now + lifetime))
+    assert response.status_code == 401
+    assert "lives longer than 60 minutes" in response.get_json()["message"]
+    assert call(client, token(keys, exp=now + 3500)).status_code == 200
+
+
+def test_when_the_jti_store_does_not_answer_the_401_says_so(keys: Keys, tmp_path: Path) -> None:
+    closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
+    settings = auth_settings(keys, tmp_path, environment="production", database_url=closed)
+    client = create_app(settings).test_client()  # no init step: the database is down
+    with structlog.testing.capture_logs() as logs:
+        response = call(client, token(keys))
+    assert response.status_code == 401
+    assert "cannot be checked now" in response.get_json()["message"]
+    assert any(
+        e["event"] == "replay-check-failed" and e["error_type"] == "OperationalError" for e in logs
+    )

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.api.services import json_body
 from cds_service.errors import InvalidRequestError, StorageUnavailableError
+from cds_service.json_limits import MAX_DEPTH, too_deep
 from cds_service.runtime import runtime
 from cds_service.storage import FeedbackItem, canonical_json
 from cds_service.wire import FeedbackItemIn, FeedbackRequest
@@ -57,6 +58,9 @@ def feedback(service_id: str) -> ResponseReturnValue:
     running = runtime()
     running.engine.service(service_id)  # 404 for an unknown service
     body = json_body()
+    deep = too_deep(body)
+    if deep is not None:
+        raise InvalidRequestError(f"The request nests deeper than {MAX_DEPTH} levels", field=deep)
     try:
         request = FeedbackRequest.model_validate(body)
     except ValidationError as exc:

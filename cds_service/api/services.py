@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 import structlog
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from cds_service.engine import Outcome
 from cds_service.errors import CdsError, InvalidRequestError, UnsupportedMediaTypeError
@@ -40,8 +40,20 @@ def discovery() -> ResponseReturnValue:
 
 
 def json_body() -> Any:
+    """The request's JSON: 415 if it is not JSON, 413 past the size limit (a chunked body is
+    counted as it arrives: it has no Content-Length to refuse up front), 400 if it does not
+    parse."""
     if not request.is_json:
         raise UnsupportedMediaTypeError("Send the request as application/json")
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+        raw = request.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise RequestEntityTooLarge()
+        try:
+            return current_app.json.loads(raw)
+        except ValueError:
+            raise InvalidRequestError("The request body is not valid JSON") from None
     try:
         return request.get_json()
     except BadRequest:
@@ -72,8 +84,8 @@ def call_service(service_id: str) -> ResponseReturnValue:
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
         raise
-    if outcome.issued:
-        _record_cards(service_id, str(hook_instance), outcome)
+    if outcome.issued:  # stored as logged: a non-UUID hookInstance only as its hash
+        _record_cards(service_id, loggable_hook_instance(hook_instance), outcome)
     bound.info(
         "hook",
         outcome="cards" if outcome.response.cards else "no-cards",
