@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,12 +165,15 @@ class CardRenderer:
         ordering: OrderingContext,
         new_uuid: UuidFactory,
         minimum_indicator: str = "info",
+        unreadable: Sequence[str] = (),
     ) -> list[tuple[RuleId, Card]]:
-        """(rule id, card) for each advice at or above ``minimum_indicator``."""
+        """(rule id, card) for each advice at or above ``minimum_indicator``; every card says in
+        one line what could not be read from the EHR (``unreadable`` prefetch keys)."""
         floor = INDICATOR_RANK[minimum_indicator]
+        cautions = list(dict.fromkeys(self._k.unreadable[key] for key in unreadable))
         rendered = []
         for a in advice:
-            card = self._card(a, situation, ordering, new_uuid)
+            card = self._card(a, situation, ordering, new_uuid, cautions)
             if INDICATOR_RANK[card.indicator] >= floor and a.rule_id is not None:
                 rendered.append((a.rule_id, card))
         return rendered
@@ -204,6 +207,7 @@ class CardRenderer:
         situation: PatientSituation,
         ordering: OrderingContext,
         new_uuid: UuidFactory,
+        cautions: Sequence[str] = (),
     ) -> Card:
         rule_id = advice.rule_id
         assert rule_id is not None  # advice exists only when something is to be said
@@ -219,6 +223,9 @@ class CardRenderer:
             rendered.paragraphs.insert(1, build.text(RuleId.MISSING_CLINICAL_HISTORY, "folded"))
             if not any(_touches(s, advice.order.reference, ("update",)) for s in suggestions):
                 suggestions = [*suggestions, build.history_update(recommended=False)]
+        if cautions:
+            notice = self._words.common("couldNotCheck", lines=" ".join(cautions))
+            rendered.paragraphs.insert(1, notice)
         paragraphs = [
             *rendered.paragraphs,
             self._ratings_table(advice.rated),
@@ -676,6 +683,7 @@ COMMON_TEXTS: dict[str, frozenset[str]] = {
     "historyPrior": _needs("prior", "date"),
     "createDescription": _needs("alternative"),
     "deleteDescription": _needs("ordered"),
+    "couldNotCheck": _needs("lines"),
 }
 
 DATE_TEXTS: dict[str, frozenset[str]] = {

@@ -6,7 +6,8 @@ The same engine serves the Flask endpoint, the replay command and the tests.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from cds_service.guidance import (
     rated_procedure,
 )
 from cds_service.json_limits import MAX_DEPTH, too_deep
-from cds_service.knowledge import Knowledge, ServiceDefinition
+from cds_service.knowledge import Knowledge, KnowledgeError, ServiceDefinition
 from cds_service.names import NameMatcher
 from cds_service.orders import ImagingOrder, OrderClassifier
 from cds_service.patient_record import RecordBuilder
@@ -78,6 +79,8 @@ class Outcome:
     fetched: tuple[str, ...] = ()
     #: The cards shown, by uuid with their rule and suggestion uuids, for the feedback store.
     issued: tuple[IssuedCard, ...] = ()
+    #: Optional prefetch keys that could not be fetched, with the reason (for the log).
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
@@ -127,6 +130,12 @@ class CdsEngine:
         self.max_orders = max_orders
         self.classifier = OrderClassifier(knowledge.imaging)
         self.renderer = CardRenderer(knowledge.cards, knowledge.ratings)
+        for service in knowledge.services.values():
+            lacking = set(service.config.optionalPrefetch) - set(knowledge.cards.unreadable)
+            if lacking:
+                raise KnowledgeError(
+                    f"cards.json: unreadable has no line for {service.id}'s {sorted(lacking)}"
+                )
         self.implant_names = NameMatcher(knowledge.safety.implantTextPatterns)
         self.records = RecordBuilder(
             knowledge, self.classifier, self.implant_names, filter_irrelevant
@@ -181,7 +190,14 @@ class CdsEngine:
             devices_known=DEVICE_PREFETCH_KEY not in reading.missing,
         )
         if not orders:
-            return Outcome(CdsResponse(cards=[]), False, 0, record.skipped, (), reading.fetched)
+            return Outcome(
+                CdsResponse(cards=[]),
+                False,
+                0,
+                record.skipped,
+                fetched=reading.fetched,
+                unreadable=reading.unreadable,
+            )
         clinical = find_post_treatment_context(record, k.valuesets)
         cards: list[Card] = []
         rules: tuple[RuleId, ...] = ()
@@ -197,7 +213,12 @@ class CdsEngine:
             advice = advise(situation, orders, k)
             ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
             rendered = self.renderer.render(
-                advice, situation, ordering, new_uuid, service.config.minimumIndicator
+                advice,
+                situation,
+                ordering,
+                new_uuid,
+                service.config.minimumIndicator,
+                tuple(reading.unreadable),
             )
             cards = [card for _, card in rendered]
             rules = tuple(rule for rule, _ in rendered)
@@ -221,6 +242,7 @@ class CdsEngine:
             rules,
             reading.fetched,
             issued,
+            reading.unreadable,
         )
 
     def _pama_actions(

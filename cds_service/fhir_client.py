@@ -8,9 +8,10 @@ in chunks so that a slow or endless body cannot hold a request past it.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -18,9 +19,11 @@ from urllib.parse import quote
 import orjson
 import requests
 import structlog
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from cds_service.allowlist import AllowList
+from cds_service.circuit import CircuitBreakers, counts_against_server
 from cds_service.errors import ServiceError
 from cds_service.json_limits import too_deep
 
@@ -63,16 +66,33 @@ def render_template(template: str, context: Mapping[str, Any]) -> str:
 
 
 class FhirFetcher:
-    """One per process: a pooled HTTP session and a small thread pool for parallel keys."""
+    """One per process: a pooled HTTP session, a bounded set of fetch slots, and a circuit
+    breaker per FHIR base URL.
 
-    def __init__(self, allow: AllowList, limits: FetchLimits, workers: int = 8) -> None:
+    Waiting on a slow FHIR server must not take the threads that answer other calls: a fetch
+    runs only in a free slot (none free: the key fails at once as ``fhir-busy``, it is never
+    queued behind a hung server), stops reading when the call's deadline passes, and a server
+    that keeps failing is not contacted at all for a cool-off (``circuit-open``).
+    """
+
+    def __init__(
+        self,
+        allow: AllowList,
+        limits: FetchLimits,
+        breakers: CircuitBreakers | None = None,
+        slots: int = 32,
+    ) -> None:
         self.allow = allow
         self.limits = limits
+        self.breakers = breakers or CircuitBreakers()
+        #: Called with the reason whenever a key is not fetched without trying (metrics).
+        self.on_skipped: Callable[[str], None] = lambda _reason: None
         self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=32, max_retries=0)
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=slots, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir-fetch")
+        self._slots = threading.BoundedSemaphore(slots)
+        self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="fhir-fetch")
 
     def allowed(self, base: str) -> bool:
         return self.allow.allows(base)
@@ -89,23 +109,33 @@ class FhirFetcher:
         if not self.allowed(base):
             result.failures = dict.fromkeys(templates, "fhir-server-not-allowed")
             return result
+        if not self.breakers.allow(base):
+            result.failures = dict.fromkeys(templates, "circuit-open")
+            for _ in templates:
+                self.on_skipped("circuit-open")
+            return result
         deadline = time.monotonic() + self.limits.deadline
         headers = {"Accept": "application/fhir+json, application/json"}
         if access_token:
             headers["Authorization"] = f"Bearer {access_token}"
-        futures = {}
+        futures: dict[str, Future[list[Mapping[str, Any]]]] = {}
         for key, template in templates.items():
             try:
                 url = f"{base.rstrip('/')}/{render_template(template, context)}"
             except FetchFailedError as exc:
                 result.failures[key] = exc.reason
                 continue
-            futures[key] = self._pool.submit(self._fetch_key, base, url, headers, deadline)
+            if not self._slots.acquire(blocking=False):
+                result.failures[key] = "fhir-busy"  # never queue behind a hung server
+                self.on_skipped("fhir-busy")
+                continue
+            future = self._pool.submit(self._fetch_key, base, url, headers, deadline)
+            future.add_done_callback(lambda _f: self._slots.release())
+            futures[key] = future
         wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()) + 0.05)
         for key, future in futures.items():
             if not future.done():
-                future.cancel()
-                result.failures[key] = "timeout"
+                result.failures[key] = "timeout"  # its thread stops at the deadline too
                 continue
             try:
                 result.resources[key] = future.result()
@@ -114,6 +144,9 @@ class FhirFetcher:
             except Exception as exc:  # a defect must cost this key, never the call (no 500)
                 log.error("fetch-failed", key=key, error_type=type(exc).__name__)
                 result.failures[key] = "internal-error"
+        if futures:
+            unwell = any(counts_against_server(r) for r in result.failures.values())
+            self.breakers.record(base, healthy=not unwell)
         return result
 
     def _fetch_key(
@@ -169,23 +202,39 @@ class FhirFetcher:
                     raise FetchFailedError("unauthorized")
                 if response.status_code != 200:
                     raise FetchFailedError(f"http-{response.status_code}")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > self.limits.max_bytes:
-                        raise FetchFailedError("response-too-large")
-                    if time.monotonic() > deadline:
-                        raise FetchFailedError("timeout")
-                    chunks.append(chunk)
+                body = self._read_body(response.raw, deadline)
         except requests.Timeout:
             raise FetchFailedError("timeout") from None
-        except requests.RequestException:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
             raise FetchFailedError("unreachable") from None
         try:
-            return orjson.loads(b"".join(chunks))  # refuses nesting beyond 1,024 levels too
+            return orjson.loads(body)  # refuses nesting beyond 1,024 levels too
         except orjson.JSONDecodeError:
             raise FetchFailedError("not-json") from None
+
+    def _read_body(self, raw: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+        """Read the body a socket read at a time, each bounded by what is left of the deadline,
+        so a server that drips its body is cut at the deadline and its connection closed (by
+        leaving the ``with`` block unread): no thread reads on after the call has answered."""
+        chunks: list[bytes] = []
+        size = 0
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise FetchFailedError("timeout")
+            if sock is not None:
+                sock.settimeout(min(self.limits.read_timeout, remaining))
+            try:
+                chunk = raw.read1(64 * 1024)
+            except urllib3.exceptions.ReadTimeoutError:
+                raise FetchFailedError("timeout") from None
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.limits.max_bytes:
+                raise FetchFailedError("response-too-large")
+            chunks.append(chunk)
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:

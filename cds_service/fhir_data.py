@@ -4,16 +4,19 @@ This is the only module that knows where data comes from. Per prefetch key:
 - present (a resource or a Bundle): used;
 - null: the client says there is no such data: used as empty, never fetched;
 - an OperationOutcome, or absent: missing.
-Missing keys the reasoning uses are fetched from ``fhirServer`` when it is allow-listed. If any
-fetch fails the answer is 412: a partly fetched record must not produce a card that the whole
-record would not. Without an (allowed) server, missing required keys give 412 and missing optional
-ones are simply unknown (the reasoning then says less).
+Missing keys the reasoning uses are fetched from ``fhirServer`` when it is allow-listed. A failed
+fetch of a required key (conditions, procedures) is a 412 naming keys and reasons. A failed fetch
+of an optional key (devices, prior imaging) makes that key unknown, exactly as when no server may
+be asked: the reasoning never assumes what unknown data would say (unknown devices never let it
+call MRI safe), and every card says in one line what could not be read. So a card is produced
+only from data that was read, and it says what was missing. Without an (allowed) server, missing
+required keys give 412 and missing optional ones are simply unknown.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cds_service.errors import InvalidRequestError, PrefetchUnavailableError
@@ -28,8 +31,11 @@ if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports i
 @dataclass(frozen=True)
 class PrefetchReading:
     resources: tuple[Mapping[str, Any], ...]
+    #: Keys with no data: the reasoning treats them as unknown (never as "none").
     missing: tuple[str, ...]
     fetched: tuple[str, ...] = ()
+    #: Optional keys whose fetch failed, with the reason: unknown too, and the card says so.
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
 
 def _resources_of(key: str, value: Any) -> Iterator[Mapping[str, Any]] | None:
@@ -103,16 +109,24 @@ def gather(
         result = fetcher.fetch(
             server, {k: service.prefetch[k] for k in wanted}, request.context, token
         )
-        if result.failures:
+        required = {
+            k: r for k, r in result.failures.items() if k in service.config.requiredPrefetch
+        }
+        if required:
             raise PrefetchUnavailableError(
                 "Data the service needs could not be fetched from the FHIR server",
-                missingPrefetch=sorted(result.failures),
+                missingPrefetch=sorted(required),
                 reasons=dict(sorted(result.failures.items())),
-                prefetchTemplates={k: service.prefetch[k] for k in sorted(result.failures)},
+                prefetchTemplates={k: service.prefetch[k] for k in sorted(required)},
             )
         fetched = [r for key in wanted for r in result.resources.get(key, [])]
         still_missing = tuple(k for k in reading.missing if k not in result.resources)
-        reading = PrefetchReading(reading.resources + tuple(fetched), still_missing, tuple(wanted))
+        reading = PrefetchReading(
+            reading.resources + tuple(fetched),
+            still_missing,
+            tuple(k for k in wanted if k in result.resources),
+            dict(sorted(result.failures.items())),
+        )
     needed = [k for k in reading.missing if k in service.config.requiredPrefetch]
     if needed:
         reason = (

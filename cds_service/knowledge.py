@@ -186,6 +186,8 @@ class CardKnowledge(_Strict):
     orders: dict[OrderKey, OrderTemplate]
     datePhrases: DatePhrases
     contrastProblems: dict[Literal["unspecified", "without", "with"], str]
+    #: Per optional prefetch key: the line a card carries when that key could not be read.
+    unreadable: dict[str, str]
     common: dict[str, str]
     overrideReasons: tuple[WireCoding, ...]
     #: Wording per rule; which texts each rule needs, and which placeholders each may use, is

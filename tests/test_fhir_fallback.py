@@ -204,17 +204,26 @@ def test_server_refusal_is_412(fhir: FhirStandIn, status: int, reason: str) -> N
     assert _412(_client().post(HOOK_URL, json=body))["reasons"] == {"procedures": reason}
 
 
-def test_operation_outcome_from_the_server_is_412(fhir: FhirStandIn) -> None:
+def test_operation_outcome_for_a_required_key_is_412(fhir: FhirStandIn) -> None:
+    fhir.reset(Behaviour(outcome_types={"Condition"}))
+    body = _without_prefetch(POSITIVE, fhir.base, keys=["conditions"])
+    assert _412(_client().post(HOOK_URL, json=body))["reasons"] == {
+        "conditions": "operation-outcome"
+    }
+
+
+def test_an_optional_key_that_fails_is_unknown_and_the_card_says_so(fhir: FhirStandIn) -> None:
+    """Devices that cannot be read are unknown, as without a server: the card still comes (the
+    record read holds all it needs), says that implants could not be checked, and nothing
+    that assumes MRI is safe is said."""
     fhir.reset(Behaviour(outcome_types={"Device"}))
     body = _without_prefetch(POSITIVE, fhir.base, keys=["devices"])
-    assert _412(_client().post(HOOK_URL, json=body))["reasons"] == {"devices": "operation-outcome"}
-
-
-def test_optional_key_failure_is_still_412(fhir: FhirStandIn) -> None:
-    # A record without its devices could recommend MRI to a patient with a pacemaker.
-    fhir.reset(Behaviour(status=403))
-    body = _without_prefetch(POSITIVE, fhir.base, keys=["devices"])
-    assert _412(_client().post(HOOK_URL, json=body))["missingPrefetch"] == ["devices"]
+    response = _client().post(HOOK_URL, json=body)
+    assert response.status_code == 200
+    [card] = body_of(response)["cards"]
+    assert "**Could not be checked:** Implant records could not be read from the EHR" in (
+        card["detail"]
+    )
 
 
 def test_next_link_to_another_server_is_refused(fhir: FhirStandIn) -> None:

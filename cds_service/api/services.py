@@ -95,6 +95,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
         orders_checked=outcome.orders_checked,
         rules=list(outcome.rules),
         fetched=list(outcome.fetched),
+        unreadable=dict(outcome.unreadable),
         resources_skipped=outcome.resources_skipped,
         ms=round((time.perf_counter() - started) * 1000, 2),
     )
