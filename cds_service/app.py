@@ -25,6 +25,7 @@ from cds_service.api.health import blueprint as health_blueprint
 from cds_service.api.openapi import blueprint as openapi_blueprint
 from cds_service.api.services import blueprint as services_blueprint
 from cds_service.card_log import CardLog
+from cds_service.circuit import CircuitBreakers
 from cds_service.config import Settings, load_settings
 from cds_service.engine import CdsEngine
 from cds_service.errors import CdsError, ConfigurationError
@@ -69,6 +70,12 @@ def create_app(settings: Settings | None = None) -> Flask:
                 max_pages=settings.fhir_max_pages,
                 max_bytes=settings.fhir_max_bytes,
             ),
+            CircuitBreakers(
+                settings.fhir_breaker_failures,
+                settings.fhir_breaker_window,
+                settings.fhir_breaker_cool_off,
+            ),
+            slots=settings.fhir_slots,
         ),
         database=database,
         feedback=FeedbackStore(database),

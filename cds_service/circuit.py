@@ -47,6 +47,8 @@ class CircuitBreakers:
         self._clock = clock
         self._circuits: dict[str, _Circuit] = {}
         self._lock = threading.Lock()
+        #: Called with the number of open circuits whenever one opens or closes (metrics).
+        self.on_change: Callable[[int], None] = lambda _open: None
 
     def allow(self, base: str) -> bool:
         """May a call contact ``base`` now? While open: no; after the cool-off: one probe."""
@@ -67,6 +69,7 @@ class CircuitBreakers:
             if healthy:
                 if circuit.open_until or circuit.probing:
                     self._circuits[base] = _Circuit()  # the probe succeeded: closed
+                    self.on_change(self._open_now(now))
                 return
             circuit.probing = False
             if circuit.open_until:  # the probe failed: open again
@@ -78,9 +81,12 @@ class CircuitBreakers:
             if len(circuit.failures) >= self._threshold:
                 circuit.open_until = now + self._cool_off
                 circuit.failures.clear()
+                self.on_change(self._open_now(now))
 
     def open_count(self) -> int:
-        """Circuits open now (for the metrics gauge)."""
-        now = self._clock()
+        """Circuits open or probing now."""
         with self._lock:
-            return sum(1 for c in self._circuits.values() if c.open_until > now or c.probing)
+            return self._open_now(self._clock())
+
+    def _open_now(self, now: float) -> int:
+        return sum(1 for c in self._circuits.values() if c.open_until > now or c.probing)

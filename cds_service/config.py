@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     fhir_deadline: float = Field(default=2.0, gt=0, le=30)
     fhir_max_pages: int = Field(default=5, ge=1, le=100)
     fhir_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    #: Parallel FHIR fetches per worker process; beyond them a key fails at once (fhir-busy).
+    fhir_slots: int = Field(default=32, ge=1, le=512)
+    #: Circuit breaker per FHIR base URL: this many failed calls within the window open it for
+    #: the cool-off, after which one probe call is let through.
+    fhir_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    fhir_breaker_window: float = Field(default=30.0, gt=0, le=3600)
+    fhir_breaker_cool_off: float = Field(default=30.0, gt=0, le=3600)
 
     #: Require a valid client JWT on hook and feedback calls. Unset: on in production only.
     require_auth: bool | None = None
@@ -114,7 +121,7 @@ class Settings(BaseSettings):
     #: gunicorn: where to listen, how many worker processes and threads per worker.
     bind: str = Field(default="127.0.0.1:8080", pattern=r"^(unix:\S+|\[?[\w.:\-]+\]?:\d{1,5})$")
     workers: int = Field(default=2, ge=1, le=64)
-    threads: int = Field(default=4, ge=1, le=256)
+    threads: int = Field(default=32, ge=1, le=256)
     #: Prometheus multi-process folder (PROMETHEUS_MULTIPROC_DIR, set by gunicorn's config):
     #: when set, a scrape of any worker sums every worker's samples.
     metrics_dir: Path | None = Field(

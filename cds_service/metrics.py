@@ -13,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -36,7 +37,21 @@ def install_metrics(app: Flask) -> None:
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         registry=registry,
     )
+    skipped = Counter(
+        "cds_fhir_fetches_skipped_total",
+        "FHIR fetches not attempted: the server's circuit was open, or no fetch slot was free",
+        ["reason"],
+        registry=registry,
+    )
+    open_circuits = Gauge(
+        "cds_fhir_circuits_open",
+        "FHIR base URLs whose circuit breaker is open (summed over workers)",
+        registry=registry,
+        multiprocess_mode="livesum",
+    )
     running = runtime(app)
+    running.fetcher.on_skipped = lambda reason: skipped.labels(reason).inc()
+    running.fetcher.breakers.on_change = open_circuits.set
     known_services = set(running.engine.knowledge.services)
     shared_dir = running.settings.metrics_dir
 

@@ -221,8 +221,9 @@ def test_an_optional_key_that_fails_is_unknown_and_the_card_says_so(fhir: FhirSt
     response = _client().post(HOOK_URL, json=body)
     assert response.status_code == 200
     [card] = body_of(response)["cards"]
-    assert "**Could not be checked:** Implant records could not be read from the EHR" in (
-        card["detail"]
+    assert (
+        "**Could not be checked:** Implant records could not be read from the EHR"
+        in (card["detail"])
     )
 
 
