@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import jwt
 import requests
+import structlog
 
 from cds_service.config import Settings, TrustedIssuerConfig
 from cds_service.errors import (
@@ -32,6 +33,7 @@ _KEY_TYPES = {"ES": "EC", "RS": "RSA"}
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
 SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
 SANDBOX_JWKS_FILE = Path(__file__).parent / "trust" / "cds-hooks-sandbox-jwks.json"
+log = structlog.get_logger("cds_service.security")
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,25 @@ class PublicKey:
 
 @dataclass
 class _KeySet:
+    """An issuer's last good keys, and when its JWKS was last asked for (success or not)."""
+
     keys: dict[str, PublicKey] = field(default_factory=dict)
-    fetched_at: float = 0.0
+    loaded: bool = False
+    last_attempt: float = float("-inf")
+    #: Set while no refresh is running; a caller with no keys at all may wait for one.
+    idle: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
 
 
 class JwksCache:
-    """Public keys per issuer: from a file once, or from a URL with refresh on an unknown kid
-    (at most once per ``min_refresh`` seconds, so a stream of bad kids cannot flood the EHR)."""
+    """Public keys per issuer: from a file once, or from a URL, fetched again when a token names
+    an unknown ``kid``, at most once per ``min_refresh`` seconds whether the last fetch worked
+    or failed (a failing JWKS endpoint is not hammered by every token). The fetch runs outside
+    the lock: a token whose key is known never waits for it; the last good keys keep serving
+    while it runs or when it fails. Only a caller that has no keys at all waits for a running
+    fetch, at most its timeout."""
 
     def __init__(self, timeout: float = 2.0, min_refresh: float = 30.0) -> None:
         self._sets: dict[str, _KeySet] = {}
@@ -99,18 +113,43 @@ class JwksCache:
 
     def key(self, issuer: TrustedIssuer, kid: str) -> PublicKey:
         with self._lock:
-            current = self._sets.get(issuer.iss)
-            if current is None or (
-                kid not in current.keys
-                and issuer.jwks_url
-                and time.monotonic() - current.fetched_at > self._min_refresh
-            ):
-                current = _KeySet(self._load(issuer), time.monotonic())
-                self._sets[issuer.iss] = current
+            current = self._sets.setdefault(issuer.iss, _KeySet())
+            found = current.keys.get(kid)
+        if found is not None:
+            return found
+        self._refresh(issuer, current)
+        if not current.loaded:
+            raise UnauthorizedError("The issuer's JWKS cannot be read")
         try:
             return current.keys[kid]
         except KeyError:
             raise UnauthorizedError("The token's key (kid) is not in the issuer's JWKS") from None
+
+    def _refresh(self, issuer: TrustedIssuer, current: _KeySet) -> None:
+        """Fetch the JWKS unless one was asked for within ``min_refresh`` (files: once)."""
+        with self._lock:
+            now = time.monotonic()
+            fresh = now - current.last_attempt < self._min_refresh
+            if (issuer.jwks_file is not None and current.loaded) or fresh:
+                running = not current.idle.is_set()
+                mine = False
+            else:
+                current.last_attempt = now
+                current.idle.clear()
+                running = mine = True
+        if not mine:
+            if running and not current.loaded:
+                current.idle.wait(self._timeout)  # the first fetch is on its way
+            return
+        try:
+            keys = self._load(issuer)
+        except UnauthorizedError:
+            log.warning("jwks-unreadable", iss=issuer.iss)
+            keys = None
+        with self._lock:
+            if keys is not None:
+                current.keys, current.loaded = keys, True
+            current.idle.set()
 
     def _load(self, issuer: TrustedIssuer) -> dict[str, PublicKey]:
         try:
