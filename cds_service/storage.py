@@ -127,7 +127,12 @@ class Database:
         self.insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
 
     def create_schema(self) -> None:
-        metadata.create_all(self.sql)
+        """Create missing tables. On PostgreSQL under an advisory lock: several instances
+        starting at once behind a load balancer would otherwise race to create the same table."""
+        with self.sql.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(7461203)"))
+            metadata.create_all(connection)
 
     def drop_schema(self) -> None:
         """Tests only: start from an empty database."""

@@ -3,6 +3,7 @@ on SQLite and PostgreSQL: every acknowledged item is stored exactly once."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -11,12 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 from sqlalchemy import select
 
 from cds_service.storage import Database, feedback_items
-from tests.conftest import SERVICE_ID
+from tests.conftest import SERVICE_ID, postgres_url, vignette
 from tests.live import LiveServer, start_gunicorn
 
 CLIENTS = 16
@@ -129,3 +133,62 @@ def test_every_acknowledged_item_survives_sigkill(database_url: str, tmp_path: P
         assert after.status_code == 200
     finally:
         restarted.stop()
+
+
+def test_two_instances_on_one_postgresql_share_replay_and_feedback_memory(
+    tmp_path: Path,
+) -> None:
+    """Two service processes (two gunicorn masters, as behind a load balancer) sharing one
+    PostgreSQL: a JWT used at one is refused at the other, and a feedback item sent to both is
+    stored once."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("PostgreSQL not configured (set CDS_TEST_POSTGRES_URL)")
+    database = Database(url)
+    database.drop_schema()
+    database.dispose()
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwks = tmp_path / "jwks.json"
+    jwk = dict(json.loads(ECAlgorithm.to_jwk(key.public_key())), kid="k")
+    jwks.write_text(json.dumps({"keys": [jwk]}))
+    base = "https://cds.example.org"
+    env = {
+        "DATABASE_URL": url,
+        "CDS_REQUIRE_AUTH": "true",
+        "CDS_TRUSTED_ISSUERS": json.dumps([{"iss": "https://ehr", "jwks_file": str(jwks)}]),
+        "CDS_PUBLIC_BASE_URL": base,
+    }
+    first = start_gunicorn(tmp_path / "a", **env)
+    second = start_gunicorn(tmp_path / "b", **env)
+
+    def bearer(path: str) -> dict[str, str]:
+        now = int(time.time())
+        claims = {"iss": "https://ehr", "aud": base + path, "iat": now, "exp": now + 300}
+        claims["jti"] = str(uuid.uuid4())
+        token = jwt.encode(claims, key, algorithm="ES384", headers={"kid": "k"})
+        return {"Authorization": f"Bearer {token}"}
+
+    try:
+        hook = "/cds-services/salivary-post-treatment-imaging-order-select"
+        body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
+        headers = bearer(hook)
+        shown = requests.post(first.url + hook, json=body, headers=headers, timeout=10)
+        assert shown.status_code == 200
+        replayed = requests.post(second.url + hook, json=body, headers=headers, timeout=10)
+        assert replayed.status_code == 401
+        assert replayed.json()["message"] == "The token was already used (jti)"
+        item = _item(shown.json()["cards"][0]["uuid"])
+        answers = [
+            requests.post(
+                server.url + hook + "/feedback",
+                json={"feedback": [item]},
+                headers=bearer(hook + "/feedback"),
+                timeout=10,
+            ).json()
+            for server in (first, second)
+        ]
+        assert sorted(a["stored"] for a in answers) == [0, 1]
+        assert _stored_cards(url) == [item["card"]]
+    finally:
+        first.stop()
+        second.stop()
