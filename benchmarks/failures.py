@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,38 +27,13 @@ from typing import Any
 
 import requests
 
-from benchmarks.run import _free_port, percentiles
+from benchmarks.run import percentiles, start_gunicorn
 from tests.faulty_servers import FaultyServer, blackhole
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOK = "/cds-services/salivary-post-treatment-imaging-order-select"
 VIGNETTE = ROOT / "fhir_examples" / "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json"
 DEADLINE = 2.0  # the default CDS_FHIR_DEADLINE
-
-
-def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    environment = dict(os.environ, CDS_BIND=f"127.0.0.1:{port}", CDS_LOG_LEVEL="WARNING", **env)
-    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [gunicorn, "-c", "python:cds_service.gunicorn_conf", "cds_service.app:create_app()"],
-            cwd=ROOT,
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            requests.get(f"{url}/healthz", timeout=1)
-            return process, url
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError(log.read_text()[-2000:])
 
 
 def scenario(url: str, hole: str, seconds: float) -> dict[str, Any]:
@@ -112,11 +85,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cds-failures-"))
     try:
         for name, breaker_failures in (("breaker on", "5"), ("breaker off", "1000")):
-            env = {
-                "CDS_DATA_DIR": str(work / name.replace(" ", "-")),
-                "CDS_FHIR_BREAKER_FAILURES": breaker_failures,
-            }
-            process, url = _start(env, work / f"{name.replace(' ', '-')}.log")
+            label = name.replace(" ", "-")
+            process, url = start_gunicorn(
+                "cds_service.app:create_app()",
+                work / label,
+                work / f"{label}.log",
+                CDS_LOG_LEVEL="WARNING",
+                CDS_FHIR_BREAKER_FAILURES=breaker_failures,
+            )
             try:
                 results[name] = scenario(url, hole.base, args.seconds)
             finally:

@@ -135,10 +135,18 @@ def _free_port() -> int:
         return port
 
 
-def _start(app_spec: str, data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_gunicorn(
+    app_spec: str, data_dir: Path, log: Path, **settings: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """gunicorn with the service's configuration on a free loopback port (2 workers), and its
+    URL once it answers; ``settings`` are further environment variables."""
     port = _free_port()
     env = dict(
-        os.environ, CDS_BIND=f"127.0.0.1:{port}", CDS_WORKERS="2", CDS_DATA_DIR=str(data_dir)
+        os.environ,
+        CDS_BIND=f"127.0.0.1:{port}",
+        CDS_WORKERS="2",
+        CDS_DATA_DIR=str(data_dir),
+        **settings,
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
@@ -228,7 +236,7 @@ def loopback(data_dir: Path, seconds: int, connections: int) -> dict[str, Any]:
         ("service", "cds_service.app:create_app()"),
         ("bare", "benchmarks.bare_app:create_bare_app()"),
     ):
-        process, url = _start(spec, data_dir, data_dir / f"{name}.log")
+        process, url = start_gunicorn(spec, data_dir, data_dir / f"{name}.log")
         try:
             _wrk(url, body_file, 2, connections)  # warm-up
             results[name] = _wrk(url, body_file, seconds, connections)

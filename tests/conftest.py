@@ -183,6 +183,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty feedback database on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
+    return empty_postgres()
+
+
+def empty_postgres() -> str:
+    """The test PostgreSQL, its service tables dropped (skips where there is none, locally)."""
     url = postgres_url()
     if url is None:
         pytest.skip("PostgreSQL not configured (set CDS_TEST_POSTGRES_URL)")

@@ -20,7 +20,7 @@ from jwt.algorithms import ECAlgorithm
 from sqlalchemy import select
 
 from cds_service.storage import Database, feedback_items
-from tests.conftest import SERVICE_ID, postgres_url, vignette
+from tests.conftest import SERVICE_ID, empty_postgres, vignette
 from tests.live import LiveServer, start_gunicorn
 
 CLIENTS = 16
@@ -141,12 +141,7 @@ def test_two_instances_on_one_postgresql_share_replay_and_feedback_memory(
     """Two service processes (two gunicorn masters, as behind a load balancer) sharing one
     PostgreSQL: a JWT used at one is refused at the other, and a feedback item sent to both is
     stored once."""
-    url = postgres_url()
-    if url is None:
-        pytest.skip("PostgreSQL not configured (set CDS_TEST_POSTGRES_URL)")
-    database = Database(url)
-    database.drop_schema()
-    database.dispose()
+    url = empty_postgres()
     key = ec.generate_private_key(ec.SECP384R1())
     jwks = tmp_path / "jwks.json"
     jwk = dict(json.loads(ECAlgorithm.to_jwk(key.public_key())), kid="k")
