@@ -23,7 +23,6 @@ from cds_service.guidance import (
     latest_prior_imaging,
     rated_procedure,
 )
-from cds_service.json_limits import MAX_DEPTH, too_deep
 from cds_service.knowledge import Knowledge, KnowledgeError, ServiceDefinition
 from cds_service.names import NameMatcher
 from cds_service.orders import ImagingOrder, OrderClassifier
@@ -93,11 +92,6 @@ def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, D
     """Validate the wire request for ``service``; raise InvalidRequestError naming the field."""
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object")
-    deep = too_deep(body)
-    if deep is not None:
-        raise InvalidRequestError(
-            f"The request nests deeper than {MAX_DEPTH} levels (at {deep})", field=deep
-        )
     try:
         request = HookRequest.model_validate(body)
     except ValidationError as exc:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cds_service.errors import InvalidRequestError, PrefetchUnavailableError
+from cds_service.json_limits import MAX_RESOURCE_DEPTH, same_content, too_deep
 from cds_service.knowledge import ServiceDefinition
 from cds_service.records import clean, subject_tie, validated
 from cds_service.wire import HookRequest
@@ -170,7 +171,7 @@ def draft_orders(
         if wanted is not None and f"ServiceRequest/{rid}" not in wanted:
             continue
         earlier = by_id.setdefault(rid, resource)
-        if earlier is not resource and earlier != resource:
+        if earlier is not resource and not same_content(earlier, resource):
             contradictory.add(rid)
     chosen = [r for rid, r in by_id.items() if rid not in contradictory]
     if len(chosen) > limit:
@@ -182,6 +183,8 @@ def draft_orders(
     for resource in chosen:
         if subject_tie(resource, patient_id) == "other":
             continue
+        if too_deep(resource, MAX_RESOURCE_DEPTH) is not None:
+            continue  # no real order nests so deep; cleaning it would recurse without end
         filled = clean(resource)
         filled.setdefault("status", "draft")
         filled.setdefault("intent", "order")

@@ -1,10 +1,10 @@
-"""Bounds on the JSON the service accepts, checked before anything reads it deeply.
+"""Bounds on how deeply JSON may nest, checked before anything reads it recursively.
 
-Real FHIR resources and CDS Hooks requests nest about 10-15 levels (a hook request's prefetch
-Bundle entry's resource's extension's coding is about 9); 300 nested ``extension`` levels only
-exist to exhaust a recursive reader. A document deeper than ``MAX_DEPTH`` is refused as a whole,
-naming where it goes too deep, wherever the service parses JSON: hook requests, feedback, and
-what a FHIR server returns.
+Real FHIR resources nest about 6-10 levels (an extension's coding in a Condition is 5) and CDS
+Hooks requests about 15; 300 nested ``extension`` levels only exist to exhaust a recursive
+reader. Checked where recursion happens: each resource before it is cleaned and validated
+(deeper than ``MAX_RESOURCE_DEPTH``: skipped and counted), feedback bodies (a 400 naming where),
+and what a FHIR server returns (a 412).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 MAX_DEPTH = 64
+MAX_RESOURCE_DEPTH = 48
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> str | None:
@@ -32,3 +33,11 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> str | None:
             return ".".join(path[:6]) + (".…" if len(path) > 6 else "")
         stack.extend((child, depth + 1, (*path, str(key))) for key, child in items)
     return None
+
+
+def same_content(first: Any, second: Any) -> bool:
+    """Equal JSON, compared only when neither nests too deep (equality recurses); a document
+    that nests too deep is never taken as the same as another."""
+    if too_deep(first, MAX_RESOURCE_DEPTH) or too_deep(second, MAX_RESOURCE_DEPTH):
+        return False
+    return bool(first == second)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.codesystems import normalise_code
+from cds_service.json_limits import same_content
 from cds_service.knowledge import Knowledge
 from cds_service.names import NameMatcher
 from cds_service.orders import OrderClassifier, PriorStudy, StudyReading
@@ -149,7 +150,7 @@ class RecordBuilder:
             if isinstance(rid, str):
                 key = (kind, rid)
                 earlier = first_seen.setdefault(key, raw)
-                if earlier is not raw and earlier != raw:
+                if earlier is not raw and not same_content(earlier, raw):
                     contradictory.add(key)
                 if key in kept or key in contradictory:
                     continue

@@ -25,6 +25,7 @@ from fhir.resources.R4B.procedure import Procedure
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
+from cds_service.json_limits import MAX_RESOURCE_DEPTH, too_deep
 from cds_service.terminology import Code
 
 _MODELS: dict[str, Any] = {
@@ -272,7 +273,12 @@ def subject_tie(resource: Mapping[str, Any], patient_id: str) -> SubjectTie:
 
 
 def validated(resource: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Clean and validate one resource with fhir.resources; None when it is not valid FHIR."""
+    """Clean and validate one resource with fhir.resources; None when it is not valid FHIR, or
+    nests deeper than any real resource does (checked first: cleaning and validation recurse).
+    Only resources the reasoning keeps come here, so the depth is checked where it matters and
+    not on the whole request (a walk of a 2,000-resource request would cost ~9 ms)."""
+    if too_deep(resource, MAX_RESOURCE_DEPTH) is not None:
+        return None
     cleaned = clean(resource)
     model = _MODELS.get(cleaned.get("resourceType", ""))
     if model is None or not isinstance(cleaned.get("id"), str):
