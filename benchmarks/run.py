@@ -33,6 +33,7 @@ import requests
 from benchmarks.workload import make_request, resource_count
 from cds_service.app import create_app, initialise
 from cds_service.config import Settings
+from cds_service.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "salivary-post-treatment-imaging-order-select"
@@ -74,6 +75,7 @@ def time_calls(call: Callable[[], Any], iterations: int, warmup: int = 20) -> di
 def _production_like_app(data_dir: Path) -> Any:
     """The app as a gunicorn worker has it: built, then start-up objects frozen (gc.freeze)."""
     settings = Settings(data_dir=data_dir, log_level="WARNING")
+    configure_logging(settings.log_level)  # as the entry points do: JSON lines, warnings only
     initialise(settings)
     app = create_app(settings)
     gc.collect()
