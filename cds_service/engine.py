@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports i
     from cds_service.fhir_client import FhirFetcher
 
 DEVICE_PREFETCH_KEY = "devices"
+ALLERGY_PREFETCH_KEY = "allergies"
+OBSERVATION_PREFETCH_KEY = "observations"
 #: Draft orders judged in one call at most: an order set is rarely over a dozen; 7,000 selected
 #: drafts once made one call take 5 s and answer 38 MB.
 DEFAULT_MAX_ORDERS = 50
@@ -182,6 +184,8 @@ class CdsEngine:
             context.patientId,
             reading.resources,
             devices_known=DEVICE_PREFETCH_KEY not in reading.missing,
+            allergies_known=ALLERGY_PREFETCH_KEY not in reading.missing,
+            observations_known=OBSERVATION_PREFETCH_KEY not in reading.missing,
         )
         if not orders:
             return Outcome(

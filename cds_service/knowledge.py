@@ -220,6 +220,40 @@ class RatingKnowledge(_Strict):
     procedures: tuple[RatedProcedure, ...] = Field(min_length=1)
 
 
+class ContrastAgent(_Strict):
+    label: str
+    patterns: tuple[str, ...] = Field(min_length=1)
+
+
+class ContrastSafetyKnowledge(_Strict):
+    """Allergies, kidney function and implant MR safety (hooks/knowledge/contrast-safety.json)."""
+
+    description: str
+    agents: dict[Literal["gadolinium", "iodinated"], ContrastAgent]
+    iodinatedAllergyValueSet: ValueSetName
+    severeKidneyValueSet: ValueSetName
+    egfrValueSet: ValueSetName
+    egfrNamePatterns: tuple[str, ...] = Field(min_length=1)
+    egfrBelow: float = Field(gt=0, le=120)
+    egfrWithinDays: int = Field(gt=0, le=3650)
+    mrConditionalPatterns: tuple[str, ...] = Field(min_length=1)
+    mrSafePatterns: tuple[str, ...] = Field(min_length=1)
+    mrUnsafePatterns: tuple[str, ...] = Field(min_length=1)
+    cochlearPatterns: tuple[str, ...] = Field(min_length=1)
+
+    def gated_patterns(self) -> dict[str, tuple[str, ...]]:
+        """Every pattern read behind a derived pre-check, by where it is written."""
+        found = {f"agents.{k}": a.patterns for k, a in self.agents.items()}
+        found.update(
+            egfrNamePatterns=self.egfrNamePatterns,
+            mrConditionalPatterns=self.mrConditionalPatterns,
+            mrSafePatterns=self.mrSafePatterns,
+            mrUnsafePatterns=self.mrUnsafePatterns,
+            cochlearPatterns=self.cochlearPatterns,
+        )
+        return found
+
+
 class SafetyKnowledge(_Strict):
     description: str
     implantValueSet: ValueSetName
@@ -239,6 +273,7 @@ class Knowledge:
     cards: CardKnowledge
     ratings: RatingKnowledge
     safety: SafetyKnowledge
+    contrast: ContrastSafetyKnowledge
 
 
 def default_hooks_dir() -> Path:
@@ -286,9 +321,12 @@ def _load_valueset(path: Path) -> tuple[str, list[Concept]]:
     return str(raw["id"]), concepts
 
 
-def _check_patterns(imaging: ImagingOrderKnowledge, safety: SafetyKnowledge) -> None:
+def _check_patterns(
+    imaging: ImagingOrderKnowledge, safety: SafetyKnowledge, contrast: ContrastSafetyKnowledge
+) -> None:
     text = imaging.text
     groups = [
+        *(p for patterns in contrast.gated_patterns().values() for p in patterns),
         *safety.implantTextPatterns,
         *text.guidedProcedurePatterns,
         *text.ambiguousRegionPatterns,
@@ -306,6 +344,7 @@ def _check_patterns(imaging: ImagingOrderKnowledge, safety: SafetyKnowledge) -> 
     # Patterns read behind a fast pre-check derived from them: each needs a word to check for.
     head_neck = imaging.recommendedProtocol.headNeckRegions
     gated = [
+        *((f"contrast-safety.json: {k}", v) for k, v in contrast.gated_patterns().items()),
         ("mri-safety.json: implantTextPatterns", safety.implantTextPatterns),
         (
             "imaging-orders.json: head and neck region patterns",
@@ -374,9 +413,12 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
         cards = CardKnowledge.model_validate(_read_json(root / "knowledge" / "cards.json"))
         ratings = RatingKnowledge.model_validate(_read_json(root / "knowledge" / "ratings.json"))
         safety = SafetyKnowledge.model_validate(_read_json(root / "knowledge" / "mri-safety.json"))
+        contrast = ContrastSafetyKnowledge.model_validate(
+            _read_json(root / "knowledge" / "contrast-safety.json")
+        )
     except ValidationError as exc:
         raise KnowledgeError(f"{root}: {exc}") from exc
     _check_override_reasons(cards)
-    _check_patterns(imaging, safety)
+    _check_patterns(imaging, safety, contrast)
     _check_protocol_is_rated(imaging.recommendedProtocol, ratings)
-    return Knowledge(services, ValueSets(members), imaging, cards, ratings, safety)
+    return Knowledge(services, ValueSets(members), imaging, cards, ratings, safety, contrast)

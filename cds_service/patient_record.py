@@ -22,14 +22,19 @@ from cds_service.knowledge import Knowledge
 from cds_service.names import NameMatcher
 from cds_service.orders import OrderClassifier, PriorStudy, StudyReading
 from cds_service.records import (
+    AllergyFact,
     ConditionFact,
     DeviceFact,
+    ObservationFact,
     ProcedureFact,
+    allergy_fact,
+    allergy_names,
     codes_of,
     condition_codes,
     condition_fact,
     device_fact,
     device_names,
+    observation_fact,
     prior_imaging_fact,
     prior_study_names,
     procedure_fact,
@@ -37,13 +42,24 @@ from cds_service.records import (
     text_of,
     validated,
 )
-from cds_service.terminology import CONDITION_VALUESETS, TREATMENT_VALUESETS, Code
+from cds_service.terminology import (
+    CONDITION_VALUESETS,
+    OBSERVATION_VALUESETS,
+    TREATMENT_VALUESETS,
+    Code,
+)
 
 #: Resource types that record a study already done (a completed order, a study, a report).
 PRIOR_STUDY_TYPES = frozenset({"ServiceRequest", "ImagingStudy", "DiagnosticReport"})
 #: Every resource type the reasoning reads.
-READ_TYPES = PRIOR_STUDY_TYPES | {"Condition", "Procedure", "Device"}
-Fact = ConditionFact | ProcedureFact | DeviceFact | PriorStudy
+READ_TYPES = PRIOR_STUDY_TYPES | {
+    "Condition",
+    "Procedure",
+    "Device",
+    "AllergyIntolerance",
+    "Observation",
+}
+Fact = ConditionFact | ProcedureFact | DeviceFact | PriorStudy | AllergyFact | ObservationFact
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,12 @@ class PatientRecord:
     prior_studies: tuple[PriorStudy, ...] = ()
     devices_known: bool = True
     skipped: int = 0
+    allergies: tuple[AllergyFact, ...] = ()
+    #: eGFR results (the only Observations the reasoning reads).
+    observations: tuple[ObservationFact, ...] = ()
+    #: False when allergy data, or kidney results, were neither sent nor nulled: unknown.
+    allergies_known: bool = True
+    observations_known: bool = True
 
 
 def _keys(codes: Iterable[Code]) -> Iterable[tuple[str, str]]:
@@ -97,6 +119,10 @@ class RecordBuilder:
         self._head_neck_names = NameMatcher(
             [p for r in imaging.text.regions if r.region in self._head_neck for p in r.patterns]
         )
+        contrast = knowledge.contrast
+        self._allergy_names = NameMatcher([p for a in contrast.agents.values() for p in a.patterns])
+        self._egfr_codes = members(OBSERVATION_VALUESETS)
+        self._egfr_names = NameMatcher(contrast.egfrNamePatterns)
         self._filter = filter_irrelevant
 
     # --- what can matter: read with the same extractors as the facts, before validation ---
@@ -112,6 +138,16 @@ class RecordBuilder:
 
     def _device_matters(self, raw: Mapping[str, Any]) -> bool:
         return any(self._implant_names.match(name) for name in device_names(raw)[1])
+
+    def _allergy_matters(self, raw: Mapping[str, Any]) -> bool:
+        return any(self._allergy_names.match(name) for name in allergy_names(raw))
+
+    def _observation_matters(self, raw: Mapping[str, Any]) -> bool:
+        code = raw.get("code")
+        if any(k in self._egfr_codes for k in _keys(codes_of(code))):
+            return True
+        name = text_of(code)
+        return name is not None and self._egfr_names.match(name)
 
     def _prior_reading(self, raw: Mapping[str, Any]) -> StudyReading | None:
         """How a past study reads, when it was done and is head and neck imaging (else None)."""
@@ -132,7 +168,12 @@ class RecordBuilder:
     # --- the record ----------------------------------------------------------------------
 
     def build(
-        self, patient_id: str, resources: Iterable[Mapping[str, Any]], devices_known: bool = True
+        self,
+        patient_id: str,
+        resources: Iterable[Mapping[str, Any]],
+        devices_known: bool = True,
+        allergies_known: bool = True,
+        observations_known: bool = True,
     ) -> PatientRecord:
         """Resources of the patient in context only (the subject is read as a reference:
         another patient's, or one that cannot be tied to this patient, is skipped and counted).
@@ -171,6 +212,10 @@ class RecordBuilder:
             tuple(f for f in facts if isinstance(f, PriorStudy)),
             devices_known,
             skipped,
+            tuple(f for f in facts if isinstance(f, AllergyFact)),
+            tuple(f for f in facts if isinstance(f, ObservationFact)),
+            allergies_known,
+            observations_known,
         )
 
     def _read(self, kind: str, raw: Mapping[str, Any]) -> Fact | None:
@@ -187,6 +232,14 @@ class RecordBuilder:
             if self._filter and not self._device_matters(raw):
                 return None
             return device_fact(raw)
+        if kind == "AllergyIntolerance":
+            if self._filter and not self._allergy_matters(raw):
+                return None
+            return allergy_fact(raw)
+        if kind == "Observation":
+            if self._filter and not self._observation_matters(raw):
+                return None
+            return observation_fact(raw)
         reading = self._prior_reading(raw)  # past studies: read once, the record keeps it
         prior = prior_imaging_fact(raw) if reading is not None else None
         return PriorStudy(prior, reading) if prior is not None and reading is not None else None

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
+from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.imagingstudy import ImagingStudy
+from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.procedure import Procedure
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
@@ -29,6 +31,8 @@ from cds_service.json_limits import MAX_RESOURCE_DEPTH, too_deep
 from cds_service.terminology import Code
 
 _MODELS: dict[str, Any] = {
+    "AllergyIntolerance": AllergyIntolerance,
+    "Observation": Observation,
     "Condition": Condition,
     "Procedure": Procedure,
     "ServiceRequest": ServiceRequest,
@@ -144,10 +148,39 @@ class DeviceFact:
     status: str | None
     codes: tuple[Code, ...]
     names: tuple[str, ...]
+    #: What Device.safety says (texts and displays), e.g. "MR Conditional".
+    safety: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:
         return self.names[0] if self.names else "implanted device"
+
+
+@dataclass(frozen=True)
+class AllergyFact:
+    """An AllergyIntolerance: what the patient reacts to, by every name it is recorded under."""
+
+    id: str
+    names: tuple[str, ...]
+    clinical_status: str | None
+    verification_status: str | None
+
+    @property
+    def display(self) -> str:
+        return self.names[0] if self.names else "recorded allergy"
+
+
+@dataclass(frozen=True)
+class ObservationFact:
+    """A numeric Observation (the engine reads eGFR results)."""
+
+    id: str
+    codes: tuple[Code, ...]
+    name: str | None
+    status: str | None
+    value: float | None
+    unit: str | None
+    date: PartialDate | None
 
 
 @dataclass(frozen=True)
@@ -378,7 +411,62 @@ def device_fact(d: Mapping[str, Any]) -> DeviceFact | None:
     if did is None:
         return None
     codes, names = device_names(d)
-    return DeviceFact(did, _text(d.get("status")), codes, names)
+    safety = tuple(
+        name
+        for concept in _objects(d.get("safety"))
+        for name in (text_of(concept), *(c.display for c in codes_of(concept)))
+        if name
+    )
+    return DeviceFact(did, _text(d.get("status")), codes, names, safety)
+
+
+def allergy_names(a: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every name an AllergyIntolerance gives its substance: code text and displays, and each
+    reaction's substance text and displays."""
+    concepts = [a.get("code")]
+    concepts += [r.get("substance") for r in _objects(a.get("reaction"))]
+    names: list[str] = []
+    for concept in concepts:
+        if (text := text_of(concept)) is not None:
+            names.append(text)
+        names += [
+            display
+            for c in _objects(_object(concept).get("coding"))
+            if (display := _text(c.get("display")))
+        ]
+    return tuple(names)
+
+
+def allergy_fact(a: Mapping[str, Any]) -> AllergyFact | None:
+    aid = resource_id(a)
+    if aid is None:
+        return None
+    return AllergyFact(
+        aid,
+        allergy_names(a),
+        _status_code(a.get("clinicalStatus")),
+        _status_code(a.get("verificationStatus")),
+    )
+
+
+def observation_fact(o: Mapping[str, Any]) -> ObservationFact | None:
+    oid = resource_id(o)
+    if oid is None:
+        return None
+    quantity = _object(o.get("valueQuantity"))
+    value = quantity.get("value")
+    number = (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    )
+    return ObservationFact(
+        oid,
+        codes_of(o.get("code")),
+        text_of(o.get("code")),
+        _text(o.get("status")),
+        number,
+        _text(quantity.get("unit")) or _text(quantity.get("code")),
+        _date(o, "effectiveDateTime", "effectivePeriod.end", "issued"),
+    )
 
 
 def prior_study_names(r: Mapping[str, Any]) -> tuple[tuple[Code, ...], tuple[str, ...]] | None:

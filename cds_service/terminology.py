@@ -24,10 +24,13 @@ class ValueSetName(StrEnum):
     RADIOTHERAPY = "radiotherapy"
     CHEMORADIOTHERAPY = "chemoradiotherapy"
     MRI_UNSAFE_IMPLANT = "mri-unsafe-implant"
+    IODINATED_CONTRAST_ALLERGY = "iodinated-contrast-allergy"
+    SEVERE_KIDNEY_DISEASE = "severe-kidney-disease"
+    EGFR = "egfr-observation"
 
 
-#: Value sets read on Conditions (code, bodySite, extensions) and on Procedures (code). Every
-#: value set is in exactly one group (tests/test_knowledge.py checks it).
+#: Value sets read on Conditions (code, bodySite, extensions), on Observations and on Procedures
+#: (code). Every value set is in exactly one group (tests/test_knowledge.py checks it).
 CONDITION_VALUESETS = (
     ValueSetName.MALIGNANT_MAJOR_SALIVARY,
     ValueSetName.BENIGN_OR_UNCERTAIN_SALIVARY,
@@ -35,7 +38,11 @@ CONDITION_VALUESETS = (
     ValueSetName.MALIGNANT_SALIVARY_HISTOLOGY,
     ValueSetName.HEAD_NECK_CANCER_HISTORY,
     ValueSetName.MRI_UNSAFE_IMPLANT,
+    ValueSetName.IODINATED_CONTRAST_ALLERGY,
+    ValueSetName.SEVERE_KIDNEY_DISEASE,
 )
+#: Value sets read on Observations (code).
+OBSERVATION_VALUESETS = (ValueSetName.EGFR,)
 #: The treatments, in the order a procedure is classified.
 TREATMENT_VALUESETS = (
     ValueSetName.SALIVARY_GLAND_EXCISION,

@@ -57,6 +57,8 @@ USED_PREFETCH_KEYS = (
     "devices",
     "imagingStudies",
     "diagnosticReports",
+    "allergies",
+    "observations",
 )
 
 

@@ -104,9 +104,14 @@ def test_all_missing_keys_are_fetched_with_the_token(fhir: FhirStandIn, engine: 
             "Device",
             "ImagingStudy",
             "DiagnosticReport",
+            "AllergyIntolerance",
+            "Observation",
         ]
     )
-    assert all(s.query == {"patient": "pt-parotid-mec"} for s in fhir.seen)
+    assert all(s.query["patient"] == "pt-parotid-mec" for s in fhir.seen)
+    assert [s.query for s in fhir.seen if s.path == "/fhir/Observation"] == [
+        {"patient": "pt-parotid-mec", "category": "laboratory"}
+    ]
     assert {s.authorization for s in fhir.seen} == {"Bearer token-for-the-test"}
 
 

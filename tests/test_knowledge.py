@@ -17,7 +17,12 @@ from cds_service.engine import CdsEngine
 from cds_service.guidance import Finding
 from cds_service.knowledge import KnowledgeError, default_hooks_dir, load_knowledge
 from cds_service.rules import RuleId
-from cds_service.terminology import CONDITION_VALUESETS, TREATMENT_VALUESETS, ValueSetName
+from cds_service.terminology import (
+    CONDITION_VALUESETS,
+    OBSERVATION_VALUESETS,
+    TREATMENT_VALUESETS,
+    ValueSetName,
+)
 from tests.conftest import vignette
 
 Edit = Callable[[Path], object]
@@ -210,7 +215,7 @@ def test_a_missing_knowledge_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_every_value_set_is_read_on_conditions_or_on_procedures() -> None:
-    groups = [*CONDITION_VALUESETS, *TREATMENT_VALUESETS]
+    groups = [*CONDITION_VALUESETS, *OBSERVATION_VALUESETS, *TREATMENT_VALUESETS]
     assert sorted(groups) == sorted(ValueSetName)
 
 
