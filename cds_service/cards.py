@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.codesystems import CPT
+from cds_service.contrast import Agent
 from cds_service.guidance import (
     CtNeck,
+    DiscussWithRadiology,
     IncompleteMri,
+    MriConditionalImplant,
     MriContraindicated,
     OrderAdvice,
     PatientSituation,
@@ -141,10 +144,16 @@ def check_wording(knowledge: CardKnowledge) -> None:
 class CardRenderer:
     """Built once per process; each render gets the request's uuid factory."""
 
-    def __init__(self, knowledge: CardKnowledge, ratings: RatingKnowledge) -> None:
+    def __init__(
+        self,
+        knowledge: CardKnowledge,
+        ratings: RatingKnowledge,
+        agent_labels: Mapping[str, str],
+    ) -> None:
         check_wording(knowledge)
         self._k = knowledge
         self._words = Wording(knowledge)
+        self._agent_labels = dict(agent_labels)
         self._ratings = ratings
         self._source = Source(
             label=knowledge.source.label,
@@ -223,6 +232,8 @@ class CardRenderer:
             rendered.paragraphs.insert(1, build.text(RuleId.MISSING_CLINICAL_HISTORY, "folded"))
             if not any(_touches(s, advice.order.reference, ("update",)) for s in suggestions):
                 suggestions = [*suggestions, build.history_update(recommended=False)]
+        for line in reversed(self._safety_lines(advice, situation, build, suggestions)):
+            rendered.paragraphs.insert(1, line)
         if cautions:
             notice = self._words.common("couldNotCheck", lines=" ".join(cautions))
             rendered.paragraphs.insert(1, notice)
@@ -238,10 +249,64 @@ class CardRenderer:
             detail="\n\n".join(paragraphs),
             indicator=rule.indicator,
             source=self._source,
-            suggestions=suggestions,
-            selectionBehavior=_selection_behavior(suggestions, advice.order.reference),
+            suggestions=suggestions or None,
+            selectionBehavior=_selection_behavior(suggestions, advice.order.reference)
+            if suggestions
+            else None,
             overrideReasons=self._override_reasons[rule_id],
         )
+
+    def _safety_lines(
+        self,
+        advice: OrderAdvice,
+        situation: PatientSituation,
+        build: _Builder,
+        suggestions: Sequence[Suggestion],
+    ) -> list[str]:
+        """One line for each safety fact that bears on the studies this card is about (the
+        ordered one and the suggested ones): a recorded contrast allergy, kidney function, an
+        MR Conditional or cochlear implant; and, when nothing is safe to suggest, that."""
+        words = self._words
+        if advice.rule_id == RuleId.DISCUSS_WITH_RADIOLOGY:
+            return []  # its own text names the implant and the contrast risks
+        ordered = advice.order.modality
+        involved = set(build.suggested)
+        if ordered in ("MR", "MRA", "PET-MR"):
+            involved.add("mri-protocol")
+        if ordered == "CT":
+            involved.add("ct-neck-with-contrast")
+        contrast = situation.contrast
+        lines = []
+        studies: tuple[tuple[OrderKey, Agent], ...] = (
+            ("mri-protocol", "gadolinium"),
+            ("ct-neck-with-contrast", "iodinated"),
+        )
+        for key, agent in studies:
+            allergy = contrast.allergy(agent)
+            if key in involved and allergy is not None:
+                label = self._agent_labels[agent]
+                lines.append(
+                    words.common("allergyLine", agent=label, evidence=_escape(allergy.display))
+                )
+        kidney = contrast.kidney
+        if kidney is not None and "ct-neck-with-contrast" in involved:
+            lines.append(words.common("kidneyCtLine", evidence=_escape(kidney.display)))
+        if kidney is not None and "mri-protocol" in involved:
+            lines.append(words.common("kidneyMriLine", evidence=_escape(kidney.display)))
+        implant = situation.implant
+        if implant is not None and "mri-protocol" in involved:
+            name = _escape(implant.display)
+            if (
+                implant.mr_status == "conditional"
+                and advice.rule_id != RuleId.MRI_CONDITIONAL_IMPLANT
+            ):
+                lines.append(words.common("conditionalLine", implant=name))
+            if implant.cochlear and ordered in ("MR", "MRA", "PET-MR"):
+                lines.append(words.common("cochlearLine", implant=name))
+        quiet = advice.rule_id == RuleId.MRI_CONDITIONAL_IMPLANT
+        if not suggestions and not quiet and (contrast.allergies or kidney is not None):
+            lines.append(words.common("noStudyLine"))
+        return lines
 
     def _ratings_table(self, rated: RatedProcedure | None) -> str:
         words = self._words
@@ -334,6 +399,8 @@ class _Builder:
     ) -> None:
         self.k = k
         self.words = Wording(k)
+        #: The studies this card suggests (for its safety lines).
+        self.suggested: set[OrderKey] = set()
         self.advice = advice
         self.draft: OrderFact = advice.order.draft
         self.situation = situation
@@ -440,6 +507,7 @@ class _Builder:
         )
 
     def _create(self, key: OrderKey) -> Action:
+        self.suggested.add(key)
         return Action(
             type="create",
             description=self.words.common("createDescription", alternative=self.k.orders[key].text),
@@ -461,10 +529,6 @@ class _Builder:
             ],
         )
 
-    def alternative(self) -> OrderKey:
-        """MRI where nothing on record contraindicates it; else CT neck with IV contrast."""
-        return "ct-neck-with-contrast" if self.situation.implant else "mri-protocol"
-
     def prior_markdown(self) -> str:
         assert self.situation.latest_prior is not None
         fact = self.situation.latest_prior.fact
@@ -478,6 +542,38 @@ class _Builder:
 
     def text(self, rule: RuleId, name: str, /, **values: object) -> str:
         return self.words.rule(rule, name, **values)
+
+    def mri_conditional_implant(self, finding: MriConditionalImplant) -> _Rendered:
+        rule = finding.rule_id
+        suggestions = []
+        if finding.implant.cochlear and self.situation.can_suggest("ct-neck-with-contrast"):
+            label = self.text(rule, "ctSuggestionLabel")
+            suggestions.append(self.replace(label, "ct-neck-with-contrast", False))
+        return _Rendered(
+            self.k.rules[rule].summary,
+            [
+                self.text(
+                    rule, "problem", ordered=self.ordered, implant=_escape(finding.implant.display)
+                )
+            ],
+            suggestions,
+        )
+
+    def discuss_with_radiology(self, finding: DiscussWithRadiology) -> _Rendered:
+        rule = finding.rule_id
+        return _Rendered(
+            self.k.rules[rule].summary,
+            [
+                self.text(
+                    rule,
+                    "problem",
+                    ordered=self.ordered,
+                    implant=_escape(finding.implant.display),
+                    risks=_escape(_join(finding.risks)),
+                )
+            ],
+            [],
+        )
 
     def mri_contraindicated(self, finding: MriContraindicated) -> _Rendered:
         rule = finding.rule_id
@@ -514,26 +610,46 @@ class _Builder:
             if finding.missing_regions
             else self.text(rule, "summaryContrast")
         )
-        suggestion = self.replace(self.text(rule, "suggestionLabel"), "mri-protocol", True)
-        return _Rendered(summary, paragraphs, [suggestion])
+        implant = self.situation.implant
+        if self.situation.can_suggest("mri-protocol"):
+            suggestions = [self.replace(self.text(rule, "suggestionLabel"), "mri-protocol", True)]
+            if (
+                implant is not None
+                and implant.cochlear
+                and self.situation.can_suggest("ct-neck-with-contrast")
+            ):  # the magnet's artefact: CT stays an option
+                label = self.text(rule, "ctSuggestionLabel")
+                suggestions.append(self.replace(label, "ct-neck-with-contrast", False))
+        elif self.situation.can_suggest("ct-neck-with-contrast"):  # gadolinium allergy
+            label = self.text(rule, "ctSuggestionLabel")
+            suggestions = [self.replace(label, "ct-neck-with-contrast", True)]
+        else:
+            suggestions = []
+        return _Rendered(summary, paragraphs, suggestions)
 
     def ct_neck(self, finding: CtNeck) -> _Rendered:
         rule = finding.rule_id
         paragraphs = [self.text(rule, "problem", ordered=self.ordered)]
         summary = self.k.rules[rule].summary
+        situation = self.situation
+        if rule != RuleId.CT_NECK_MRI_PREFERRED and not situation.can_suggest(
+            "ct-neck-with-contrast"
+        ):
+            summary = self.text(rule, "summaryNoCt")  # never advise the unsafe contrast
         if rule == RuleId.CT_NECK_MRI_PREFERRED:
-            suggestion = self.replace(self.text(rule, "suggestionLabel"), "mri-protocol", False)
-            return _Rendered(summary, paragraphs, [suggestion])
-        mri_first = self.situation.mri_possible
-        suggestions = [
-            self.replace(
-                self.text(rule, "ctSuggestionLabel"), "ct-neck-with-contrast", not mri_first
-            )
-        ]
-        if self.situation.implant is None:
-            suggestions.append(
-                self.replace(self.text(rule, "mriSuggestionLabel"), "mri-protocol", mri_first)
-            )
+            # The ordered CT's own contrast is unsafe here: the MRI is then the recommendation.
+            at_risk = not situation.can_suggest("ct-neck-with-contrast")
+            label = self.text(rule, "suggestionLabel")
+            return _Rendered(summary, paragraphs, [self.replace(label, "mri-protocol", at_risk)])
+        preferred = situation.preferred()
+        suggestions = []
+        if situation.can_suggest("ct-neck-with-contrast"):
+            label = self.text(rule, "ctSuggestionLabel")
+            recommended = preferred == "ct-neck-with-contrast"
+            suggestions.append(self.replace(label, "ct-neck-with-contrast", recommended))
+        if situation.can_suggest("mri-protocol"):
+            label = self.text(rule, "mriSuggestionLabel")
+            suggestions.append(self.replace(label, "mri-protocol", preferred == "mri-protocol"))
         return _Rendered(summary, paragraphs, suggestions)
 
     def pet_too_early(self, finding: PetTooEarly) -> _Rendered:
@@ -564,19 +680,25 @@ class _Builder:
                 )
             ],
         )
-        key = self.alternative()
-        label = self.text(rule, "alternativeLabel", alternative=self.k.orders[key].text)
-        instead = self.replace(label, key, False)
-        return _Rendered(self.k.rules[rule].summary, paragraphs, [defer, instead])
+        key = self.situation.alternative()
+        suggestions = [defer]
+        if key is not None:
+            label = self.text(rule, "alternativeLabel", alternative=self.k.orders[key].text)
+            suggestions.append(self.replace(label, key, False))
+        return _Rendered(self.k.rules[rule].summary, paragraphs, suggestions)
 
     def us_limited(self, finding: UsLimited) -> _Rendered:
         rule = finding.rule_id
-        key = self.alternative()
-        label = self.text(rule, "suggestionLabel", alternative=self.k.orders[key].text)
+        key = self.situation.alternative()
+        suggestions = []
+        if key is not None:
+            label = self.text(rule, "suggestionLabel", alternative=self.k.orders[key].text)
+            suggestions.append(self.add(label, key))
+        summary = self.k.rules[rule].summary if suggestions else self.text(rule, "summaryNoStudy")
         return _Rendered(
-            self.k.rules[rule].summary,
+            summary,
             [self.text(rule, "problem", ordered=self.ordered)],
-            [self.add(label, key)],
+            suggestions,
         )
 
     def history_only(self, _finding: None) -> _Rendered:
@@ -612,6 +734,16 @@ RULES: dict[RuleId, RuleRendering] = {
         _Builder.mri_contraindicated,
         {"problem": _needs("implant"), "suggestionLabel": _needs()},
     ),
+    RuleId.MRI_CONDITIONAL_IMPLANT: RuleRendering(
+        MriConditionalImplant,
+        _Builder.mri_conditional_implant,
+        {"problem": _needs("ordered", "implant"), "ctSuggestionLabel": _needs()},
+    ),
+    RuleId.DISCUSS_WITH_RADIOLOGY: RuleRendering(
+        DiscussWithRadiology,
+        _Builder.discuss_with_radiology,
+        {"problem": _needs("ordered", "implant", "risks")},
+    ),
     RuleId.INCOMPLETE_MRI_PROTOCOL: RuleRendering(
         IncompleteMri,
         _Builder.incomplete_mri,
@@ -621,6 +753,7 @@ RULES: dict[RuleId, RuleRendering] = {
             "contrastProblem": _needs("ordered", "contrast_problem"),
             "why": _needs(),
             "suggestionLabel": _needs(),
+            "ctSuggestionLabel": _needs(),
         },
     ),
     **{
@@ -631,6 +764,7 @@ RULES: dict[RuleId, RuleRendering] = {
                 "problem": _needs("ordered"),
                 "ctSuggestionLabel": _needs(),
                 "mriSuggestionLabel": _needs(),
+                "summaryNoCt": _needs(),
             },
         )
         for rule in (RuleId.CT_NECK_WITHOUT_CONTRAST, RuleId.CT_NECK_CONTRAST_UNSPECIFIED)
@@ -655,7 +789,11 @@ RULES: dict[RuleId, RuleRendering] = {
     RuleId.US_LIMITED: RuleRendering(
         UsLimited,
         _Builder.us_limited,
-        {"problem": _needs("ordered"), "suggestionLabel": _needs("alternative")},
+        {
+            "problem": _needs("ordered"),
+            "suggestionLabel": _needs("alternative"),
+            "summaryNoStudy": _needs(),
+        },
     ),
     RuleId.MISSING_CLINICAL_HISTORY: RuleRendering(
         None,
@@ -684,6 +822,12 @@ COMMON_TEXTS: dict[str, frozenset[str]] = {
     "createDescription": _needs("alternative"),
     "deleteDescription": _needs("ordered"),
     "couldNotCheck": _needs("lines"),
+    "allergyLine": _needs("agent", "evidence"),
+    "kidneyCtLine": _needs("evidence"),
+    "kidneyMriLine": _needs("evidence"),
+    "conditionalLine": _needs("implant"),
+    "cochlearLine": _needs("implant"),
+    "noStudyLine": _needs(),
 }
 
 DATE_TEXTS: dict[str, frozenset[str]] = {

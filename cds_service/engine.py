@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from cds_service.cards import CardRenderer, OrderingContext, UuidFactory
+from cds_service.contrast import ContrastReader
 from cds_service.errors import InvalidRequestError, UnknownServiceError
 from cds_service.fhir_data import PrefetchReading, draft_orders, gather
 from cds_service.guidance import (
@@ -125,7 +126,11 @@ class CdsEngine:
         self.knowledge = knowledge
         self.max_orders = max_orders
         self.classifier = OrderClassifier(knowledge.imaging)
-        self.renderer = CardRenderer(knowledge.cards, knowledge.ratings)
+        self.renderer = CardRenderer(
+            knowledge.cards,
+            knowledge.ratings,
+            {agent: entry.label for agent, entry in knowledge.contrast.agents.items()},
+        )
         for service in knowledge.services.values():
             lacking = set(service.config.optionalPrefetch) - set(knowledge.cards.unreadable)
             if lacking:
@@ -133,6 +138,7 @@ class CdsEngine:
                     f"cards.json: unreadable has no line for {service.id}'s {sorted(lacking)}"
                 )
         self.implant_names = NameMatcher(knowledge.safety.implantTextPatterns)
+        self.contrast = ContrastReader(knowledge.contrast, knowledge.valuesets)
         self.records = RecordBuilder(
             knowledge, self.classifier, self.implant_names, filter_irrelevant
         )
@@ -203,7 +209,10 @@ class CdsEngine:
         if clinical is not None:
             situation = PatientSituation(
                 context=clinical,
-                implant=find_implant(record, k.valuesets, k.safety, self.implant_names),
+                implant=find_implant(
+                    record, k.valuesets, k.safety, self.implant_names, self.contrast
+                ),
+                contrast=self.contrast.assess(record, today or utc_today()),
                 devices_known=record.devices_known,
                 latest_prior=latest_prior_imaging(record),
                 today=today or utc_today(),

@@ -13,6 +13,9 @@ from cds_service.codesystems import CPT
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 MCODE_HISTOLOGY = (
     "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-histology-morphology-behavior"
 )
@@ -148,14 +151,48 @@ def draft_order(pid: str, srid: str, text: str | None = None, cpt: str | None = 
     return service_request(pid, srid, codings=codings, text=text, encounter=None, requester=None)
 
 
-def device(pid: str, did: str, name: str, status: str = "active") -> Resource:
-    return {
+def device(
+    pid: str, did: str, name: str, status: str = "active", safety: str | None = None
+) -> Resource:
+    """A device by name; ``safety`` is its MR safety labelling (e.g. "MR Conditional")."""
+    d: Resource = {
         "resourceType": "Device",
         "id": did,
         "status": status,
         "deviceName": [{"name": name, "type": "user-friendly-name"}],
         "type": {"text": name},
         "patient": {"reference": f"Patient/{pid}"},
+    }
+    if safety:
+        d["safety"] = [{"text": safety}]
+    return d
+
+
+def allergy(pid: str, aid: str, substance: str, clinical: str = "active") -> Resource:
+    """An allergy to a substance named in text (how EHRs often record contrast allergies)."""
+    return {
+        "resourceType": "AllergyIntolerance",
+        "id": aid,
+        "clinicalStatus": _status(ALLERGY_CLINICAL, clinical),
+        "verificationStatus": _status(ALLERGY_VERIFICATION, "confirmed"),
+        "code": {"text": substance},
+        "patient": {"reference": f"Patient/{pid}"},
+    }
+
+
+def lab_result(
+    pid: str, oid: str, codings: Sequence[Coding], value: float, unit: str, effective: str
+) -> Resource:
+    """A final numeric laboratory Observation (an eGFR)."""
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "category": [_status(OBSERVATION_CATEGORY, "laboratory")],
+        "code": {"coding": list(codings)},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": effective,
+        "valueQuantity": {"value": value, "unit": unit},
     }
 
 

@@ -8,12 +8,14 @@ or makes its own info card when nothing else applies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal
 
+from cds_service.contrast import ContrastReader, ContrastSafety, MrStatus
 from cds_service.knowledge import (
     Knowledge,
+    OrderKey,
     RatedProcedure,
     RatingKnowledge,
     RecommendedProtocol,
@@ -34,10 +36,17 @@ US_REGIONS = frozenset({"neck", "salivary-gland"})
 
 @dataclass(frozen=True)
 class Implant:
-    """Evidence of an implant that may contraindicate MRI."""
+    """Evidence of an implant that may contraindicate MRI, and what it says of MR safety."""
 
     reference: str
     display: str
+    mr_status: MrStatus = "unknown"
+    cochlear: bool = False
+
+    @property
+    def rules_out_mri(self) -> bool:
+        """MR Unsafe, or nothing says otherwise: MRI is not suggested."""
+        return self.mr_status in ("unsafe", "unknown")
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,25 @@ class MriContraindicated:
     order: ImagingOrder
     implant: Implant
     rule_id: Literal[RuleId.MRI_CONTRAINDICATED] = RuleId.MRI_CONTRAINDICATED
+
+
+@dataclass(frozen=True)
+class MriConditionalImplant:
+    """The right MRI, ordered for a patient whose implant is recorded as MR Conditional."""
+
+    order: ImagingOrder
+    implant: Implant
+    rule_id: Literal[RuleId.MRI_CONDITIONAL_IMPLANT] = RuleId.MRI_CONDITIONAL_IMPLANT
+
+
+@dataclass(frozen=True)
+class DiscussWithRadiology:
+    """An implant rules out MRI and contrast for CT is unsafe to suggest: no one-click study."""
+
+    order: ImagingOrder
+    implant: Implant
+    risks: tuple[str, ...]
+    rule_id: Literal[RuleId.DISCUSS_WITH_RADIOLOGY] = RuleId.DISCUSS_WITH_RADIOLOGY
 
 
 @dataclass(frozen=True)
@@ -85,7 +113,15 @@ class UsLimited:
     rule_id: Literal[RuleId.US_LIMITED] = RuleId.US_LIMITED
 
 
-Finding = MriContraindicated | IncompleteMri | CtNeck | PetTooEarly | UsLimited
+Finding = (
+    MriContraindicated
+    | MriConditionalImplant
+    | DiscussWithRadiology
+    | IncompleteMri
+    | CtNeck
+    | PetTooEarly
+    | UsLimited
+)
 
 
 @dataclass(frozen=True)
@@ -98,10 +134,58 @@ class PatientSituation:
     devices_known: bool
     latest_prior: PriorStudy | None
     today: date
+    contrast: ContrastSafety = field(default_factory=ContrastSafety)
+
+    @property
+    def mri_allowed(self) -> bool:
+        """No implant on record rules MRI out (device data may still be unknown)."""
+        return self.implant is None or not self.implant.rules_out_mri
 
     @property
     def mri_possible(self) -> bool:
-        return self.implant is None and self.devices_known
+        """Device data was sent and nothing in it rules MRI out."""
+        return self.mri_allowed and self.devices_known
+
+    def can_suggest(self, key: OrderKey) -> bool:
+        """Is this study safe to suggest with one click? Not with a contrast the patient is
+        recorded as allergic to; not CT with iodinated contrast at risk for the kidneys when MRI
+        is ruled out (then nothing is: discuss with radiology)."""
+        contrast = self.contrast
+        if key == "mri-protocol":
+            return self.mri_allowed and contrast.allergy("gadolinium") is None
+        if contrast.allergy("iodinated") is not None:
+            return False
+        return not (contrast.kidney is not None and not self.mri_allowed)
+
+    def alternative(self) -> OrderKey | None:
+        """The study to add or switch to: the MRI protocol unless something on record keeps it
+        from one click, else CT neck with IV contrast, else none (discuss with radiology)."""
+        for key in ("mri-protocol", "ct-neck-with-contrast"):
+            if self.can_suggest(key):
+                return key
+        return None
+
+    def preferred(self) -> OrderKey | None:
+        """Of the two rated studies, the one to recommend when a CT is being replaced: MRI
+        where it is possible (or the only one left, or the kidneys are at risk), else CT neck
+        with IV contrast, else none (discuss with radiology)."""
+        mri, ct = self.can_suggest("mri-protocol"), self.can_suggest("ct-neck-with-contrast")
+        if mri and (self.mri_possible or not ct or self.contrast.kidney is not None):
+            return "mri-protocol"
+        if ct:
+            return "ct-neck-with-contrast"
+        return None
+
+    def contrast_risks(self) -> tuple[str, ...]:
+        """Why contrast for CT is unsafe to suggest here (for the discuss card)."""
+        risks = [
+            f"a recorded allergy to iodinated contrast ({a.display})"
+            for a in self.contrast.allergies
+            if a.agent == "iodinated"
+        ]
+        if self.contrast.kidney is not None:
+            risks.append(f"kidney function at risk ({self.contrast.kidney.display})")
+        return tuple(risks)
 
 
 @dataclass(frozen=True)
@@ -121,9 +205,16 @@ class OrderAdvice:
 
 
 def find_implant(
-    record: PatientRecord, vs: ValueSets, safety: SafetyKnowledge, names: NameMatcher
+    record: PatientRecord,
+    vs: ValueSets,
+    safety: SafetyKnowledge,
+    names: NameMatcher,
+    reader: ContrastReader,
 ) -> Implant | None:
-    """A current implant that may contraindicate MRI, from Conditions or Device resources."""
+    """A current implant that may contraindicate MRI, from Conditions or Device resources, with
+    its MR safety as recorded (a Device's safety labelling or names; a coded Condition alone says
+    nothing of it: unknown). A device with safety labelling is preferred as the evidence."""
+    found: list[Implant] = []
     for condition in record.conditions:
         if not usable(condition):
             continue
@@ -132,15 +223,47 @@ def find_implant(
         code = vs.match(safety.implantValueSet, condition.codes)
         if code is not None:
             name = described(condition.text, code, vs, safety.implantValueSet)
-            return Implant(condition.reference, f"{name} ({code.label})")
-        if condition.text and names.match(condition.text):
-            return Implant(condition.reference, condition.text)
+            said = tuple(n for n in (condition.text, name) if n)
+            found.append(
+                Implant(
+                    condition.reference,
+                    f"{name} ({code.label})",
+                    reader.mr_status(said),
+                    reader.cochlear(said),
+                )
+            )
+        elif condition.text and names.match(condition.text):
+            said = (condition.text,)
+            found.append(
+                Implant(
+                    condition.reference,
+                    condition.text,
+                    reader.mr_status(said),
+                    reader.cochlear(said),
+                )
+            )
     for device in record.devices:
         if device.status in safety.inactiveDeviceStatuses:
             continue
         if any(names.match(name) for name in device.names):
-            return Implant(f"Device/{device.id}", device.display)
-    return None
+            said = (*device.names, *device.safety)
+            found.append(
+                Implant(
+                    f"Device/{device.id}",
+                    device.display,
+                    reader.mr_status(said),
+                    reader.cochlear(said),
+                )
+            )
+    if not found:
+        return None
+    # The implant that says least in MRI's favour decides: unsafe, unknown, conditional, safe.
+    # A coded Condition (status unknown) and the Device that labels the same implant MR
+    # Conditional are one implant: the labelled Device speaks for it.
+    labelled = [i for i in found if i.mr_status != "unknown"]
+    ranked = labelled or found
+    order = {"unsafe": 0, "unknown": 1, "conditional": 2, "safe": 3}
+    return min(ranked, key=lambda i: order[i.mr_status])
 
 
 def latest_prior_imaging(record: PatientRecord) -> PriorStudy | None:
@@ -200,7 +323,11 @@ def _ct_neck(order: ImagingOrder, situation: PatientSituation) -> CtNeck | None:
         return CtNeck(order, RuleId.CT_NECK_WITHOUT_CONTRAST)
     if order.contrast == "unspecified":
         return CtNeck(order, RuleId.CT_NECK_CONTRAST_UNSPECIFIED)
-    if order.contrast == "with" and situation.mri_possible:
+    if (
+        order.contrast == "with"
+        and situation.mri_possible
+        and situation.can_suggest("mri-protocol")
+    ):
         return CtNeck(order, RuleId.CT_NECK_MRI_PREFERRED)
     return None  # with contrast and MRI contraindicated or unknown; w/wo; conflicting
 
@@ -225,11 +352,27 @@ def primary_finding(
 ) -> Finding | None:
     """The one thing most worth saying about this order, if any."""
     protocol = knowledge.imaging.recommendedProtocol
+    implant = situation.implant
     if order.modality in MRI_MODALITIES:
-        if situation.implant is not None and order.covers_any(protocol.headNeckRegions):
-            return MriContraindicated(order, situation.implant)
-        return assess_mri(order, protocol)
+        head_neck = order.covers_any(protocol.headNeckRegions)
+        if implant is not None and head_neck and implant.rules_out_mri:
+            if not situation.can_suggest("ct-neck-with-contrast"):
+                return DiscussWithRadiology(order, implant, situation.contrast_risks())
+            return MriContraindicated(order, implant)
+        incomplete = assess_mri(order, protocol)
+        conditional = implant is not None and implant.mr_status == "conditional"
+        if incomplete is None and implant is not None and head_neck and conditional:
+            return MriConditionalImplant(order, implant)
+        return incomplete
     if order.modality == "CT":
+        if (
+            implant is not None
+            and implant.rules_out_mri
+            and order.regions_known
+            and order.regions & NECK_REGIONS
+            and not situation.can_suggest("ct-neck-with-contrast")
+        ):
+            return DiscussWithRadiology(order, implant, situation.contrast_risks())
         return _ct_neck(order, situation)
     if order.modality == "PET-CT":
         return _pet_too_early(order, situation, knowledge.safety)

@@ -9,6 +9,8 @@ from enum import StrEnum
 
 class RuleId(StrEnum):
     MRI_CONTRAINDICATED = "mri-contraindicated"
+    MRI_CONDITIONAL_IMPLANT = "mri-conditional-implant"
+    DISCUSS_WITH_RADIOLOGY = "discuss-with-radiology"
     INCOMPLETE_MRI_PROTOCOL = "incomplete-mri-protocol"
     CT_NECK_WITHOUT_CONTRAST = "ct-neck-without-contrast"
     CT_NECK_CONTRAST_UNSPECIFIED = "ct-neck-contrast-unspecified"

@@ -153,6 +153,8 @@ class VignetteBook:
             "devices": self._device,
             "imagingStudies": self._study,
             "diagnosticReports": self._verbatim,
+            "allergies": self._allergy,
+            "observations": self._lab_result,
         }
         #: Bundles sent without Bundle.type, as some clients do ("draftOrders" or a prefetch key).
         untyped = set(entry.get("untypedBundles", []))
@@ -228,7 +230,14 @@ class VignetteBook:
         )
 
     def _device(self, pid: str, r: dict[str, Any]) -> fb.Resource:
-        return fb.device(pid, r["id"], r["name"], r.get("status", "active"))
+        return fb.device(pid, r["id"], r["name"], r.get("status", "active"), r.get("safety"))
+
+    def _allergy(self, pid: str, r: dict[str, Any]) -> fb.Resource:
+        return fb.allergy(pid, r["id"], r["substance"], r.get("clinical", "active"))
+
+    def _lab_result(self, pid: str, r: dict[str, Any]) -> fb.Resource:
+        value, unit = r["value"]
+        return fb.lab_result(pid, r["id"], self._codes.codings(r["code"]), value, unit, r["date"])
 
     def _study(self, pid: str, r: dict[str, Any]) -> fb.Resource:
         return fb.imaging_study(pid, r["id"], r["description"], r["started"])

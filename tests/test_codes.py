@@ -17,6 +17,9 @@ STATUS_SYSTEMS = {
     "http://terminology.hl7.org/CodeSystem/condition-clinical",
     "http://terminology.hl7.org/CodeSystem/condition-ver-status",
     "http://terminology.hl7.org/CodeSystem/condition-category",
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+    "http://terminology.hl7.org/CodeSystem/observation-category",
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from cds_service.contrast import ContrastReader
 from cds_service.guidance import (
     CtNeck,
     IncompleteMri,
@@ -91,6 +92,7 @@ def _situation(knowledge: Knowledge, record: PatientRecord) -> PatientSituation:
             knowledge.valuesets,
             knowledge.safety,
             NameMatcher(knowledge.safety.implantTextPatterns),
+            ContrastReader(knowledge.contrast, knowledge.valuesets),
         ),
         devices_known=record.devices_known,
         latest_prior=latest_prior_imaging(record),
@@ -133,6 +135,7 @@ def test_implants_are_found(knowledge: Knowledge, resource: dict[str, Any], foun
         knowledge.valuesets,
         knowledge.safety,
         NameMatcher(knowledge.safety.implantTextPatterns),
+        ContrastReader(knowledge.contrast, knowledge.valuesets),
     )
     assert implant is not None and found in implant.display
 
@@ -180,6 +183,7 @@ def test_removed_refuted_or_other_devices_are_not_implants(
             knowledge.valuesets,
             knowledge.safety,
             NameMatcher(knowledge.safety.implantTextPatterns),
+            ContrastReader(knowledge.contrast, knowledge.valuesets),
         )
         is None
     )
@@ -427,6 +431,7 @@ def test_implant_names_are_read(knowledge: Knowledge, name: str) -> None:
             knowledge.valuesets,
             knowledge.safety,
             NameMatcher(knowledge.safety.implantTextPatterns),
+            ContrastReader(knowledge.contrast, knowledge.valuesets),
         )
         is not None
     )

@@ -172,6 +172,17 @@ NEGATIVE_CASES: dict[str, tuple[Edit, str]] = {
         ),
         "no literal word",
     ),
+    "contrast agent pattern with no word a pre-check can look for": (
+        _edit_json(
+            "knowledge/contrast-safety.json",
+            lambda d: d["agents"]["gadolinium"]["patterns"].append("[A-Z]{4,}"),
+        ),
+        "no literal word",
+    ),
+    "contrast safety file missing": (
+        lambda root: (root / "knowledge/contrast-safety.json").unlink(),
+        "contrast-safety.json",
+    ),
     "implant value set that the reasoning does not know": (
         _edit_json("knowledge/mri-safety.json", lambda d: d.update(implantValueSet="implants")),
         "implantValueSet",
