@@ -12,7 +12,7 @@ counted, never guessed at: with less data the service says less.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,8 @@ READ_TYPES = PRIOR_STUDY_TYPES | {
     "Observation",
 }
 Fact = ConditionFact | ProcedureFact | DeviceFact | PriorStudy | AllergyFact | ObservationFact
+Screen = Callable[[Mapping[str, Any]], bool]
+Reader = Callable[[Mapping[str, Any]], Fact | None]
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,14 @@ class RecordBuilder:
         self._egfr_codes = members(OBSERVATION_VALUESETS)
         self._egfr_names = NameMatcher(contrast.egfrNamePatterns)
         self._filter = filter_irrelevant
+        #: Per resource type: whether it can matter (read before validation), and its reader.
+        self._screens: dict[str, tuple[Screen, Reader]] = {
+            "Condition": (self._condition_matters, condition_fact),
+            "Procedure": (self._procedure_matters, procedure_fact),
+            "Device": (self._device_matters, device_fact),
+            "AllergyIntolerance": (self._allergy_matters, allergy_fact),
+            "Observation": (self._observation_matters, observation_fact),
+        }
 
     # --- what can matter: read with the same extractors as the facts, before validation ---
 
@@ -220,26 +230,11 @@ class RecordBuilder:
 
     def _read(self, kind: str, raw: Mapping[str, Any]) -> Fact | None:
         """The resource's fact, or None when it cannot matter (screened before validation)."""
-        if kind == "Condition":
-            if self._filter and not self._condition_matters(raw):
-                return None
-            return condition_fact(raw)
-        if kind == "Procedure":
-            if self._filter and not self._procedure_matters(raw):
-                return None
-            return procedure_fact(raw)
-        if kind == "Device":
-            if self._filter and not self._device_matters(raw):
-                return None
-            return device_fact(raw)
-        if kind == "AllergyIntolerance":
-            if self._filter and not self._allergy_matters(raw):
-                return None
-            return allergy_fact(raw)
-        if kind == "Observation":
-            if self._filter and not self._observation_matters(raw):
-                return None
-            return observation_fact(raw)
-        reading = self._prior_reading(raw)  # past studies: read once, the record keeps it
-        prior = prior_imaging_fact(raw) if reading is not None else None
-        return PriorStudy(prior, reading) if prior is not None and reading is not None else None
+        if kind in PRIOR_STUDY_TYPES:
+            reading = self._prior_reading(raw)  # past studies: read once, the record keeps it
+            prior = prior_imaging_fact(raw) if reading is not None else None
+            return PriorStudy(prior, reading) if prior and reading else None
+        matters, read = self._screens[kind]
+        if self._filter and not matters(raw):
+            return None
+        return read(raw)
