@@ -221,7 +221,7 @@ class CardRenderer:
         rule_id = advice.rule_id
         assert rule_id is not None  # advice exists only when something is to be said
         rule = self._k.rules[rule_id]
-        build = _Builder(self._k, advice, situation, ordering, new_uuid)
+        build = _Builder(self._k, self._words, advice, situation, ordering, new_uuid)
         entry = RULES[rule_id]
         expected = entry.finding
         if not (isinstance(advice.primary, expected) if expected else advice.primary is None):
@@ -392,13 +392,14 @@ class _Builder:
     def __init__(
         self,
         k: CardKnowledge,
+        words: Wording,
         advice: OrderAdvice,
         situation: PatientSituation,
         ordering: OrderingContext,
         new_uuid: UuidFactory,
     ) -> None:
         self.k = k
-        self.words = Wording(k)
+        self.words = words
         #: The studies this card suggests (for its safety lines).
         self.suggested: set[OrderKey] = set()
         self.advice = advice

@@ -65,6 +65,10 @@ class ContrastReader:
             for agent, entry in knowledge.agents.items()
         }
         self._egfr_names = NameMatcher(knowledge.egfrNamePatterns)
+        self._egfr_codes = frozenset(
+            (c.system, normalise_code(c.system, c.code))
+            for c in vs.concepts(knowledge.egfrValueSet)
+        )
         self._conditional = NameMatcher(knowledge.mrConditionalPatterns)
         self._safe = NameMatcher(knowledge.mrSafePatterns)
         self._unsafe = NameMatcher(knowledge.mrUnsafePatterns)
@@ -109,10 +113,6 @@ class ContrastReader:
             if code is not None:
                 name = described(condition.text, code, self._vs, self._k.severeKidneyValueSet)
                 return KidneyRisk(condition.reference, f"{name} ({code.label})")
-        egfr_codes = {
-            (c.system, normalise_code(c.system, c.code))
-            for c in self._vs.concepts(self._k.egfrValueSet)
-        }
         since = today - timedelta(days=self._k.egfrWithinDays)
         results = [
             o
@@ -122,7 +122,10 @@ class ContrastReader:
             and o.date is not None
             and since <= o.date.value <= today
             and (
-                any((c.system, normalise_code(c.system, c.code)) in egfr_codes for c in o.codes)
+                any(
+                    (c.system, normalise_code(c.system, c.code)) in self._egfr_codes
+                    for c in o.codes
+                )
                 or (o.name is not None and self._egfr_names.match(o.name))
             )
         ]

@@ -109,7 +109,7 @@ class OrderClassifier:
         self._without = word_pattern(vocab.contrast.without)
         self._with = word_pattern(vocab.contrast.with_)
 
-    @property
+    @cached_property
     def coded_keys(self) -> frozenset[tuple[str, str]]:
         """(system, normalised code) of every coded orderable the table knows."""
         return frozenset(self._coded)
@@ -141,9 +141,6 @@ class OrderClassifier:
         texts = [t for t in (order.text, *order.local_displays, *order.body_site_texts) if t]
         reading = self.read(order.codes, texts)
         return ImagingOrder(order, reading) if reading is not None else None
-
-    def read_prior(self, fact: PriorImagingFact) -> StudyReading | None:
-        return self.read(fact.codes, list(fact.texts))
 
     def read(self, codes: Iterable[Code], texts: list[str]) -> StudyReading | None:
         """Read codes and names of an order, a past study or a report."""

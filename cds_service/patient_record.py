@@ -116,6 +116,7 @@ class RecordBuilder:
         self._procedure_codes = members(TREATMENT_VALUESETS)
         self._implant_names = implant_names
         self._classifier = classifier
+        self._coded_studies = classifier.coded_keys
         imaging = knowledge.imaging
         self._head_neck = imaging.recommendedProtocol.headNeckRegions
         self._head_neck_names = NameMatcher(
@@ -166,7 +167,7 @@ class RecordBuilder:
             return None
         codes, texts = found
         if self._filter and not (
-            any(k in self._classifier.coded_keys for k in _keys(codes))
+            any(k in self._coded_studies for k in _keys(codes))
             or any(self._head_neck_names.could_match(t) for t in texts)
         ):
             return None  # neither a known imaging code nor a head and neck word
