@@ -61,6 +61,14 @@ class CircuitBreakers:
             circuit.probing = True  # the one probe; others wait for its outcome
             return True
 
+    def unused(self, base: str) -> None:
+        """A call that was allowed contacted nothing after all: hand back its probe, if it held
+        one, so the next call may probe (else the circuit would stay 'probing' for good)."""
+        with self._lock:
+            circuit = self._circuits.get(base)
+            if circuit is not None:
+                circuit.probing = False
+
     def record(self, base: str, healthy: bool) -> None:
         """The outcome of a call that was allowed."""
         now = self._clock()

@@ -147,6 +147,8 @@ class FhirFetcher:
         if futures:
             unwell = any(counts_against_server(r) for r in result.failures.values())
             self.breakers.record(base, healthy=not unwell)
+        else:
+            self.breakers.unused(base)
         return result
 
     def _fetch_key(

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from cds_service.allowlist import AllowList
 from cds_service.circuit import CircuitBreakers
 from cds_service.config import Settings
+from cds_service.fhir_client import FetchLimits, FhirFetcher
 from tests.conftest import HOOK_URL, body_of, build_app, vignette
 from tests.faulty_servers import FaultyServer, blackhole, drip, fixed, wait_until
 from tests.fhir_standin import FhirStandIn
@@ -231,3 +233,22 @@ def test_readiness_does_not_depend_on_the_ehrs_server() -> None:
         assert client.get("/readyz").status_code == 200
     finally:
         server.stop()
+
+
+def test_a_probe_that_fetches_nothing_does_not_leave_the_circuit_stuck() -> None:
+    """A probe granted after the cool-off whose call then contacts nothing (no fetch slot free,
+    or no template to render) must hand the probe back: it once left the circuit 'probing'
+    for good, so the server was never called again."""
+    clock = Clock()
+    breakers = CircuitBreakers(failures=1, window=30, cool_off=30, clock=clock)
+    fetcher = FhirFetcher(AllowList(("loopback",)), FetchLimits(deadline=0.5), breakers, slots=1)
+    base = "http://127.0.0.1:9/fhir"
+    breakers.record(base, healthy=False)  # open
+    clock.now += 31
+    assert fetcher._slots.acquire(blocking=False)  # the only slot is busy
+    try:
+        result = fetcher.fetch(base, {"devices": "Device?patient=p"}, {"patientId": "p"}, None)
+    finally:
+        fetcher._slots.release()
+    assert result.failures == {"devices": "fhir-busy"}
+    assert breakers.allow(base)  # the probe is still to be had
