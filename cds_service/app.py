@@ -34,6 +34,7 @@ from cds_service.knowledge import load_knowledge
 from cds_service.metrics import install_metrics
 from cds_service.runtime import Runtime
 from cds_service.security import ClientVerifier, load_trusted_issuers
+from cds_service.site import load_site
 from cds_service.storage import Database, FeedbackStore, IssuedCardStore, ReplayStore
 
 log = structlog.get_logger("cds_service.app")
@@ -48,6 +49,13 @@ def initialise(settings: Settings) -> None:
         database.dispose()
 
 
+def build_engine(settings: Settings) -> CdsEngine:
+    """The engine for these settings: hooks/ knowledge and the site folder, both validated."""
+    knowledge = load_knowledge(settings.hooks_dir)
+    site = load_site(settings.site_dir, knowledge.imaging.study_keys())
+    return CdsEngine(knowledge, max_orders=settings.max_orders, site=site)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app. Knowledge is loaded and validated here: bad knowledge stops start-up."""
     settings = settings or load_settings()
@@ -58,9 +66,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     issuers = load_trusted_issuers(settings)
     if settings.auth_required() and not issuers:
         raise ConfigurationError("authentication is required but no trusted issuer is configured")
+    engine = build_engine(settings)
+    log.info(
+        "knowledge",
+        version=engine.version,
+        site=str(settings.site_dir) if settings.site_dir else None,
+        silent_rules=sorted(r for r, m in engine.site.rule_modes.items() if m == "silent"),
+        off_rules=sorted(r for r, m in engine.site.rule_modes.items() if m == "off"),
+    )
     Runtime(
         settings=settings,
-        engine=CdsEngine(load_knowledge(settings.hooks_dir), max_orders=settings.max_orders),
+        engine=engine,
         fetcher=FhirFetcher(
             AllowList(settings.allowed_fhir_servers()),
             FetchLimits(
@@ -79,7 +95,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),
         database=database,
         feedback=FeedbackStore(database),
-        card_log=CardLog(IssuedCardStore(database)),
+        card_log=CardLog(IssuedCardStore(database, engine.version)),
         verifier=ClientVerifier(
             issuers, leeway=settings.jwt_leeway_seconds, replays=ReplayStore(database)
         ),

@@ -457,6 +457,7 @@ class _Builder:
     def new_order(self, key: OrderKey) -> dict[str, Any]:
         """A new ServiceRequest for ``key``, for the same patient, encounter and requester."""
         template = self.k.orders[key]
+        site = (template.site,) if template.site else ()
         original = self.draft.resource
         requester = self.draft.requester or (
             self.ordering.user_id if _USER_REFERENCE.match(self.ordering.user_id) else None
@@ -468,7 +469,10 @@ class _Builder:
             "resourceType": "ServiceRequest",
             "status": "draft",
             "intent": "order",
-            "code": {"coding": [c.model_dump() for c in template.coding], "text": template.text},
+            "code": {
+                "coding": [c.model_dump() for c in (*site, *template.coding)],
+                "text": template.site.display if template.site else template.text,
+            },
             "subject": {"reference": self.draft.subject or f"Patient/{self.ordering.patient_id}"},
         }
         if encounter:

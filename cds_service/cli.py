@@ -9,12 +9,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cds_service.app import initialise
+from cds_service.app import build_engine, initialise
 from cds_service.config import load_settings
 from cds_service.engine import CdsEngine
-from cds_service.errors import ServiceError
+from cds_service.errors import InputFileError, ServiceError
 from cds_service.knowledge import load_knowledge
 from cds_service.logs import configure_logging
+from cds_service.onboarding import OrderableChecker, draft_conceptmap, format_checks, read_export
 from cds_service.replay import (
     ReplayError,
     format_response,
@@ -66,8 +67,22 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="write nothing; exit 1 if a file differs"
     )
 
+    onboarding = commands.add_parser(
+        "orderables",
+        help="onboarding check: how the service reads each of a site's imaging orderables",
+    )
+    onboarding.add_argument(
+        "file", type=Path, help="the site's export: CSV with code, name[, system]"
+    )
+    onboarding.add_argument(
+        "--system", default=None, help="the orderables' code system when the CSV has none"
+    )
+    onboarding.add_argument(
+        "--conceptmap", type=Path, default=None, help="write a draft orderables.json here"
+    )
+
     report = commands.add_parser("report", help="cards shown, accepted and overridden")
-    report.add_argument("--by", choices=["rule", "card"], default="rule")
+    report.add_argument("--by", choices=["rule", "card", "version"], default="rule")
     report.add_argument("--format", choices=["table", "csv", "json"], default="table")
     report.add_argument("--database-url", default=None, help="default: DATABASE_URL, else SQLite")
     report.add_argument("--top", type=int, default=3, help="override reasons shown per row")
@@ -86,7 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    engine = CdsEngine(load_knowledge(load_settings().hooks_dir))
+    engine = build_engine(load_settings())
     services = engine.knowledge.services
     service_id = args.service or next(s.id for s in services.values() if s.hook == "order-select")
     service = engine.service(service_id)
@@ -121,6 +136,21 @@ def _vignettes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _orderables(args: argparse.Namespace) -> int:
+    knowledge = load_knowledge(load_settings().hooks_dir)
+    checker = OrderableChecker(knowledge.imaging)
+    checks = [checker.check(o) for o in read_export(args.file, args.system)]
+    print(format_checks(checks))
+    if args.conceptmap:
+        draft = json.dumps(draft_conceptmap(checks), indent=2, ensure_ascii=False) + "\n"
+        try:
+            args.conceptmap.write_text(draft, encoding="utf-8")
+        except OSError as exc:
+            raise InputFileError(f"{args.conceptmap}: cannot write ({exc})") from exc
+        print(f"draft ConceptMap written to {args.conceptmap}: review it before use")
+    return 0
+
+
 def _init_db(_args: argparse.Namespace) -> int:
     initialise(load_settings())
     print("database ready")
@@ -147,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": _replay,
         "vignettes": _vignettes,
         "report": _report,
+        "orderables": _orderables,
     }
     try:
         if args.command != "serve":  # gunicorn's configuration sets up the service's logging

@@ -8,6 +8,9 @@ CPT: Final = "http://www.ama-assn.org/go/cpt"
 LOINC: Final = "http://loinc.org"
 ICDO3: Final = "http://terminology.hl7.org/CodeSystem/icd-o-3"
 ICD10PCS: Final = "http://www.cms.gov/Medicare/Coding/ICD10"
+#: This service's own study classes, for studies without a verified LOINC code: targets of a
+#: site's orderables ConceptMap only, never put on an order (hooks/knowledge/imaging-orders.json).
+STUDY_CLASS: Final = "urn:salivary-imaging-cds:study-class"
 
 SHORT_NAMES: Final = {
     ICD10CM: "ICD-10-CM",
@@ -16,6 +19,7 @@ SHORT_NAMES: Final = {
     LOINC: "LOINC",
     ICDO3: "ICD-O-3",
     ICD10PCS: "ICD-10-PCS",
+    STUDY_CLASS: "study class",
 }
 
 

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     #: Folder holding services/ and knowledge/; default: the packaged or repository hooks/.
     hooks_dir: Path | None = None
+    #: The site's folder (orderables.json, rules.json; see README "Deploying at a site").
+    #: Unset: no site configuration, every rule active, standard codes on suggested orders.
+    site_dir: Path | None = None
     #: Largest request body accepted, in bytes (413 above it).
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     #: Draft orders judged in one hook call at most; more is a 400 naming the limit.

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from pydantic import ValidationError
 
 from cds_service.cards import CardRenderer, OrderingContext, UuidFactory
@@ -18,6 +19,7 @@ from cds_service.contrast import ContrastReader
 from cds_service.errors import InvalidRequestError, UnknownServiceError
 from cds_service.fhir_data import PrefetchReading, draft_orders, gather
 from cds_service.guidance import (
+    OrderAdvice,
     PatientSituation,
     advise,
     find_implant,
@@ -31,6 +33,7 @@ from cds_service.patient_record import RecordBuilder
 from cds_service.reasoning import find_post_treatment_context
 from cds_service.records import order_fact
 from cds_service.rules import RuleId
+from cds_service.site import NO_SITE, Site, knowledge_version, with_site_orderables
 from cds_service.wire import (
     Action,
     Card,
@@ -43,6 +46,8 @@ from cds_service.wire import (
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
     from cds_service.fhir_client import FhirFetcher
+
+log = structlog.get_logger("cds_service.engine")
 
 DEVICE_PREFETCH_KEY = "devices"
 ALLERGY_PREFETCH_KEY = "allergies"
@@ -67,6 +72,8 @@ class IssuedCard:
     card_uuid: str
     rule_id: RuleId
     suggestion_uuids: tuple[str, ...]
+    #: False for a card decided by a rule in silent mode (recorded, never returned).
+    shown: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ class Outcome:
     issued: tuple[IssuedCard, ...] = ()
     #: Optional prefetch keys that could not be fetched, with the reason (for the log).
     unreadable: Mapping[str, str] = field(default_factory=dict)
+    #: Rules in silent mode that decided a card this call (recorded in ``issued``, not shown).
+    silent_rules: tuple[RuleId, ...] = ()
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
@@ -120,12 +129,22 @@ class CdsEngine:
         knowledge: Knowledge,
         filter_irrelevant: bool = True,
         max_orders: int = DEFAULT_MAX_ORDERS,
+        site: Site = NO_SITE,
     ) -> None:
         """``filter_irrelevant=False`` validates every resource (the tests compare both ways);
-        ``max_orders`` bounds the draft orders judged in one call (more is a 400)."""
+        ``max_orders`` bounds the draft orders judged in one call (more is a 400); ``site``
+        is the site folder's orderables and rule modes (none by default)."""
+        if site.catalogue.reads:
+            cards, no_orderable = with_site_orderables(knowledge.cards, site.catalogue)
+            knowledge = replace(knowledge, cards=cards)
+            if no_orderable:  # once, at start-up: those suggestions keep the standard codes
+                log.warning("site-has-no-orderable", orders=list(no_orderable))
         self.knowledge = knowledge
+        self.site = site
+        #: The knowledge in force: hooks/' declared version plus a hash of hooks/ and the site.
+        self.version = knowledge_version(knowledge.declared_version, knowledge.digest, site)
         self.max_orders = max_orders
-        self.classifier = OrderClassifier(knowledge.imaging)
+        self.classifier = OrderClassifier(knowledge.imaging, site.catalogue.reads)
         self.renderer = CardRenderer(
             knowledge.cards,
             knowledge.ratings,
@@ -205,6 +224,7 @@ class CdsEngine:
         clinical = find_post_treatment_context(record, k.valuesets)
         cards: list[Card] = []
         rules: tuple[RuleId, ...] = ()
+        silent: tuple[RuleId, ...] = ()
         issued: tuple[IssuedCard, ...] = ()
         if clinical is not None:
             situation = PatientSituation(
@@ -217,7 +237,7 @@ class CdsEngine:
                 latest_prior=latest_prior_imaging(record),
                 today=today or utc_today(),
             )
-            advice = advise(situation, orders, k)
+            advice = self._switched(advise(situation, orders, k))
             ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
             rendered = self.renderer.render(
                 advice,
@@ -227,11 +247,13 @@ class CdsEngine:
                 service.config.minimumIndicator,
                 tuple(reading.unreadable),
             )
-            cards = [card for _, card in rendered]
-            rules = tuple(rule for rule, _ in rendered)
+            modes = [self.site.mode(rule) == "active" for rule, _ in rendered]
+            cards = [card for (_, card), shown in zip(rendered, modes, strict=True) if shown]
+            rules = tuple(rule for (rule, _), shown in zip(rendered, modes, strict=True) if shown)
+            silent = tuple(r for (r, _), shown in zip(rendered, modes, strict=True) if not shown)
             issued = tuple(
-                IssuedCard(card.uuid, rule, tuple(s.uuid for s in card.suggestions or []))
-                for rule, card in rendered
+                IssuedCard(card.uuid, rule, tuple(s.uuid for s in card.suggestions or []), shown)
+                for (rule, card), shown in zip(rendered, modes, strict=True)
             )
         actions = self._pama_actions(service, orders, in_scope=clinical is not None)
         response = CdsResponse(
@@ -250,7 +272,24 @@ class CdsEngine:
             reading.fetched,
             issued,
             reading.unreadable,
+            silent,
         )
+
+    def _switched(self, advice: list[OrderAdvice]) -> list[OrderAdvice]:
+        """The advice of the rules not switched off. A rule that is off is not evaluated: its
+        card is neither built nor recorded, and no other card takes its place (an off
+        contraindication does not let the protocol card fire); the history rule off also takes
+        its line out of other cards."""
+        if not self.site.rule_modes:
+            return advice
+        history_off = self.site.mode(RuleId.MISSING_CLINICAL_HISTORY) == "off"
+        kept = []
+        for a in advice:
+            if history_off and a.missing_history:
+                a = replace(a, missing_history=False)
+            if a.rule_id is not None and self.site.mode(a.rule_id) != "off":
+                kept.append(a)
+        return kept
 
     def _pama_actions(
         self, service: ServiceDefinition, orders: list[ImagingOrder], in_scope: bool

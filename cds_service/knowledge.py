@@ -7,8 +7,10 @@ as FHIR R4 ValueSet resources, and every code must name the public source it was
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +18,7 @@ from typing import Any, Literal
 from fhir.resources.R4B.valueset import ValueSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cds_service.codesystems import normalise_code
 from cds_service.errors import ConfigurationError
 from cds_service.names import UncheckablePatternError, required_words
 from cds_service.rules import RuleId
@@ -149,6 +152,10 @@ class ImagingOrderKnowledge(_Strict):
     codedOrderables: tuple[CodedOrderable, ...]
     text: TextVocabulary
 
+    def study_keys(self) -> frozenset[tuple[str, str]]:
+        """(system, comparable code) of every study the table reads: what a site may map to."""
+        return frozenset((o.system, normalise_code(o.system, o.code)) for o in self.codedOrderables)
+
 
 class CardSource(_Strict):
     label: str
@@ -161,6 +168,16 @@ class OrderTemplate(_Strict):
 
     text: str
     coding: tuple[WireCoding, ...] = Field(min_length=1)
+    #: The site's own orderable for this study (from the site folder, never from cards.json):
+    #: a created order carries it as its first coding and its display as ``code.text``.
+    site: WireCoding | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _site_not_from_json(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "site" in data:
+            raise ValueError("a site orderable belongs in the site folder's orderables.json")
+        return data
 
 
 class DatePhrases(_Strict):
@@ -274,6 +291,24 @@ class Knowledge:
     ratings: RatingKnowledge
     safety: SafetyKnowledge
     contrast: ContrastSafetyKnowledge
+    #: The version hooks/knowledge/version.json declares (people edit it with the knowledge).
+    declared_version: str = "unversioned"
+    #: sha256 of every file under hooks/: the version says exactly which knowledge was in force.
+    digest: str = ""
+
+
+class VersionFile(_Strict):
+    description: str
+    version: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$")
+
+
+def files_digest(root: Path, paths: Iterable[Path]) -> str:
+    """sha256 over the files' paths (relative to ``root``) and bytes, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def default_hooks_dir() -> Path:
@@ -416,9 +451,20 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
         contrast = ContrastSafetyKnowledge.model_validate(
             _read_json(root / "knowledge" / "contrast-safety.json")
         )
+        version = VersionFile.model_validate(_read_json(root / "knowledge" / "version.json"))
     except ValidationError as exc:
         raise KnowledgeError(f"{root}: {exc}") from exc
     _check_override_reasons(cards)
     _check_patterns(imaging, safety, contrast)
     _check_protocol_is_rated(imaging.recommendedProtocol, ratings)
-    return Knowledge(services, ValueSets(members), imaging, cards, ratings, safety, contrast)
+    return Knowledge(
+        services,
+        ValueSets(members),
+        imaging,
+        cards,
+        ratings,
+        safety,
+        contrast,
+        declared_version=version.version,
+        digest=files_digest(root, (p for p in root.rglob("*") if p.is_file())),
+    )

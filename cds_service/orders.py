@@ -8,10 +8,12 @@ result says less: conflicting modalities give no modality, conflicting contrast 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
+
+import structlog
 
 from cds_service.codesystems import normalise_code
 from cds_service.knowledge import CodedOrderable, Contrast, ImagingOrderKnowledge, Modality
@@ -20,6 +22,7 @@ from cds_service.records import OrderFact, PriorImagingFact
 from cds_service.terminology import Code
 
 ContrastReading = Contrast | Literal["conflicting"]
+log = structlog.get_logger("cds_service.orders")
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,25 @@ class TextReading:
 
 
 class OrderClassifier:
-    """Reads orders with precompiled patterns and a code index built once from the knowledge."""
+    """Reads orders with precompiled patterns and a code index built once from the knowledge.
 
-    def __init__(self, knowledge: ImagingOrderKnowledge) -> None:
+    A site's orderable catalogue (``site_reads``: site code -> study) comes first: an order
+    coded with a mapped site code is read as its study, whatever its name says (the site's CDS
+    team reviewed that map); a name that reads otherwise is logged, never believed over it.
+    """
+
+    def __init__(
+        self,
+        knowledge: ImagingOrderKnowledge,
+        site_reads: Mapping[tuple[str, str], tuple[str, str]] | None = None,
+    ) -> None:
         self._coded: dict[tuple[str, str], CodedOrderable] = {
             (o.system, normalise_code(o.system, o.code)): o for o in knowledge.codedOrderables
         }
+        self._site_reads = dict(site_reads or {})
+        unknown = set(self._site_reads.values()) - self._coded.keys()
+        if unknown:
+            raise ValueError(f"site orderables map to studies not in the table: {sorted(unknown)}")
         vocab = knowledge.text
         self._ambiguous = word_pattern(vocab.ambiguousRegionPatterns)
         self._guided = word_pattern(vocab.guidedProcedurePatterns)
@@ -144,6 +160,36 @@ class OrderClassifier:
 
     def read(self, codes: Iterable[Code], texts: list[str]) -> StudyReading | None:
         """Read codes and names of an order, a past study or a report."""
+        codes = tuple(codes)
+        if self._site_reads:
+            studies = [
+                study
+                for c in codes
+                if (study := self._site_reads.get((c.system, c.code.strip()))) is not None
+            ]
+            if studies:
+                return self._read_mapped(studies, codes, texts)
+        return self._read(codes, texts)
+
+    def _read_mapped(
+        self, studies: list[tuple[str, str]], codes: tuple[Code, ...], texts: list[str]
+    ) -> StudyReading | None:
+        mapped = self._read([Code(system, code) for system, code in studies], [])
+        if mapped is None:  # two site codes on one order mapped to different modalities
+            return None
+        named = self._read(
+            [c for c in codes if (c.system, c.code.strip()) not in self._site_reads], texts
+        )
+        differs = _differences(mapped, named) if named is not None else []
+        if differs:
+            log.info(
+                "site-map-overrides-name",
+                studies=sorted(f"{system}|{code}" for system, code in studies),
+                differs=differs,
+            )
+        return mapped
+
+    def _read(self, codes: Iterable[Code], texts: list[str]) -> StudyReading | None:
         coded = [
             self._coded[key]
             for c in codes
@@ -184,3 +230,15 @@ class OrderClassifier:
             contrast,
             guided,
         )
+
+
+def _differences(mapped: StudyReading, named: StudyReading) -> list[str]:
+    """What a name says that its site map does not (only what the name does say)."""
+    differs = []
+    if named.modality != mapped.modality:
+        differs.append("modality")
+    if named.regions_known and named.regions != mapped.regions:
+        differs.append("regions")
+    if named.contrast != "unspecified" and named.contrast != mapped.contrast:
+        differs.append("contrast")
+    return differs

@@ -26,6 +26,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     text,
 )
@@ -61,6 +63,10 @@ issued_cards = Table(
     Column("hook_instance", String(80), nullable=False),
     Column("suggestion_uuids", Text, nullable=False),  # JSON array
     Column("issued_at", DateTime(timezone=True), nullable=False),
+    # "shown", or "silent" for a card decided by a rule in silent mode and not returned.
+    Column("mode", String(8), nullable=False, server_default="shown"),
+    # The knowledge in force when the card was decided (engine.version).
+    Column("knowledge_version", String(64), nullable=False, server_default=""),
 )
 
 seen_tokens = Table(
@@ -133,6 +139,7 @@ class Database:
             if self.dialect == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(7461203)"))
             metadata.create_all(connection)
+            _add_missing_columns(connection)
 
     def drop_schema(self) -> None:
         """Tests only: start from an empty database."""
@@ -151,6 +158,29 @@ class Database:
         """SQLite's fsync level for this transaction (FULL for acknowledged writes)."""
         if self.dialect == "sqlite":
             connection.exec_driver_sql(f"PRAGMA synchronous={level}")
+
+
+def _add_missing_columns(connection: Connection) -> None:
+    """Bring a table created by an earlier version up to date: a column added since (always one
+    with a server default, so existing rows stay valid) is added in place. Columns are never
+    dropped or changed here."""
+    inspector = inspect(connection)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if column.server_default is None:
+                raise RuntimeError(f"{table.name}.{column.name} needs a server default to be added")
+            kind = column.type.compile(dialect=connection.dialect)
+            default = column.server_default.arg  # type: ignore[attr-defined]
+            connection.execute(
+                text(
+                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} "
+                    f"NOT NULL DEFAULT '{default}'"
+                )
+            )
+            log.info("column-added", table=table.name, column=column.name)
 
 
 def _sql_engine(url: str) -> Engine:
@@ -173,8 +203,9 @@ def _sql_engine(url: str) -> Engine:
 class IssuedCardStore:
     """The cards shown, so that feedback can be tied to its rule."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, knowledge_version: str = "") -> None:
         self.database = database
+        self.knowledge_version = knowledge_version
 
     def record_batches(self, batches: Iterable[tuple[str, str, Iterable[IssuedCard]]]) -> None:
         """Record the cards of several hook calls in one transaction."""
@@ -186,6 +217,8 @@ class IssuedCardStore:
                 "hook_instance": hook_instance[:80],
                 "suggestion_uuids": json.dumps(list(c.suggestion_uuids)),
                 "issued_at": datetime.now(UTC),
+                "mode": "shown" if c.shown else "silent",
+                "knowledge_version": self.knowledge_version,
             }
             for service_id, hook_instance, cards in batches
             for c in cards

@@ -268,7 +268,7 @@ def test_report_per_rule_and_per_card(
     csv_text = capsys.readouterr().out
     assert (
         csv_text.splitlines()[0]
-        == "rule,rule,shown,accepted,overridden,acceptance,top override reasons"
+        == "rule,rule,shown,would have shown,accepted,overridden,acceptance,top override reasons"
     )
     assert main(["report", "--database-url", database_url, "--format", "json", "--by", "card"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -27,6 +27,9 @@ def readyz() -> ResponseReturnValue:
         except Exception:  # a readiness probe reports failure, it never raises
             checks[name] = "failing"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify({"status": "ready" if ready else "not-ready", "checks": checks}), (
-        200 if ready else 503
-    )
+    body = {
+        "status": "ready" if ready else "not-ready",
+        "checks": checks,
+        "knowledgeVersion": running.engine.version,
+    }
+    return jsonify(body), (200 if ready else 503)
