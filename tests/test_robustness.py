@@ -147,6 +147,8 @@ def type_mutated_requests(draw: st.DrawFn) -> dict[str, Any]:
         try:
             old = body
             for key in path:
+                if not isinstance(old, (dict, list)):
+                    raise TypeError  # e.g. a string: indexable, but not a JSON container
                 old = old[key]
         except (KeyError, IndexError, TypeError):
             continue  # an earlier mutation replaced a parent
