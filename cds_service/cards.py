@@ -15,9 +15,8 @@ import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
-from cds_service.codesystems import CPT
 from cds_service.contrast import Agent
 from cds_service.guidance import (
     CtNeck,
@@ -38,6 +37,7 @@ from cds_service.knowledge import (
     RatingKnowledge,
 )
 from cds_service.orders import ImagingOrder
+from cds_service.pama import PamaRater, cpt_codes, with_rating
 from cds_service.reasoning import CancerEvidence, PostTreatmentContext, TreatmentEvidence
 from cds_service.records import OrderFact, PartialDate
 from cds_service.rules import RuleId
@@ -45,10 +45,30 @@ from cds_service.wire import Action, Card, Coding, Source, Suggestion
 
 UuidFactory = Callable[[], str]
 
-PAMA_EXTENSION = "http://fhir.org/argonaut/Extension/pama-rating"
-PAMA_CODESYSTEM = "http://fhir.org/argonaut/CodeSystem/pama-rating"
 INDICATOR_RANK = {"info": 0, "warning": 1, "critical": 2}
 _USER_REFERENCE = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+
+
+ReplacementStyle = Literal["update", "delete-create"]
+
+
+class RenderedCard(NamedTuple):
+    """A card with the rule that decided it and the draft order it is about."""
+
+    rule: RuleId
+    card: Card
+    order: str
+
+
+@dataclass(frozen=True)
+class SuggestionStyle:
+    """How the client applies suggestions. ``update``: a replacement changes the selected draft
+    in place (same id; the CDS Hooks sandbox's PAMA screen applies only updates);
+    ``delete-create``: it removes the draft and creates the new order. ``pama``: every update of
+    a CPT-coded order carries its PAMA rating as updated (the sandbox reads it from each one)."""
+
+    replacement: ReplacementStyle = "update"
+    pama: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,6 +180,7 @@ class CardRenderer:
             url=knowledge.source.url,
             topic=Coding(**knowledge.source.topic.model_dump()),
         )
+        self.rater = PamaRater(ratings)
         self._override_reasons = {
             rule_id: [Coding(**r.model_dump()) for r in knowledge.override_reasons(rule_id)]
             for rule_id in knowledge.rules
@@ -175,37 +196,27 @@ class CardRenderer:
         new_uuid: UuidFactory,
         minimum_indicator: str = "info",
         unreadable: Sequence[str] = (),
-    ) -> list[tuple[RuleId, Card]]:
+        style: SuggestionStyle = SuggestionStyle(),
+    ) -> list[RenderedCard]:
         """(rule id, card) for each advice at or above ``minimum_indicator``; every card says in
         one line what could not be read from the EHR (``unreadable`` prefetch keys)."""
         floor = INDICATOR_RANK[minimum_indicator]
         cautions = list(dict.fromkeys(self._k.unreadable[key] for key in unreadable))
         rendered = []
         for a in advice:
-            card = self._card(a, situation, ordering, new_uuid, cautions)
+            card = self._card(a, situation, ordering, new_uuid, cautions, style)
             if INDICATOR_RANK[card.indicator] >= floor and a.rule_id is not None:
-                rendered.append((a.rule_id, card))
+                rendered.append(RenderedCard(a.rule_id, card, a.order.reference))
         return rendered
 
-    def pama_action(self, order: ImagingOrder, rated: RatedProcedure | None) -> Action | None:
+    def pama_action(self, order: ImagingOrder, rating: str) -> Action | None:
         """The Argonaut PAMA rating as an update of a CPT-coded draft (sandbox PAMA view)."""
-        draft = order.draft
-        if not any(c.system == CPT for c in draft.codes):
+        if not cpt_codes(order.draft.codes):
             return None
-        rating = rated.pama if rated is not None else self._ratings.pamaNoCriteria
-        resource = copy.deepcopy(dict(draft.resource))
-        extensions = [e for e in resource.get("extension", []) if e.get("url") != PAMA_EXTENSION]
-        extensions.append(
-            {
-                "url": PAMA_EXTENSION,
-                "valueCodeableConcept": {"coding": [{"system": PAMA_CODESYSTEM, "code": rating}]},
-            }
-        )
-        resource["extension"] = extensions
         return Action(
             type="update",
             description=f"Record the ACR appropriateness rating on the order: {rating}",
-            resource=resource,
+            resource=with_rating(order.draft.resource, rating),
         )
 
     # --- one card ---------------------------------------------------------------------------
@@ -217,11 +228,14 @@ class CardRenderer:
         ordering: OrderingContext,
         new_uuid: UuidFactory,
         cautions: Sequence[str] = (),
+        style: SuggestionStyle = SuggestionStyle(),
     ) -> Card:
         rule_id = advice.rule_id
         assert rule_id is not None  # advice exists only when something is to be said
         rule = self._k.rules[rule_id]
-        build = _Builder(self._k, self._words, advice, situation, ordering, new_uuid)
+        build = _Builder(
+            self._k, self._words, advice, situation, ordering, new_uuid, style, self.rater
+        )
         entry = RULES[rule_id]
         expected = entry.finding
         if not (isinstance(advice.primary, expected) if expected else advice.primary is None):
@@ -239,7 +253,7 @@ class CardRenderer:
             rendered.paragraphs.insert(1, notice)
         paragraphs = [
             *rendered.paragraphs,
-            self._ratings_table(advice.rated),
+            self._ratings_table(advice.rated, advice.order),
             *([build.prior_markdown()] if situation.latest_prior else []),
             self._evidence_markdown(situation.context),
         ]
@@ -308,13 +322,20 @@ class CardRenderer:
             lines.append(words.common("noStudyLine"))
         return lines
 
-    def _ratings_table(self, rated: RatedProcedure | None) -> str:
+    def _ratings_table(self, rated: RatedProcedure | None, order: ImagingOrder) -> str:
+        """The ACR table, the ordered study's row marked: as read from the order, or else as
+        its procedure code is rated (CPT 70543 is the rated MRI's code, whatever the name)."""
         words = self._words
+        codes = cpt_codes(order.draft.codes)
+        coded = self.rater.procedure(codes) if rated is None else None
         rows = [words.common("ratingsColumns"), "|---|---|---|"]
         for procedure in self._ratings.procedures:
             name = procedure.name
             if rated is not None and procedure.id == rated.id:
                 name = "**" + words.common("orderedMark", name=name) + "**"
+            elif coded is not None and procedure.id == coded.id:
+                code = next(c for c in codes if c in procedure.cpt)
+                name = "**" + words.common("orderedCodeMark", name=name, code=code) + "**"
             rows.append(f"| {name} | {procedure.category} | {procedure.radiation} |")
         return f"**{words.common('ratingsHeading')}**\n\n" + "\n".join(rows)
 
@@ -397,9 +418,13 @@ class _Builder:
         situation: PatientSituation,
         ordering: OrderingContext,
         new_uuid: UuidFactory,
+        style: SuggestionStyle,
+        rater: PamaRater,
     ) -> None:
         self.k = k
         self.words = words
+        self.style = style
+        self.rater = rater
         #: The studies this card suggests (for its safety lines).
         self.suggested: set[OrderKey] = set()
         self.advice = advice
@@ -447,6 +472,19 @@ class _Builder:
                 {"reference": cancer.reference, "display": self.situation.context.cancer.display}
             )
         resource["reasonReference"] = reasons
+        code = self.situation.context.cancer.code
+        coded = [r for r in resource.get("reasonCode", []) if isinstance(r, dict)]
+        if not any(
+            isinstance(c, dict) and c.get("system") == code.system and c.get("code") == code.code
+            for r in coded
+            for c in r.get("coding", [])
+            if isinstance(r.get("coding"), list)
+        ):
+            coding = {"system": code.system, "code": code.code}
+            if code.display:
+                coding["display"] = code.display
+            coded.append({"coding": [coding], "text": self.situation.context.cancer.display})
+        resource["reasonCode"] = coded
         if not self.draft.has_reason:
             notes = [n for n in resource.get("note", []) if isinstance(n, dict)]
             resource["note"] = [*notes, {"text": self.history_note()}]
@@ -456,8 +494,6 @@ class _Builder:
 
     def new_order(self, key: OrderKey) -> dict[str, Any]:
         """A new ServiceRequest for ``key``, for the same patient, encounter and requester."""
-        template = self.k.orders[key]
-        site = (template.site,) if template.site else ()
         original = self.draft.resource
         requester = self.draft.requester or (
             self.ordering.user_id if _USER_REFERENCE.match(self.ordering.user_id) else None
@@ -469,10 +505,7 @@ class _Builder:
             "resourceType": "ServiceRequest",
             "status": "draft",
             "intent": "order",
-            "code": {
-                "coding": [c.model_dump() for c in (*site, *template.coding)],
-                "text": template.site.display if template.site else template.text,
-            },
+            "code": self._study_code(key),
             "subject": {"reference": self.draft.subject or f"Patient/{self.ordering.patient_id}"},
         }
         if encounter:
@@ -489,21 +522,47 @@ class _Builder:
         resource.update(changes)
         return self._with_history(resource)
 
+    def _study_code(self, key: OrderKey) -> dict[str, Any]:
+        template = self.k.orders[key]
+        site = (template.site,) if template.site else ()
+        return {
+            "coding": [c.model_dump() for c in (*site, *template.coding)],
+            "text": template.site.display if template.site else template.text,
+        }
+
+    def update(self, description: str, resource: dict[str, Any], warned: bool) -> Action:
+        """An update of the draft; with PAMA ratings on, rated as updated (``warned``: this
+        card still warns against the order as updated)."""
+        if self.style.pama and (codes := cpt_codes(resource["code"].get("coding", []))):
+            shown = self.advice.rule_id if warned else None
+            resource = with_rating(resource, self.rater.rating(codes, True, shown))
+        return Action(type="update", description=description, resource=resource)
+
     # suggestions --------------------------------------------------------------------------
 
     def replace(self, label: str, key: OrderKey, recommended: bool) -> Suggestion:
-        return Suggestion(
-            label=label,
-            uuid=self.new_uuid(),
-            isRecommended=recommended,
-            actions=[
+        """Replace the draft with study ``key``: an update of the draft in place, or a delete
+        and a create, as the client applies them (``SuggestionStyle``)."""
+        if self.style.replacement == "update":
+            actions = [
+                self.update(
+                    self.words.common("replaceDescription", alternative=self.k.orders[key].text),
+                    self.updated_draft(code=self._study_code(key)),
+                    warned=False,
+                )
+            ]
+            self.suggested.add(key)
+        else:
+            actions = [
                 Action(
                     type="delete",
                     description=self.words.common("deleteDescription", ordered=self.draft.display),
                     resourceId=self.draft.reference,
                 ),
                 self._create(key),
-            ],
+            ]
+        return Suggestion(
+            label=label, uuid=self.new_uuid(), isRecommended=recommended, actions=actions
         )
 
     def add(self, label: str, key: OrderKey) -> Suggestion:
@@ -526,11 +585,7 @@ class _Builder:
             uuid=self.new_uuid(),
             isRecommended=recommended,
             actions=[
-                Action(
-                    type="update",
-                    description=self.text(rule, "updateDescription"),
-                    resource=self.updated_draft(),
-                )
+                self.update(self.text(rule, "updateDescription"), self.updated_draft(), warned=True)
             ],
         )
 
@@ -678,10 +733,10 @@ class _Builder:
             uuid=self.new_uuid(),
             isRecommended=False,
             actions=[
-                Action(
-                    type="update",
-                    description=self.text(rule, "deferDescription", earliest=earliest),
-                    resource=self.updated_draft(occurrenceDateTime=earliest),
+                self.update(
+                    self.text(rule, "deferDescription", earliest=earliest),
+                    self.updated_draft(occurrenceDateTime=earliest),
+                    warned=False,
                 )
             ],
         )
@@ -820,6 +875,8 @@ COMMON_TEXTS: dict[str, frozenset[str]] = {
     "ratingsHeading": _needs(),
     "ratingsColumns": _needs(),
     "orderedMark": _needs("name"),
+    "orderedCodeMark": _needs("name", "code"),
+    "replaceDescription": _needs("alternative"),
     "priorComparison": _needs("prior", "date"),
     "historyNote": _needs("cancer", "code_label", "date_phrase", "treatments", "prior"),
     "historyTreatment": _needs("display", "date_phrase"),

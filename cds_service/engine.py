@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
-from cds_service.cards import CardRenderer, OrderingContext, UuidFactory
+from cds_service.cards import CardRenderer, OrderingContext, SuggestionStyle, UuidFactory
 from cds_service.contrast import ContrastReader
 from cds_service.errors import InvalidRequestError, UnknownServiceError
 from cds_service.fhir_data import PrefetchReading, draft_orders, gather
@@ -24,11 +24,11 @@ from cds_service.guidance import (
     advise,
     find_implant,
     latest_prior_imaging,
-    rated_procedure,
 )
 from cds_service.knowledge import Knowledge, KnowledgeError, ServiceDefinition
 from cds_service.names import NameMatcher
 from cds_service.orders import ImagingOrder, OrderClassifier
+from cds_service.pama import cpt_codes
 from cds_service.patient_record import RecordBuilder
 from cds_service.reasoning import find_post_treatment_context
 from cds_service.records import order_fact
@@ -223,6 +223,7 @@ class CdsEngine:
             )
         clinical = find_post_treatment_context(record, k.valuesets)
         cards: list[Card] = []
+        shown_for: dict[str, RuleId] = {}
         rules: tuple[RuleId, ...] = ()
         silent: tuple[RuleId, ...] = ()
         issued: tuple[IssuedCard, ...] = ()
@@ -246,16 +247,26 @@ class CdsEngine:
                 new_uuid,
                 service.config.minimumIndicator,
                 tuple(reading.unreadable),
+                SuggestionStyle(
+                    replacement=self.site.replacement or service.config.replacementStyle,
+                    pama=service.config.pamaSystemActions,
+                ),
             )
-            modes = [self.site.mode(rule) == "active" for rule, _ in rendered]
-            cards = [card for (_, card), shown in zip(rendered, modes, strict=True) if shown]
-            rules = tuple(rule for (rule, _), shown in zip(rendered, modes, strict=True) if shown)
-            silent = tuple(r for (r, _), shown in zip(rendered, modes, strict=True) if not shown)
+            shown = [r for r in rendered if self.site.mode(r.rule) == "active"]
+            cards = [r.card for r in shown]
+            rules = tuple(r.rule for r in shown)
+            silent = tuple(r.rule for r in rendered if r not in shown)
             issued = tuple(
-                IssuedCard(card.uuid, rule, tuple(s.uuid for s in card.suggestions or []), shown)
-                for (rule, card), shown in zip(rendered, modes, strict=True)
+                IssuedCard(
+                    r.card.uuid,
+                    r.rule,
+                    tuple(s.uuid for s in r.card.suggestions or []),
+                    r in shown,
+                )
+                for r in rendered
             )
-        actions = self._pama_actions(service, orders, in_scope=clinical is not None)
+            shown_for = {r.order: r.rule for r in shown}
+        actions = self._pama_actions(service, orders, clinical is not None, shown_for)
         response = CdsResponse(
             cards=cards,
             systemActions=actions or None,
@@ -292,15 +303,22 @@ class CdsEngine:
         return kept
 
     def _pama_actions(
-        self, service: ServiceDefinition, orders: list[ImagingOrder], in_scope: bool
+        self,
+        service: ServiceDefinition,
+        orders: list[ImagingOrder],
+        in_scope: bool,
+        shown_for: Mapping[str, RuleId],
     ) -> list[Action]:
-        """PAMA ratings for CPT-coded orders (order-select only; see the service's _config)."""
+        """PAMA ratings for CPT-coded orders, by procedure code and in agreement with the card
+        shown for each (order-select only; see the service's _config and cds_service.pama)."""
         if not service.config.pamaSystemActions:
             return []
         actions = []
+        rater = self.renderer.rater
         for order in orders:
-            rated = rated_procedure(order, self.knowledge.ratings) if in_scope else None
-            action = self.renderer.pama_action(order, rated)
+            codes = cpt_codes(order.draft.codes)
+            rating = rater.rating(codes, in_scope, shown_for.get(order.reference))
+            action = self.renderer.pama_action(order, rating)
             if action is not None:
                 actions.append(action)
         return actions

@@ -57,8 +57,12 @@ class ServiceConfig(_Strict):
     ordersToCheck: Literal["selections", "all-drafts"]
     #: Cards below this indicator are not shown (order-sign shows only warnings).
     minimumIndicator: Literal["info", "warning", "critical"]
-    #: Return the Argonaut PAMA rating as an update system action (CDS Hooks sandbox PAMA view).
+    #: Return the Argonaut PAMA rating as an update system action (CDS Hooks sandbox PAMA view)
+    #: and on every update of a CPT-coded order. The PAMA program is paused: false turns both off.
     pamaSystemActions: bool
+    #: How a replacement is sent: "update" of the selected draft in place (the sandbox's PAMA
+    #: screen applies only updates), or "delete-create". A site's client.json may override it.
+    replacementStyle: Literal["update", "delete-create"] = "update"
 
 
 class ServiceDefinition(_Strict):
@@ -228,13 +232,29 @@ class RatedProcedure(_Strict):
     category: Literal["Usually Appropriate", "May Be Appropriate", "Usually Not Appropriate"]
     radiation: str
     pama: Literal["appropriate", "not-appropriate", "no-criteria-apply"]
+    #: The rated study's procedure codes: the PAMA rating rates a procedure code.
+    cpt: tuple[str, ...] = Field(min_length=1)
     match: RatingMatch
+
+
+class RatingOverrides(_Strict):
+    description: str
+    rules: tuple[RuleId, ...]
 
 
 class RatingKnowledge(_Strict):
     description: str
     pamaNoCriteria: Literal["no-criteria-apply"]
+    #: While one of these rules' cards is shown for an order, its rating is not-appropriate.
+    notAppropriateWhen: RatingOverrides
     procedures: tuple[RatedProcedure, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_procedure_per_code(self) -> RatingKnowledge:
+        codes = [code for p in self.procedures for code in p.cpt]
+        if len(codes) != len(set(codes)):
+            raise ValueError("a CPT code is listed for two rated procedures")
+        return self
 
 
 class ContrastAgent(_Strict):

@@ -8,6 +8,8 @@ silently first. The site folder says both, as data the site's CDS team reviews:
   code exists). A draft coded with a mapped site code is read from its target; every order the
   service suggests carries the site's orderable for that study first.
 - ``rules.json``: ``{"rules": {"<rule id>": "active" | "silent" | "off"}}``.
+- ``client.json``: how the site's EHR applies suggestions, ``{"replacementStyle": "update" |
+  "delete-create"}`` (overrides the services' ``_config``).
 
 Like ``hooks/``, the folder is validated at start-up: a malformed file stops the service and the
 message names the file and the place. Without a site folder the service behaves as it always
@@ -33,7 +35,8 @@ from cds_service.terminology import Code
 
 ORDERABLES_FILE = "orderables.json"
 RULES_FILE = "rules.json"
-SITE_FILES = (ORDERABLES_FILE, RULES_FILE)
+CLIENT_FILE = "client.json"
+SITE_FILES = (ORDERABLES_FILE, RULES_FILE, CLIENT_FILE)
 
 RuleMode = Literal["active", "silent", "off"]
 #: ConceptMap equivalences the service reads an order by. Anything looser (inexact, wider,
@@ -82,6 +85,13 @@ class _RulesFile(BaseModel):
     rules: dict[RuleId, RuleMode]
 
 
+class _ClientFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str | None = None
+    replacementStyle: Literal["update", "delete-create"]
+
+
 @dataclass(frozen=True)
 class Site:
     """A site's configuration, validated; ``NO_SITE`` when there is none."""
@@ -91,6 +101,8 @@ class Site:
     rule_modes: Mapping[RuleId, RuleMode]
     #: sha256 of the site's files (part of the knowledge version); "" without a site folder.
     digest: str
+    #: How the site's EHR applies a replacement; None: as each service's _config says.
+    replacement: Literal["update", "delete-create"] | None = None
 
     def mode(self, rule: RuleId) -> RuleMode:
         return self.rule_modes.get(rule, "active")
@@ -205,4 +217,11 @@ def load_site(root: Path | None, studies: Set[tuple[str, str]]) -> Site:
         else SiteCatalogue()
     )
     modes = load_rule_modes(root / RULES_FILE) if (root / RULES_FILE).is_file() else {}
-    return Site(root, catalogue, modes, files_digest(root, present))
+    replacement = None
+    if (root / CLIENT_FILE).is_file():
+        try:
+            client = _ClientFile.model_validate(_read_json(root / CLIENT_FILE))
+        except ValidationError as exc:
+            raise SiteError(f"{root / CLIENT_FILE}: {exc}") from exc
+        replacement = client.replacementStyle
+    return Site(root, catalogue, modes, files_digest(root, present), replacement)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service.engine import CdsEngine
-from tests.conftest import SERVICE_ID, expected_outcomes, vignette, walk
+from cds_service.site import Site, SiteCatalogue
+from tests.conftest import SERVICE_ID, default_engine, expected_outcomes, vignette, walk
 
 OUTCOMES = expected_outcomes()
 PAMA_SYSTEM = "http://fhir.org/argonaut/CodeSystem/pama-rating"
@@ -70,14 +72,49 @@ def test_contrast_detail_names_both_sequences(
     assert "post-contrast" in card["detail"]
 
 
-def test_replacement_order_is_the_full_protocol(
+def delete_create_engine() -> CdsEngine:
+    """The engine for a client that applies a replacement as delete + create."""
+    return CdsEngine(
+        default_engine().knowledge, site=Site(None, SiteCatalogue(), {}, "", "delete-create")
+    )
+
+
+def _replacement(card: dict[str, Any]) -> dict[str, Any]:
+    """The resource the first suggestion (a replacement) leaves: updated or created."""
+    action = next(a for a in card["suggestions"][0]["actions"] if a["type"] != "delete")
+    resource: dict[str, Any] = action["resource"]
+    return resource
+
+
+def test_replacement_is_an_update_of_the_selected_draft_to_the_full_protocol(
     engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
-    card = _cards(
-        engine, "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck", sequential_uuids
-    )[0]
+    body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    card = engine.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
     suggestion = card["suggestions"][0]
     assert suggestion["isRecommended"] is True
+    [update] = suggestion["actions"]
+    assert update["type"] == "update"
+    updated = update["resource"]
+    ServiceRequest.model_validate(updated)
+    # the same draft, its code, text and reasons changed; everything else kept
+    for kept in ("id", "status", "intent", "subject", "requester", "encounter", "authoredOn"):
+        assert updated[kept] == draft[kept], kept
+    assert updated["code"]["text"] == "MRI orbits face neck without and with IV contrast"
+    assert [c["code"] for c in updated["code"]["coding"]] == ["70543", "46310-9"]
+    assert updated["reasonReference"][0]["reference"] == "Condition/parotid-mec"
+    assert updated["reasonCode"][0]["coding"][0]["code"] == "C07"
+    # the draft had no CPT code; as updated it has one, so it carries its rating
+    assert _pama(updated) == "appropriate"
+
+
+def test_delete_create_clients_get_a_delete_and_a_new_order(
+    sequential_uuids: Callable[[], str],
+) -> None:
+    body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
+    card = delete_create_engine().evaluate(SERVICE_ID, body, sequential_uuids)
+    suggestion = card.response.to_json()["cards"][0]["suggestions"][0]
     delete, create = suggestion["actions"]
     assert delete["type"] == "delete" and delete["resourceId"] == "ServiceRequest/mri-neck-1"
     assert "resource" not in delete
@@ -85,13 +122,13 @@ def test_replacement_order_is_the_full_protocol(
     ServiceRequest.model_validate(created)
     assert created["status"] == "draft" and created["intent"] == "order"
     assert created["code"]["text"] == "MRI orbits face neck without and with IV contrast"
-    assert {"system": "http://www.ama-assn.org/go/cpt", "code": "70543"}.items() <= created["code"][
-        "coding"
-    ][0].items()
+    assert created["code"]["coding"][0]["code"] == "70543"
     assert created["subject"] == {"reference": "Patient/pt-parotid-mec"}
     assert created["encounter"] == {"reference": "Encounter/enc-1"}
     assert created["requester"] == {"reference": "Practitioner/dr-okafor"}
     assert created["reasonReference"][0]["reference"] == "Condition/parotid-mec"
+    assert created["reasonCode"][0]["coding"][0]["code"] == "C07"
+    assert "extension" not in created  # a created order is not rated: only updates are
 
 
 def test_replacement_keeps_the_clinicians_reason_and_priority(
@@ -102,24 +139,36 @@ def test_replacement_keeps_the_clinicians_reason_and_priority(
     draft["priority"] = "urgent"
     draft["note"] = [{"text": "New deep ache and firmness at the left parotid bed"}]
     draft["reasonReference"] = [{"reference": "Condition/htn"}]
-    card = engine.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
-    created = card["suggestions"][0]["actions"][1]["resource"]
-    assert created["priority"] == "urgent"
-    assert created["note"] == draft["note"]
-    assert [r["reference"] for r in created["reasonReference"]] == [
-        "Condition/htn",
-        "Condition/parotid-mec",
-    ]
+    for each in (engine, delete_create_engine()):
+        card = each.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
+        replaced = _replacement(card)
+        assert replaced["priority"] == "urgent"
+        assert replaced["note"] == draft["note"]
+        assert [r["reference"] for r in replaced["reasonReference"]] == [
+            "Condition/htn",
+            "Condition/parotid-mec",
+        ]
 
 
 def test_requester_falls_back_to_the_user_and_encounter_to_the_context(
-    engine: CdsEngine, sequential_uuids: Callable[[], str]
+    sequential_uuids: Callable[[], str],
 ) -> None:
     body = vignette("client_quirks_no_intent_empty_coding_stray_selection")
-    card = engine.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
-    created = card["suggestions"][0]["actions"][1]["resource"]
+    response = delete_create_engine().evaluate(SERVICE_ID, body, sequential_uuids).response
+    created = _replacement(response.to_json()["cards"][0])
     assert created["requester"] == {"reference": "Practitioner/dr-okafor"}
     assert created["encounter"] == {"reference": "Encounter/enc-1"}
+
+
+def _pama(resource: dict[str, Any]) -> str | None:
+    ratings = [
+        c["code"]
+        for e in resource.get("extension", [])
+        if e["url"] == "http://fhir.org/argonaut/Extension/pama-rating"
+        for c in e["valueCodeableConcept"]["coding"]
+    ]
+    assert len(ratings) <= 1
+    return ratings[0] if ratings else None
 
 
 def test_whole_response_is_deterministic_with_injected_uuids(engine: CdsEngine) -> None:
@@ -178,14 +227,14 @@ def test_history_note_carries_histology_treatment_dates_and_prior(engine: CdsEng
 
 def test_replacement_of_an_order_without_reason_carries_the_history(engine: CdsEngine) -> None:
     card = _first_card(engine, vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"))
-    created = card["suggestions"][0]["actions"][1]["resource"]
+    created = _replacement(card)
     assert "Clinical history: treated Mucoepidermoid carcinoma" in created["note"][-1]["text"]
     assert card["selectionBehavior"] == "at-most-one"  # replace, or keep and add the history
 
 
 def test_an_order_with_a_reason_gets_no_history_note(engine: CdsEngine) -> None:
     card = _first_card(engine, vignette("treated_parotid_cancer_pacemaker_mri_selected"))
-    created = card["suggestions"][0]["actions"][1]["resource"]
+    created = _replacement(card)
     assert "note" not in created
     assert created["code"]["text"] == "CT neck with IV contrast"
     assert created["code"]["coding"][0]["code"] == "70491"
@@ -216,18 +265,18 @@ def test_one_card_per_selected_order(engine: CdsEngine) -> None:
     entries.append(twin)
     body["context"]["selections"].append("ServiceRequest/mri-neck-2")
     cards = engine.evaluate(SERVICE_ID, body).response.to_json()["cards"]
-    targets = [c["suggestions"][0]["actions"][0]["resourceId"] for c in cards]
-    assert targets == ["ServiceRequest/mri-neck-1", "ServiceRequest/mri-neck-2"]
+    targets = [c["suggestions"][0]["actions"][0]["resource"]["id"] for c in cards]
+    assert targets == ["mri-neck-1", "mri-neck-2"]
 
 
 def test_ratings_table_marks_the_ordered_procedure_only(engine: CdsEngine) -> None:
     card = _first_card(engine, vignette("treated_parotid_cancer_ct_neck_with_contrast"))
     assert card["detail"].count("← ordered") == 1
     assert (
-        "| **CT neck with IV contrast ← ordered** | Usually Appropriate | ☢☢☢ 1-10 mSv |"
+        "| **CT neck with IV contrast ← ordered** | Usually Appropriate | ☢☢☢ 1–10 mSv |"
         in card["detail"]
     )
-    assert "| US neck | May Be Appropriate | O (none) |" in card["detail"]
+    assert "| US neck | May Be Appropriate | none |" in card["detail"]
 
 
 def test_pama_rating_is_an_update_of_the_draft(engine: CdsEngine) -> None:
@@ -274,3 +323,70 @@ def test_every_suggested_resource_of_every_vignette_is_valid_fhir(engine: CdsEng
                 ServiceRequest.model_validate(action["resource"])
                 checked += 1
     assert checked >= 30
+
+
+# --- what the CDS Hooks sandbox's PAMA screen needs (it applies only updates) ---------------
+
+
+def _updates(response: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        a
+        for c in response["cards"]
+        for s in c.get("suggestions", [])
+        for a in s["actions"]
+        if a["type"] == "update"
+    ]
+
+
+def test_every_update_of_a_cpt_coded_order_carries_its_rating_and_coded_reasons(
+    engine: CdsEngine,
+) -> None:
+    """The sandbox destructures the rating and maps reasonCode of every update it applies."""
+    checked = 0
+    for name, outcome in OUTCOMES.items():
+        if outcome["service"] != SERVICE_ID:
+            continue
+        for action in _updates(engine.evaluate(SERVICE_ID, vignette(name)).response.to_json()):
+            resource = action["resource"]
+            assert resource["reasonCode"] and all(r["coding"] for r in resource["reasonCode"])
+            cpt = [c for c in resource["code"].get("coding", []) if c["system"].endswith("/cpt")]
+            if cpt:
+                assert _pama(resource) is not None, name
+                checked += 1
+    assert checked >= 10
+
+
+def test_the_rating_of_an_update_is_that_of_the_order_as_updated(engine: CdsEngine) -> None:
+    response = engine.evaluate(
+        SERVICE_ID, vignette("pet_ct_six_weeks_after_radiotherapy")
+    ).response.to_json()
+    [system] = response["systemActions"]
+    assert _pama(system["resource"]) == "not-appropriate"  # agrees with the card's warning
+    defer, mri = response["cards"][0]["suggestions"]
+    assert _pama(defer["actions"][0]["resource"]) == "appropriate"  # no longer too early
+    assert _pama(mri["actions"][0]["resource"]) == "appropriate"  # CPT 70543
+
+
+def test_the_table_marks_the_rated_row_of_a_cpt_70543_order(engine: CdsEngine) -> None:
+    body = vignette("parotid_cancer_cpt_70543_only")
+    del body["context"]["draftOrders"]["entry"][0]["resource"]["reasonReference"]
+    card = _first_card(engine, body)
+    assert (
+        "| **MRI orbits face neck without and with IV contrast ← ordered as CPT 70543** |"
+        in card["detail"]
+    )
+    assert card["detail"].count("← ordered") == 1
+
+
+def test_the_pama_switch_turns_off_every_rating(engine: CdsEngine) -> None:
+    knowledge = engine.knowledge
+    service = knowledge.services[SERVICE_ID]
+    paused = service.model_copy(
+        update={"config": service.config.model_copy(update={"pamaSystemActions": False})}
+    )
+    quiet = CdsEngine(replace(knowledge, services={**knowledge.services, SERVICE_ID: paused}))
+    response = quiet.evaluate(
+        SERVICE_ID, vignette("pet_ct_six_weeks_after_radiotherapy")
+    ).response.to_json()
+    assert "systemActions" not in response
+    assert response["cards"] and all(_pama(a["resource"]) is None for a in _updates(response))

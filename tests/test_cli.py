@@ -21,7 +21,7 @@ def test_replay_prints_the_card_readably(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     assert out.startswith("[1] WARNING: MRI may miss perineural spread")
     assert "Suggestion (recommended): Replace with MRI orbits face neck" in out
-    assert "delete ServiceRequest/mri-neck-1" in out
+    assert "update ServiceRequest/mri-neck-1: Change the draft order to MRI orbits face" in out
     assert "Override reasons:" in out
 
 
@@ -60,7 +60,7 @@ def test_replay_of_a_bundle_with_a_draft_file(
     draft.write_text(json.dumps(draft_order("pt-parotid-mec", "my-draft", text="MR NECK WO")))
     assert main(["replay", str(BUNDLE), "--draft", str(draft), "--json"]) == 0
     card = json.loads(capsys.readouterr().out)["cards"][0]
-    assert card["suggestions"][0]["actions"][0]["resourceId"] == "ServiceRequest/my-draft"
+    assert card["suggestions"][0]["actions"][0]["resource"]["id"] == "my-draft"
 
 
 def test_replay_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -275,7 +275,9 @@ def test_order_sign_needs_no_selections_and_checks_every_draft(client: FlaskClie
     response = client.post(SIGN_URL, json=body)
     assert response.status_code == 200
     [card] = body_of(response)["cards"]
-    assert card["suggestions"][0]["actions"][0]["resourceId"] == "ServiceRequest/mri-neck-sign"
+    [update] = card["suggestions"][0]["actions"]
+    assert update["type"] == "update" and update["resource"]["id"] == "mri-neck-sign"
+    assert "extension" not in update["resource"]  # order-sign rates nothing (its _config)
     assert "systemActions" not in body_of(response)
 
 

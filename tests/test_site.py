@@ -21,6 +21,7 @@ from cds_service.engine import CdsEngine
 from cds_service.errors import ConfigurationError
 from cds_service.knowledge import default_hooks_dir, load_knowledge
 from cds_service.report import build_report
+from cds_service.rules import RuleId
 from cds_service.runtime import runtime
 from cds_service.site import NO_SITE, SiteError, load_site
 from cds_service.storage import Database, issued_cards
@@ -110,12 +111,21 @@ def _created(card: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def test_the_accepted_suggestion_creates_the_sites_full_protocol_orderable() -> None:
-    outcome = site_engine().evaluate(SERVICE, vignette(MRI_NECK))
+@pytest.mark.parametrize("style", ["update", "delete-create"])
+def test_the_accepted_suggestion_places_the_sites_full_protocol_orderable(
+    tmp_path: Path, style: str
+) -> None:
+    root = site_copy(tmp_path)
+    (root / "client.json").write_text(json.dumps({"replacementStyle": style}))
+    outcome = site_engine(root).evaluate(SERVICE, vignette(MRI_NECK))
     card = outcome.response.to_json()["cards"][0]
-    created = _created(card)
-    assert created, "the protocol card suggests the full protocol"
-    code = created[0]["code"]
+    placed = [
+        action
+        for action in card["suggestions"][0]["actions"]
+        if action["type"] in ("update", "create")
+    ]
+    assert [a["type"] for a in placed] == ["update" if style == "update" else "create"]
+    code = placed[0]["resource"]["code"]
     assert code["coding"][0] == {
         "system": SITE_SYSTEM,
         "code": "IMG1004",
@@ -127,6 +137,13 @@ def test_the_accepted_suggestion_creates_the_sites_full_protocol_orderable() -> 
     assert code["coding"][1:] == [c.model_dump() for c in standard]
     # the label keeps the study's plain name
     assert "MRI orbits face neck without and with IV contrast" in card["suggestions"][0]["label"]
+
+
+def test_a_bad_client_file_stops_start_up(tmp_path: Path) -> None:
+    root = site_copy(tmp_path)
+    (root / "client.json").write_text(json.dumps({"replacementStyle": "replace"}))
+    with pytest.raises(SiteError, match=r"client\.json"):
+        site_engine(root)
 
 
 def test_without_a_site_orderable_the_suggestion_keeps_the_standard_codes(tmp_path: Path) -> None:
@@ -246,13 +263,15 @@ def test_an_off_rule_is_not_evaluated_and_no_other_card_takes_its_place(tmp_path
     assert outcome.issued == ()
 
 
-def test_history_off_also_takes_its_suggestion_out_of_other_cards(tmp_path: Path) -> None:
-    request = vignette(MRI_NECK)  # the draft has no reason: the protocol card offers history
+def test_history_off_also_takes_its_line_out_of_other_cards(tmp_path: Path) -> None:
+    request = vignette(MRI_NECK)  # the draft has no reason: the protocol card says so
+    folded = default_engine().knowledge.cards.rules[RuleId.MISSING_CLINICAL_HISTORY].texts["folded"]
     shown = default_engine().evaluate(SERVICE, request).response.to_json()["cards"][0]
-    assert any("history" in s["label"].lower() for s in shown["suggestions"])
+    assert folded in shown["detail"]
     engine = site_engine(site_copy(tmp_path, {"missing-clinical-history": "off"}))
     card = engine.evaluate(SERVICE, request).response.to_json()["cards"][0]
-    assert not any("history" in s["label"].lower() for s in card["suggestions"])
+    assert folded not in card["detail"]
+    assert card["summary"] == shown["summary"]
 
 
 def test_silent_cards_are_reported_as_would_have_shown_with_the_knowledge_version(
