@@ -85,6 +85,8 @@ class _Rendered:
     summary: str
     paragraphs: list[str]
     suggestions: list[Suggestion]
+    #: Which of the rule's override-reason lists fit this card (the problems it names).
+    reason_variants: tuple[str, ...] = ("default",)
 
 
 def _join(labels: tuple[str, ...]) -> str:
@@ -152,6 +154,12 @@ def check_wording(knowledge: CardKnowledge) -> None:
     for rule, entry in RULES.items():
         texts = knowledge.rules[rule].texts
         _check_texts(f"rules.{rule}", texts, entry.texts)
+        variants = set(knowledge.rules[rule].overrideReasons)
+        if variants != entry.reason_variants:
+            raise KnowledgeError(
+                f"cards.json: rules.{rule}.overrideReasons must list exactly "
+                f"{sorted(entry.reason_variants)}, not {sorted(variants)}"
+            )
         for name in entry.texts:
             if name.startswith("summary") and len(texts[name]) >= 140:
                 raise KnowledgeError(
@@ -181,10 +189,7 @@ class CardRenderer:
             topic=Coding(**knowledge.source.topic.model_dump()),
         )
         self.rater = PamaRater(ratings)
-        self._override_reasons = {
-            rule_id: [Coding(**r.model_dump()) for r in knowledge.override_reasons(rule_id)]
-            for rule_id in knowledge.rules
-        }
+        self._override_reasons: dict[tuple[RuleId, tuple[str, ...]], list[Coding]] = {}
 
     # --- public ---------------------------------------------------------------------------
 
@@ -267,8 +272,16 @@ class CardRenderer:
             selectionBehavior=_selection_behavior(suggestions, advice.order.reference)
             if suggestions
             else None,
-            overrideReasons=self._override_reasons[rule_id],
+            overrideReasons=self._reasons(rule_id, rendered.reason_variants),
         )
+
+    def _reasons(self, rule_id: RuleId, variants: tuple[str, ...]) -> list[Coding]:
+        key = (rule_id, variants)
+        if key not in self._override_reasons:  # a handful of combinations: built once each
+            self._override_reasons[key] = [
+                Coding(**r.model_dump()) for r in self._k.override_reasons(rule_id, variants)
+            ]
+        return self._override_reasons[key]
 
     def _safety_lines(
         self,
@@ -685,7 +698,11 @@ class _Builder:
             suggestions = [self.replace(label, "ct-neck-with-contrast", True)]
         else:
             suggestions = []
-        return _Rendered(summary, paragraphs, suggestions)
+        variants = (
+            *(("regions",) if finding.missing_regions else ()),
+            *((finding.contrast_problem,) if finding.contrast_problem else ()),
+        )
+        return _Rendered(summary, paragraphs, suggestions, variants)
 
     def ct_neck(self, finding: CtNeck) -> _Rendered:
         rule = finding.rule_id
@@ -782,6 +799,8 @@ class RuleRendering:
     finding: type[Any] | None
     build: Callable[[_Builder, Any], _Rendered]
     texts: Mapping[str, frozenset[str]]
+    #: The override-reason lists cards.json must give this rule (one per problem variant).
+    reason_variants: frozenset[str] = frozenset({"default"})
 
 
 def _needs(*names: str) -> frozenset[str]:
@@ -815,6 +834,7 @@ RULES: dict[RuleId, RuleRendering] = {
             "suggestionLabel": _needs(),
             "ctSuggestionLabel": _needs(),
         },
+        reason_variants=frozenset({"regions", "without", "with", "unspecified"}),
     ),
     **{
         rule: RuleRendering(

@@ -191,10 +191,17 @@ class DatePhrases(_Strict):
     performedPeriod: str
 
 
+class OverrideReason(_Strict):
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,63}$")
+    display: str = Field(min_length=1, max_length=120)
+
+
 class RuleWording(_Strict):
     indicator: Literal["info", "warning", "critical"]
     summary: str = Field(min_length=1, max_length=139)
-    overrideReasonCodes: tuple[str, ...] = Field(min_length=1)
+    #: The rule's own override reasons, per variant of the problem its card names ("default"
+    #: for a rule with one); which variants a rule has is declared in cds_service.cards.RULES.
+    overrideReasons: dict[str, tuple[OverrideReason, ...]]
     texts: dict[str, str]
 
 
@@ -210,14 +217,24 @@ class CardKnowledge(_Strict):
     #: Per optional prefetch key: the line a card carries when that key could not be read.
     unreadable: dict[str, str]
     common: dict[str, str]
-    overrideReasons: tuple[WireCoding, ...]
+    overrideReasonSystem: str
+    #: Offered on every card (the patient is not in this scenario at all).
+    commonOverrideReasons: tuple[OverrideReason, ...]
     #: Wording per rule; which texts each rule needs, and which placeholders each may use, is
     #: checked at start-up against the rule's entry in cds_service.cards.RULES.
     rules: dict[RuleId, RuleWording]
 
-    def override_reasons(self, rule_id: RuleId) -> tuple[WireCoding, ...]:
-        wanted = self.rules[rule_id].overrideReasonCodes
-        return tuple(r for r in self.overrideReasons if r.code in wanted)
+    def override_reasons(self, rule_id: RuleId, variants: Iterable[str]) -> tuple[WireCoding, ...]:
+        """The rule's reasons for these variants of its problem, then the common ones; each
+        code once."""
+        own = self.rules[rule_id].overrideReasons
+        found: dict[str, OverrideReason] = {}
+        for reason in (*(r for v in variants for r in own[v]), *self.commonOverrideReasons):
+            found.setdefault(reason.code, reason)
+        return tuple(
+            WireCoding(system=self.overrideReasonSystem, code=r.code, display=r.display)
+            for r in found.values()
+        )
 
 
 class RatingMatch(_Strict):
@@ -415,13 +432,24 @@ def _check_patterns(
 
 
 def _check_override_reasons(cards: CardKnowledge) -> None:
-    known = {r.code for r in cards.overrideReasons}
+    """Every rule has its own reasons, none empty or listed twice; a code means one thing
+    wherever it is used (one display)."""
+    displays: dict[str, str] = {r.code: r.display for r in cards.commonOverrideReasons}
     for rule_id, rule in cards.rules.items():
-        unknown = set(rule.overrideReasonCodes) - known
-        if unknown:
-            raise KnowledgeError(
-                f"cards.json: {rule_id} names unknown override reasons {sorted(unknown)}"
-            )
+        if not rule.overrideReasons:
+            raise KnowledgeError(f"cards.json: {rule_id} has no override reasons of its own")
+        for variant, reasons in rule.overrideReasons.items():
+            where = f"cards.json: {rule_id} overrideReasons.{variant}"
+            codes = [r.code for r in reasons]
+            if not codes:
+                raise KnowledgeError(f"{where} is empty")
+            if len(codes) != len(set(codes)):
+                raise KnowledgeError(f"{where} lists a reason twice")
+            for reason in reasons:
+                if displays.setdefault(reason.code, reason.display) != reason.display:
+                    raise KnowledgeError(
+                        f"{where}: {reason.code} is displayed differently elsewhere"
+                    )
 
 
 def _check_protocol_is_rated(protocol: RecommendedProtocol, ratings: RatingKnowledge) -> None:

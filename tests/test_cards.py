@@ -390,3 +390,26 @@ def test_the_pama_switch_turns_off_every_rating(engine: CdsEngine) -> None:
     ).response.to_json()
     assert "systemActions" not in response
     assert response["cards"] and all(_pama(a["resource"]) is None for a in _updates(response))
+
+
+def _reasons(engine: CdsEngine, name: str) -> list[str]:
+    return [r["code"] for r in _first_card(engine, vignette(name))["overrideReasons"]]
+
+
+def test_override_reasons_fit_the_problem_the_card_names(engine: CdsEngine) -> None:
+    contrast_only = _reasons(engine, "parotid_cancer_mri_orbits_face_neck_with_contrast_only")
+    assert "non-contrast-in-protocol" in contrast_only
+    # the regions are complete and the order already has contrast: neither reason fits
+    assert "protocol-confirmed-by-radiology" not in contrast_only
+    assert "gadolinium-contraindicated" not in contrast_only
+    neck_only = _reasons(engine, "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
+    assert "cannot-tolerate-long-mri" in neck_only
+    assert "gadolinium-contraindicated" not in neck_only  # ordered without and with already
+    without = _reasons(engine, "parotid_cancer_cpt_70540_without_contrast")
+    assert "gadolinium-contraindicated" in without
+    assert "suspected-distant-disease" in _reasons(engine, "pet_ct_six_weeks_after_radiotherapy")
+    for name in POSITIVE:  # the scope reason is on every card, once
+        for card in _cards(engine, name, lambda: "u"):
+            codes = [r["code"] for r in card["overrideReasons"]]
+            assert codes.count("not-post-treatment-salivary-cancer") == 1
+            assert len(codes) == len(set(codes))

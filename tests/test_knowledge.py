@@ -191,6 +191,43 @@ NEGATIVE_CASES: dict[str, tuple[Edit, str]] = {
         lambda root: shutil.copy(root / SERVICE, root / "services/copy.json"),
         "duplicate service id",
     ),
+    "a rule without its own override reasons": (
+        _edit_json(
+            "knowledge/cards.json",
+            lambda d: d["rules"]["pet-too-early"].update(overrideReasons={}),
+        ),
+        "pet-too-early has no override reasons of its own",
+    ),
+    "an empty override reason list": (
+        _edit_json(
+            "knowledge/cards.json",
+            lambda d: d["rules"]["us-limited"]["overrideReasons"].update(default=[]),
+        ),
+        r"us-limited overrideReasons\.default is empty",
+    ),
+    "a problem variant without its reasons": (
+        _edit_json(
+            "knowledge/cards.json",
+            lambda d: d["rules"]["incomplete-mri-protocol"]["overrideReasons"].pop("with"),
+        ),
+        "must list exactly",
+    ),
+    "one reason code with two meanings": (
+        _edit_json(
+            "knowledge/cards.json",
+            lambda d: d["rules"]["us-limited"]["overrideReasons"]["default"].append(
+                {"code": "suspected-distant-disease", "display": "Something else"}
+            ),
+        ),
+        "displayed differently elsewhere",
+    ),
+    "the old shared pool of override reasons": (
+        _edit_json(
+            "knowledge/cards.json",
+            lambda d: d["rules"]["us-limited"].update(overrideReasonCodes=["x"]),
+        ),
+        "overrideReasonCodes",
+    ),
 }
 
 
