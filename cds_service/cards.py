@@ -58,6 +58,8 @@ class RenderedCard(NamedTuple):
     rule: RuleId
     card: Card
     order: str
+    #: What each of the card's suggestions does ("replace:mri-protocol", "history"...), in order.
+    suggestion_kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -209,9 +211,9 @@ class CardRenderer:
         cautions = list(dict.fromkeys(self._k.unreadable[key] for key in unreadable))
         rendered = []
         for a in advice:
-            card = self._card(a, situation, ordering, new_uuid, cautions, style)
+            card, kinds = self._card(a, situation, ordering, new_uuid, cautions, style)
             if INDICATOR_RANK[card.indicator] >= floor and a.rule_id is not None:
-                rendered.append(RenderedCard(a.rule_id, card, a.order.reference))
+                rendered.append(RenderedCard(a.rule_id, card, a.order.reference, kinds))
         return rendered
 
     def pama_action(self, order: ImagingOrder, rating: str) -> Action | None:
@@ -234,7 +236,7 @@ class CardRenderer:
         new_uuid: UuidFactory,
         cautions: Sequence[str] = (),
         style: SuggestionStyle = SuggestionStyle(),
-    ) -> Card:
+    ) -> tuple[Card, tuple[str, ...]]:
         rule_id = advice.rule_id
         assert rule_id is not None  # advice exists only when something is to be said
         rule = self._k.rules[rule_id]
@@ -262,7 +264,7 @@ class CardRenderer:
             *([build.prior_markdown()] if situation.latest_prior else []),
             self._evidence_markdown(situation.context),
         ]
-        return Card(
+        card = Card(
             uuid=new_uuid(),
             summary=rendered.summary,
             detail="\n\n".join(paragraphs),
@@ -274,6 +276,7 @@ class CardRenderer:
             else None,
             overrideReasons=self._reasons(rule_id, rendered.reason_variants),
         )
+        return card, tuple(build.kinds[s.uuid] for s in suggestions)
 
     def _reasons(self, rule_id: RuleId, variants: tuple[str, ...]) -> list[Coding]:
         key = (rule_id, variants)
@@ -438,6 +441,8 @@ class _Builder:
         self.words = words
         self.style = style
         self.rater = rater
+        #: What each suggestion does, by its uuid (for the outcome report; no patient data).
+        self.kinds: dict[str, str] = {}
         #: The studies this card suggests (for its safety lines).
         self.suggested: set[OrderKey] = set()
         self.advice = advice
@@ -574,14 +579,19 @@ class _Builder:
                 ),
                 self._create(key),
             ]
-        return Suggestion(
-            label=label, uuid=self.new_uuid(), isRecommended=recommended, actions=actions
-        )
+        return self._suggestion(f"replace:{key}", label, recommended, actions)
 
     def add(self, label: str, key: OrderKey) -> Suggestion:
-        return Suggestion(
-            label=label, uuid=self.new_uuid(), isRecommended=False, actions=[self._create(key)]
+        return self._suggestion(f"add:{key}", label, False, [self._create(key)])
+
+    def _suggestion(
+        self, kind: str, label: str, recommended: bool, actions: list[Action]
+    ) -> Suggestion:
+        suggestion = Suggestion(
+            label=label, uuid=self.new_uuid(), isRecommended=recommended, actions=actions
         )
+        self.kinds[suggestion.uuid] = kind
+        return suggestion
 
     def _create(self, key: OrderKey) -> Action:
         self.suggested.add(key)
@@ -593,13 +603,11 @@ class _Builder:
 
     def history_update(self, recommended: bool) -> Suggestion:
         rule = RuleId.MISSING_CLINICAL_HISTORY
-        return Suggestion(
-            label=self.text(rule, "suggestionLabel"),
-            uuid=self.new_uuid(),
-            isRecommended=recommended,
-            actions=[
-                self.update(self.text(rule, "updateDescription"), self.updated_draft(), warned=True)
-            ],
+        return self._suggestion(
+            "history",
+            self.text(rule, "suggestionLabel"),
+            recommended,
+            [self.update(self.text(rule, "updateDescription"), self.updated_draft(), warned=True)],
         )
 
     def prior_markdown(self) -> str:
@@ -745,11 +753,11 @@ class _Builder:
                 earliest=earliest,
             )
         ]
-        defer = Suggestion(
-            label=self.text(rule, "deferLabel", earliest=earliest),
-            uuid=self.new_uuid(),
-            isRecommended=False,
-            actions=[
+        defer = self._suggestion(
+            "defer",
+            self.text(rule, "deferLabel", earliest=earliest),
+            False,
+            [
                 self.update(
                     self.text(rule, "deferDescription", earliest=earliest),
                     self.updated_draft(occurrenceDateTime=earliest),

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cds_service.app import build_engine, initialise
@@ -27,6 +28,15 @@ from cds_service.replay import (
 from cds_service.report import build_report, format_report
 from cds_service.storage import Database
 from cds_service.vignettes import VignetteBook, default_examples_dir, drift, write_examples
+
+
+def _instant(text: str) -> datetime:
+    """An ISO date or date-time; naive ones are read as UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,7 +92,21 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     report = commands.add_parser("report", help="cards shown, accepted and overridden")
-    report.add_argument("--by", choices=["rule", "card", "version"], default="rule")
+    report.add_argument(
+        "--by", choices=["rule", "card", "version", "suggestion", "day"], default="rule"
+    )
+    report.add_argument(
+        "--since", type=_instant, default=None, help="cards issued from (ISO date or time, UTC)"
+    )
+    report.add_argument(
+        "--until", type=_instant, default=None, help="cards issued before (ISO date or time)"
+    )
+    report.add_argument(
+        "--session-minutes",
+        type=int,
+        default=30,
+        help="a card re-issued for the same order within this many minutes counts once",
+    )
     report.add_argument("--format", choices=["table", "csv", "json"], default="table")
     report.add_argument("--database-url", default=None, help="default: DATABASE_URL, else SQLite")
     report.add_argument("--top", type=int, default=3, help="override reasons shown per row")
@@ -162,7 +186,14 @@ def _report(args: argparse.Namespace) -> int:
     database = Database(args.database_url or settings.database())
     try:
         database.create_schema()
-        rows = build_report(database, args.by, args.top)
+        rows = build_report(
+            database,
+            args.by,
+            args.top,
+            args.since,
+            args.until,
+            timedelta(minutes=args.session_minutes),
+        )
     finally:
         database.dispose()
     print(format_report(rows, args.format, args.by))

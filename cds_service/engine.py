@@ -5,6 +5,7 @@ The same engine serves the Flask endpoint, the replay command and the tests.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -74,6 +75,17 @@ class IssuedCard:
     suggestion_uuids: tuple[str, ...]
     #: False for a card decided by a rule in silent mode (recorded, never returned).
     shown: bool = True
+    #: A truncated hash of the patient and draft order ids (neither is kept): the report counts
+    #: a card re-issued for the same order within one ordering session once.
+    order_key: str = ""
+    #: What each suggestion does, parallel to ``suggestion_uuids`` ("replace:mri-protocol"...).
+    suggestion_kinds: tuple[str, ...] = ()
+
+
+def order_key(patient_id: str, order_reference: str) -> str:
+    """64 bits of sha256 over the patient and order ids: enough to tell one order's re-issued
+    cards apart from others', without keeping either id."""
+    return hashlib.sha256(f"{patient_id}\n{order_reference}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -262,6 +274,8 @@ class CdsEngine:
                     r.rule,
                     tuple(s.uuid for s in r.card.suggestions or []),
                     r in shown,
+                    order_key(context.patientId, r.order),
+                    r.suggestion_kinds,
                 )
                 for r in rendered
             )

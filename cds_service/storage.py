@@ -67,6 +67,10 @@ issued_cards = Table(
     Column("mode", String(8), nullable=False, server_default="shown"),
     # The knowledge in force when the card was decided (engine.version).
     Column("knowledge_version", String(64), nullable=False, server_default=""),
+    # A hash of the patient and order ids (engine.order_key): re-issued cards count once.
+    Column("order_key", String(32), nullable=False, server_default=""),
+    # What each suggestion does, parallel to suggestion_uuids (JSON array).
+    Column("suggestion_kinds", Text, nullable=False, server_default="[]"),
 )
 
 seen_tokens = Table(
@@ -219,6 +223,8 @@ class IssuedCardStore:
                 "issued_at": datetime.now(UTC),
                 "mode": "shown" if c.shown else "silent",
                 "knowledge_version": self.knowledge_version,
+                "order_key": c.order_key,
+                "suggestion_kinds": json.dumps(list(c.suggestion_kinds)),
             }
             for service_id, hook_instance, cards in batches
             for c in cards

@@ -34,8 +34,13 @@ def _database(app: Flask) -> Database:
     return runtime(app).database
 
 
-def _show_card(app: Flask) -> dict[str, Any]:
-    response = app.test_client().post(HOOK_URL, json=vignette(POSITIVE))
+def _show_card(app: Flask, order_id: str | None = None) -> dict[str, Any]:
+    """The card for the POSITIVE vignette; ``order_id`` renames its draft (another order)."""
+    body = vignette(POSITIVE)
+    if order_id is not None:
+        body["context"]["draftOrders"]["entry"][0]["resource"]["id"] = order_id
+        body["context"]["selections"] = [f"ServiceRequest/{order_id}"]
+    response = app.test_client().post(HOOK_URL, json=body)
     card: dict[str, Any] = body_of(response)["cards"][0]
     return card
 
@@ -237,7 +242,7 @@ def test_cors_preflight_for_feedback(app: Flask) -> None:
 def test_report_per_rule_and_per_card(
     app: Flask, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cards = [_show_card(app) for _ in range(4)]
+    cards = [_show_card(app, f"order-{n}") for n in range(4)]  # four orders: four sessions
     client = app.test_client()
     client.post(
         FEEDBACK_URL,
@@ -268,7 +273,8 @@ def test_report_per_rule_and_per_card(
     csv_text = capsys.readouterr().out
     assert (
         csv_text.splitlines()[0]
-        == "rule,rule,shown,would have shown,accepted,overridden,acceptance,top override reasons"
+        == "rule,rule,shown,would have shown,accepted,overridden,conflicting,acceptance,"
+        "top override reasons"
     )
     assert main(["report", "--database-url", database_url, "--format", "json", "--by", "card"]) == 0
     data = json.loads(capsys.readouterr().out)
