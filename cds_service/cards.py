@@ -41,9 +41,24 @@ from cds_service.pama import PamaRater, cpt_codes, with_rating
 from cds_service.reasoning import CancerEvidence, PostTreatmentContext, TreatmentEvidence
 from cds_service.records import OrderFact, PartialDate
 from cds_service.rules import RuleId
-from cds_service.wire import Action, Card, Coding, Source, Suggestion
+from cds_service.wire import Action, Card, Coding, Link, Source, Suggestion
 
 UuidFactory = Callable[[], str]
+
+#: FHIR R4 ServiceRequest.intent (required binding): a created order keeps the draft's.
+_REQUEST_INTENTS = frozenset(
+    {
+        "proposal",
+        "plan",
+        "directive",
+        "order",
+        "original-order",
+        "reflex-order",
+        "filler-order",
+        "instance-order",
+        "option",
+    }
+)
 
 INDICATOR_RANK = {"info": 0, "warning": 1, "critical": 2}
 _USER_REFERENCE = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
@@ -85,6 +100,9 @@ class OrderingContext:
 @dataclass(frozen=True)
 class _Rendered:
     summary: str
+    #: One sentence: why this card, for this order (the detail opens with it).
+    lead: str
+    #: The explanation, read after the ACR table.
     paragraphs: list[str]
     suggestions: list[Suggestion]
     #: Which of the rule's override-reason lists fit this card (the problems it names).
@@ -191,6 +209,9 @@ class CardRenderer:
             topic=Coding(**knowledge.source.topic.model_dump()),
         )
         self.rater = PamaRater(ratings)
+        self._links = [
+            Link(label=link.label, url=link.url, type="absolute") for link in knowledge.source.links
+        ] or None
         self._override_reasons: dict[tuple[RuleId, tuple[str, ...]], list[Coding]] = {}
 
     # --- public ---------------------------------------------------------------------------
@@ -249,18 +270,20 @@ class CardRenderer:
             raise TypeError(f"{rule_id} renders {expected}, not {type(advice.primary).__name__}")
         rendered = entry.build(build, advice.primary)
         suggestions = rendered.suggestions
+        explanation = list(rendered.paragraphs)
         if advice.primary is not None and advice.missing_history:
-            rendered.paragraphs.insert(1, build.text(RuleId.MISSING_CLINICAL_HISTORY, "folded"))
+            explanation.append(build.text(RuleId.MISSING_CLINICAL_HISTORY, "folded"))
             if not any(_touches(s, advice.order.reference, ("update",)) for s in suggestions):
                 suggestions = [*suggestions, build.history_update(recommended=False)]
-        for line in reversed(self._safety_lines(advice, situation, build, suggestions)):
-            rendered.paragraphs.insert(1, line)
+        notices = self._safety_lines(advice, situation, build, suggestions)
         if cautions:
-            notice = self._words.common("couldNotCheck", lines=" ".join(cautions))
-            rendered.paragraphs.insert(1, notice)
+            notices.insert(0, self._words.common("couldNotCheck", lines=" ".join(cautions)))
+        # One sentence of why, what bears on safety, the ratings at a glance; then the rest.
         paragraphs = [
-            *rendered.paragraphs,
+            rendered.lead,
+            *notices,
             self._ratings_table(advice.rated, advice.order),
+            *explanation,
             *([build.prior_markdown()] if situation.latest_prior else []),
             self._evidence_markdown(situation.context),
         ]
@@ -270,6 +293,7 @@ class CardRenderer:
             detail="\n\n".join(paragraphs),
             indicator=rule.indicator,
             source=self._source,
+            links=self._links,
             suggestions=suggestions or None,
             selectionBehavior=_selection_behavior(suggestions, advice.order.reference)
             if suggestions
@@ -519,10 +543,11 @@ class _Builder:
         encounter = self.draft.encounter or (
             f"Encounter/{self.ordering.encounter_id}" if self.ordering.encounter_id else None
         )
+        intent = original.get("intent")  # the draft's, as the clinician's order would be
         resource: dict[str, Any] = {
             "resourceType": "ServiceRequest",
             "status": "draft",
-            "intent": "order",
+            "intent": intent if intent in _REQUEST_INTENTS else "order",
             "code": self._study_code(key),
             "subject": {"reference": self.draft.subject or f"Patient/{self.ordering.patient_id}"},
         }
@@ -530,7 +555,7 @@ class _Builder:
             resource["encounter"] = {"reference": encounter}
         if requester:
             resource["requester"] = {"reference": requester}
-        for kept in ("priority", "reasonCode", "reasonReference", "note"):
+        for kept in ("category", "priority", "reasonCode", "reasonReference", "note"):
             if kept in original:
                 resource[kept] = copy.deepcopy(original[kept])
         return self._with_history(resource)
@@ -630,13 +655,11 @@ class _Builder:
         if finding.implant.cochlear and self.situation.can_suggest("ct-neck-with-contrast"):
             label = self.text(rule, "ctSuggestionLabel")
             suggestions.append(self.replace(label, "ct-neck-with-contrast", False))
+        implant = _escape(finding.implant.display)
         return _Rendered(
             self.k.rules[rule].summary,
-            [
-                self.text(
-                    rule, "problem", ordered=self.ordered, implant=_escape(finding.implant.display)
-                )
-            ],
+            self.text(rule, "lead", ordered=self.ordered, implant=implant),
+            [self.text(rule, "problem")],
             suggestions,
         )
 
@@ -644,15 +667,14 @@ class _Builder:
         rule = finding.rule_id
         return _Rendered(
             self.k.rules[rule].summary,
-            [
-                self.text(
-                    rule,
-                    "problem",
-                    ordered=self.ordered,
-                    implant=_escape(finding.implant.display),
-                    risks=_escape(_join(finding.risks)),
-                )
-            ],
+            self.text(
+                rule,
+                "lead",
+                ordered=self.ordered,
+                implant=_escape(finding.implant.display),
+                risks=_escape(_join(finding.risks)),
+            ),
+            [self.text(rule, "problem")],
             [],
         )
 
@@ -660,31 +682,32 @@ class _Builder:
         rule = finding.rule_id
         return _Rendered(
             self.k.rules[rule].summary,
-            [self.text(rule, "problem", implant=_escape(finding.implant.display))],
+            self.text(rule, "lead", implant=_escape(finding.implant.display)),
+            [self.text(rule, "problem")],
             [self.replace(self.text(rule, "suggestionLabel"), "ct-neck-with-contrast", True)],
         )
 
     def incomplete_mri(self, finding: IncompleteMri) -> _Rendered:
         rule = finding.rule_id
-        paragraphs: list[str] = []
+        problems: list[tuple[str, str]] = []  # (lead, explanation) per problem the order has
         if finding.missing_regions:
-            paragraphs.append(
-                self.text(
-                    rule,
-                    "regionsProblem",
-                    ordered=self.ordered,
-                    missing=_join(finding.missing_regions),
+            missing = _join(finding.missing_regions)
+            problems.append(
+                (
+                    self.text(rule, "regionsLead", ordered=self.ordered, missing=missing),
+                    self.text(rule, "regionsProblem"),
                 )
             )
         if finding.contrast_problem:
-            paragraphs.append(
-                self.text(
-                    rule,
-                    "contrastProblem",
-                    ordered=self.ordered,
-                    contrast_problem=self.k.contrastProblems[finding.contrast_problem],
+            problem = self.k.contrastProblems[finding.contrast_problem]
+            problems.append(
+                (
+                    self.text(rule, "contrastLead", ordered=self.ordered, contrast_problem=problem),
+                    self.text(rule, "contrastProblem"),
                 )
             )
+        (lead, explanation), *others = problems
+        paragraphs = [explanation, *(f"{more} {why}" for more, why in others)]
         paragraphs.append(self.text(rule, "why"))
         summary = (
             self.k.rules[rule].summary
@@ -710,11 +733,12 @@ class _Builder:
             *(("regions",) if finding.missing_regions else ()),
             *((finding.contrast_problem,) if finding.contrast_problem else ()),
         )
-        return _Rendered(summary, paragraphs, suggestions, variants)
+        return _Rendered(summary, lead, paragraphs, suggestions, variants)
 
     def ct_neck(self, finding: CtNeck) -> _Rendered:
         rule = finding.rule_id
-        paragraphs = [self.text(rule, "problem", ordered=self.ordered)]
+        lead = self.text(rule, "lead", ordered=self.ordered)
+        paragraphs = [self.text(rule, "problem")]
         summary = self.k.rules[rule].summary
         situation = self.situation
         if rule != RuleId.CT_NECK_MRI_PREFERRED and not situation.can_suggest(
@@ -725,7 +749,8 @@ class _Builder:
             # The ordered CT's own contrast is unsafe here: the MRI is then the recommendation.
             at_risk = not situation.can_suggest("ct-neck-with-contrast")
             label = self.text(rule, "suggestionLabel")
-            return _Rendered(summary, paragraphs, [self.replace(label, "mri-protocol", at_risk)])
+            suggestion = self.replace(label, "mri-protocol", at_risk)
+            return _Rendered(summary, lead, paragraphs, [suggestion])
         preferred = situation.preferred()
         suggestions = []
         if situation.can_suggest("ct-neck-with-contrast"):
@@ -735,23 +760,22 @@ class _Builder:
         if situation.can_suggest("mri-protocol"):
             label = self.text(rule, "mriSuggestionLabel")
             suggestions.append(self.replace(label, "mri-protocol", preferred == "mri-protocol"))
-        return _Rendered(summary, paragraphs, suggestions)
+        return _Rendered(summary, lead, paragraphs, suggestions)
 
     def pet_too_early(self, finding: PetTooEarly) -> _Rendered:
         rule = finding.rule_id
         earliest = finding.earliest.isoformat()
+        lead = self.text(
+            rule,
+            "lead",
+            ordered=self.ordered,
+            rt_end=finding.radiotherapy_end.text,
+            scan_date=finding.scan_date.isoformat(),
+            days=finding.days,
+            weeks=finding.days // 7,
+        )
         paragraphs = [
-            self.text(
-                rule,
-                "problem",
-                ordered=self.ordered,
-                rt_end=finding.radiotherapy_end.text,
-                scan_date=finding.scan_date.isoformat(),
-                days=finding.days,
-                weeks=finding.days // 7,
-                min_weeks=finding.minimum_weeks,
-                earliest=earliest,
-            )
+            self.text(rule, "problem", min_weeks=finding.minimum_weeks, earliest=earliest)
         ]
         defer = self._suggestion(
             "defer",
@@ -770,7 +794,7 @@ class _Builder:
         if key is not None:
             label = self.text(rule, "alternativeLabel", alternative=self.k.orders[key].text)
             suggestions.append(self.replace(label, key, False))
-        return _Rendered(self.k.rules[rule].summary, paragraphs, suggestions)
+        return _Rendered(self.k.rules[rule].summary, lead, paragraphs, suggestions)
 
     def us_limited(self, finding: UsLimited) -> _Rendered:
         rule = finding.rule_id
@@ -782,7 +806,8 @@ class _Builder:
         summary = self.k.rules[rule].summary if suggestions else self.text(rule, "summaryNoStudy")
         return _Rendered(
             summary,
-            [self.text(rule, "problem", ordered=self.ordered)],
+            self.text(rule, "lead", ordered=self.ordered),
+            [self.text(rule, "problem")],
             suggestions,
         )
 
@@ -790,7 +815,8 @@ class _Builder:
         rule = RuleId.MISSING_CLINICAL_HISTORY
         return _Rendered(
             self.k.rules[rule].summary,
-            [self.text(rule, "problem", ordered=self.ordered)],
+            self.text(rule, "lead", ordered=self.ordered),
+            [self.text(rule, "problem")],
             [self.history_update(recommended=True)],
         )
 
@@ -819,25 +845,31 @@ RULES: dict[RuleId, RuleRendering] = {
     RuleId.MRI_CONTRAINDICATED: RuleRendering(
         MriContraindicated,
         _Builder.mri_contraindicated,
-        {"problem": _needs("implant"), "suggestionLabel": _needs()},
+        {"lead": _needs("implant"), "problem": _needs(), "suggestionLabel": _needs()},
     ),
     RuleId.MRI_CONDITIONAL_IMPLANT: RuleRendering(
         MriConditionalImplant,
         _Builder.mri_conditional_implant,
-        {"problem": _needs("ordered", "implant"), "ctSuggestionLabel": _needs()},
+        {
+            "lead": _needs("ordered", "implant"),
+            "problem": _needs(),
+            "ctSuggestionLabel": _needs(),
+        },
     ),
     RuleId.DISCUSS_WITH_RADIOLOGY: RuleRendering(
         DiscussWithRadiology,
         _Builder.discuss_with_radiology,
-        {"problem": _needs("ordered", "implant", "risks")},
+        {"lead": _needs("ordered", "implant", "risks"), "problem": _needs()},
     ),
     RuleId.INCOMPLETE_MRI_PROTOCOL: RuleRendering(
         IncompleteMri,
         _Builder.incomplete_mri,
         {
             "summaryContrast": _needs(),
-            "regionsProblem": _needs("ordered", "missing"),
-            "contrastProblem": _needs("ordered", "contrast_problem"),
+            "regionsLead": _needs("ordered", "missing"),
+            "regionsProblem": _needs(),
+            "contrastLead": _needs("ordered", "contrast_problem"),
+            "contrastProblem": _needs(),
             "why": _needs(),
             "suggestionLabel": _needs(),
             "ctSuggestionLabel": _needs(),
@@ -849,7 +881,8 @@ RULES: dict[RuleId, RuleRendering] = {
             CtNeck,
             _Builder.ct_neck,
             {
-                "problem": _needs("ordered"),
+                "lead": _needs("ordered"),
+                "problem": _needs(),
                 "ctSuggestionLabel": _needs(),
                 "mriSuggestionLabel": _needs(),
                 "summaryNoCt": _needs(),
@@ -860,15 +893,14 @@ RULES: dict[RuleId, RuleRendering] = {
     RuleId.CT_NECK_MRI_PREFERRED: RuleRendering(
         CtNeck,
         _Builder.ct_neck,
-        {"problem": _needs("ordered"), "suggestionLabel": _needs()},
+        {"lead": _needs("ordered"), "problem": _needs(), "suggestionLabel": _needs()},
     ),
     RuleId.PET_TOO_EARLY: RuleRendering(
         PetTooEarly,
         _Builder.pet_too_early,
         {
-            "problem": _needs(
-                "ordered", "rt_end", "scan_date", "days", "weeks", "min_weeks", "earliest"
-            ),
+            "lead": _needs("ordered", "rt_end", "scan_date", "days", "weeks"),
+            "problem": _needs("min_weeks", "earliest"),
             "deferLabel": _needs("earliest"),
             "deferDescription": _needs("earliest"),
             "alternativeLabel": _needs("alternative"),
@@ -878,7 +910,8 @@ RULES: dict[RuleId, RuleRendering] = {
         UsLimited,
         _Builder.us_limited,
         {
-            "problem": _needs("ordered"),
+            "lead": _needs("ordered"),
+            "problem": _needs(),
             "suggestionLabel": _needs("alternative"),
             "summaryNoStudy": _needs(),
         },
@@ -887,7 +920,8 @@ RULES: dict[RuleId, RuleRendering] = {
         None,
         _Builder.history_only,
         {
-            "problem": _needs("ordered"),
+            "lead": _needs("ordered"),
+            "problem": _needs(),
             "folded": _needs(),
             "suggestionLabel": _needs(),
             "updateDescription": _needs(),

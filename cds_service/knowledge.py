@@ -25,6 +25,9 @@ from cds_service.rules import RuleId
 from cds_service.terminology import Concept, ValueSetName, ValueSets
 
 CHECKED_AGAINST_URL = "urn:salivary-imaging-cds:extension:checked-against"
+#: ValueSet concept designation: the short clinical name a card and an order note use for a
+#: treatment ("IMRT"), instead of a billing descriptor a radiologist would have to decode.
+SHORT_NAME_USE = "urn:salivary-imaging-cds:designation-use"
 
 #: Value sets the reasoning reads; a knowledge folder without one of them is refused.
 REQUIRED_VALUESETS = frozenset(ValueSetName)
@@ -161,10 +164,18 @@ class ImagingOrderKnowledge(_Strict):
         return frozenset((o.system, normalise_code(o.system, o.code)) for o in self.codedOrderables)
 
 
+class CardLink(_Strict):
+    """A link every card carries to the guidance's public text (an absolute URL, verified)."""
+
+    label: str
+    url: str = Field(pattern=r"^https://")
+
+
 class CardSource(_Strict):
     label: str
     url: str = Field(pattern=r"^https://")
     topic: WireCoding
+    links: tuple[CardLink, ...] = ()
 
 
 class OrderTemplate(_Strict):
@@ -387,8 +398,20 @@ def _load_valueset(path: Path) -> tuple[str, list[Concept]]:
         for concept in include["concept"]:
             if not concept.get("display"):
                 raise KnowledgeError(f"{path}: code {concept.get('code')} has no display")
+            short = [
+                d.get("value")
+                for d in concept.get("designation", [])
+                if d.get("use", {}).get("system") == SHORT_NAME_USE
+                and d.get("use", {}).get("code") == "short-clinical-name"
+            ]
             concepts.append(
-                Concept(include["system"], concept["code"], concept["display"], sources[0])
+                Concept(
+                    include["system"],
+                    concept["code"],
+                    concept["display"],
+                    sources[0],
+                    short[0] if short else None,
+                )
             )
     return str(raw["id"]), concepts
 

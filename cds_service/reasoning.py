@@ -56,6 +56,12 @@ def described(text: str | None, code: Code, vs: ValueSets, valueset: str) -> str
     return text or code.display or vs.display(valueset, code)
 
 
+def named_treatment(text: str | None, code: Code, vs: ValueSets, valueset: str) -> str:
+    """What to call a treatment: the record's own words, else the knowledge's short clinical
+    name ("IMRT"), never a procedure code's billing descriptor when a short name exists."""
+    return text or vs.short_name(valueset, code) or code.display or vs.display(valueset, code)
+
+
 @dataclass(frozen=True)
 class PostTreatmentContext:
     """Why the patient is in the post-treatment salivary-cancer scenario."""
@@ -109,7 +115,7 @@ def _treatment(procedure: ProcedureFact, vs: ValueSets) -> TreatmentEvidence | N
         code = vs.match(kind, procedure.codes)
         if code is not None:
             return TreatmentEvidence(
-                procedure, code, kind, described(procedure.text, code, vs, kind)
+                procedure, code, kind, named_treatment(procedure.text, code, vs, kind)
             )
     return None
 

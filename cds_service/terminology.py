@@ -76,6 +76,8 @@ class Concept:
     code: str
     display: str
     source: str
+    #: The short clinical name cards use ("IMRT"), where the display is a billing descriptor.
+    short_name: str | None = None
 
 
 class ValueSets:
@@ -105,6 +107,10 @@ class ValueSets:
     def display(self, name: str, code: Code) -> str:
         """The knowledge's display for a member code (records often send codes without one)."""
         return self._index[name][(code.system, normalise_code(code.system, code.code))].display
+
+    def short_name(self, name: str, code: Code) -> str | None:
+        """The knowledge's short clinical name for a member code, if it has one."""
+        return self._index[name][(code.system, normalise_code(code.system, code.code))].short_name
 
     def contains(self, name: str, codes: Iterable[Code]) -> bool:
         return self.match(name, codes) is not None

@@ -64,6 +64,76 @@ def test_detail_says_why(engine: CdsEngine, sequential_uuids: Callable[[], str])
     assert "2024-04-22 to 2024-06-03" in detail
 
 
+#: What a clinician can take in at a glance in an EHR's card pane: a bound, not a style guide.
+MAX_DETAIL_CHARACTERS = 2000
+MAX_BUTTONS = 2
+MAX_LEAD_CHARACTERS = 220
+
+
+def test_every_card_leads_with_one_sentence_of_why_then_the_table_then_the_evidence(
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
+) -> None:
+    for name in POSITIVE:
+        for card in _cards(engine, name, sequential_uuids):
+            detail = card["detail"]
+            lead = detail.split("\n\n")[0]
+            assert len(lead) <= MAX_LEAD_CHARACTERS, (name, lead)
+            assert lead.count(". ") == 0 and lead.endswith("."), (name, lead)
+            table = detail.index("**ACR ratings for this scenario:**")
+            evidence = detail.index("**Why this patient:**")
+            assert 0 < table < evidence, name
+            assert detail.rstrip().split("\n\n")[-2] == "**Why this patient:**", name
+            assert len(detail) <= MAX_DETAIL_CHARACTERS, (name, len(detail))
+            assert len(card.get("suggestions", [])) <= MAX_BUTTONS, name
+
+
+def test_every_card_links_to_the_guidance(
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
+) -> None:
+    for name in POSITIVE:
+        for card in _cards(engine, name, sequential_uuids):
+            assert card["links"] == [
+                {
+                    "label": "Read the ACR Appropriateness Criteria (J Am Coll Radiol 2023)",
+                    "url": "https://doi.org/10.1016/j.jacr.2023.08.008",
+                    "type": "absolute",
+                }
+            ]
+            assert card["source"]["url"] == "https://doi.org/10.1016/j.jacr.2023.08.008"
+
+
+def test_wording_stays_within_what_the_guidance_says(
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
+) -> None:
+    mri = _cards(
+        engine, "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck", sequential_uuids
+    )
+    assert "may not cover the face and orbits/skull base" in mri[0]["detail"]
+    assert "does not cover" not in mri[0]["detail"]
+    us = _cards(engine, "treated_parotid_cancer_us_neck", sequential_uuids)[0]
+    assert "is limited for assessing the deep tissues" in us["detail"]
+    assert "cannot assess" not in us["detail"] + us["summary"]
+
+
+def test_treatments_are_named_as_clinicians_name_them(
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
+) -> None:
+    """A Procedure coded only by CPT is named by the knowledge's short clinical name in the
+    evidence and in the order's history note; the record's own text wins where it has one."""
+    card = _cards(engine, "treated_parotid_cancer_ct_neck_without_contrast", sequential_uuids)[0]
+    assert "Superficial parotidectomy, facial nerve preserved (CPT 42415)" in card["detail"]
+    assert "Excision of parotid tumor" not in card["detail"]
+    quirks = _cards(engine, "parotid_cancer_cpt_70540_without_contrast", sequential_uuids)[0]
+    note = _replacement(quirks)["note"][-1]["text"]
+    assert "Treatment: Superficial parotidectomy, facial nerve preserved, 2023-02-14." in note
+    pet = _cards(engine, "pet_ct_six_weeks_after_radiotherapy", sequential_uuids)[0]
+    assert "IMRT (CPT 77386)" in pet["detail"] and "when performed" not in pet["detail"]
+    mec = _cards(
+        engine, "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck", sequential_uuids
+    )
+    assert "Left superficial parotidectomy (CPT 42415)" in mec[0]["detail"]
+
+
 def test_contrast_detail_names_both_sequences(
     engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
@@ -148,6 +218,41 @@ def test_replacement_keeps_the_clinicians_reason_and_priority(
             "Condition/htn",
             "Condition/parotid-mec",
         ]
+
+
+def test_a_created_order_keeps_the_drafts_intent_and_category(
+    sequential_uuids: Callable[[], str],
+) -> None:
+    imaging = {
+        "coding": [{"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}]
+    }
+    for name in (
+        "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck",
+        "treated_parotid_cancer_us_neck",
+    ):
+        body = vignette(name)
+        draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+        draft["intent"] = "original-order"
+        draft["category"] = [imaging]
+        for each in (default_engine(), delete_create_engine()):
+            card = each.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
+            created = _replacement(card)
+            ServiceRequest.model_validate(created)
+            assert created["intent"] == "original-order", name
+            assert created["category"] == [imaging], name
+
+
+def test_a_created_order_without_a_usable_intent_is_an_order(
+    sequential_uuids: Callable[[], str],
+) -> None:
+    body = vignette("treated_parotid_cancer_us_neck")
+    body["context"]["draftOrders"]["entry"][0]["resource"]["intent"] = "wish"
+    response = default_engine().evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()
+    for card in response["cards"]:
+        for suggestion in card.get("suggestions", []):
+            for action in suggestion["actions"]:
+                if action["type"] == "create":
+                    assert action["resource"]["intent"] == "order"
 
 
 def test_requester_falls_back_to_the_user_and_encounter_to_the_context(

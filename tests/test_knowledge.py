@@ -295,3 +295,13 @@ def test_every_rule_and_every_finding_has_one_entry() -> None:
     assert set(RULES) == set(RuleId)
     findings = {entry.finding for entry in RULES.values()}
     assert findings == {*get_args(Finding), None}
+
+
+def test_every_treatment_code_has_a_short_clinical_name() -> None:
+    """Cards and order notes name treatments as clinicians do ("IMRT"), not by a billing
+    descriptor: every code of a treatment value set carries its short name."""
+    valuesets = load_knowledge(default_hooks_dir()).valuesets
+    for name in TREATMENT_VALUESETS:
+        for concept in valuesets.concepts(name):
+            assert concept.short_name, (name, concept.code)
+            assert ";" not in concept.short_name and len(concept.short_name) <= 60

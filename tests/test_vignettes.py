@@ -166,7 +166,7 @@ def test_late_pet_warns_when_radiotherapy_ended_recently(client: FlaskClient) ->
     assert _post(client, body) == []
     _procedures(body)[1]["performedPeriod"]["end"] = "2026-10-30"
     [card] = _post(client, body)
-    assert "25 days (3 weeks) later" in card["detail"]
+    assert "25 days (3 weeks) after radiotherapy" in card["detail"]
 
 
 def test_guided_fna_is_silent_but_a_diagnostic_ultrasound_is_not(client: FlaskClient) -> None:
@@ -175,7 +175,7 @@ def test_guided_fna_is_silent_but_a_diagnostic_ultrasound_is_not(client: FlaskCl
     draft = _drafts(body)[0]
     draft["code"] = {"text": "US NECK SOFT TISSUE"}
     [card] = _post(client, body)
-    assert card["summary"].startswith("Neck ultrasound cannot assess deep tissues")
+    assert card["summary"].startswith("Neck ultrasound is limited for deep tissues")
 
 
 def test_order_sign_shows_info_advice_only_at_selection(client: FlaskClient) -> None:
