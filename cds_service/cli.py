@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cds_service.app import build_engine, initialise
+from cds_service.card_page import CardPage, CardSet
 from cds_service.config import load_settings
 from cds_service.engine import CdsEngine
 from cds_service.errors import InputFileError, ServiceError
@@ -27,7 +28,13 @@ from cds_service.replay import (
 )
 from cds_service.report import build_report, format_report
 from cds_service.storage import Database
-from cds_service.vignettes import VignetteBook, default_examples_dir, drift, write_examples
+from cds_service.vignettes import (
+    VignetteBook,
+    default_examples_dir,
+    drift,
+    golden_response,
+    write_examples,
+)
 
 
 def _instant(text: str) -> datetime:
@@ -76,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     examples.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if a file differs"
     )
+
+    page = commands.add_parser(
+        "cards", help="render every vignette's cards as a client shows them, in one HTML page"
+    )
+    page.add_argument("--html", type=Path, required=True, help="the page to write")
+    page.add_argument("--examples", type=Path, default=None, help="default: fhir_examples/")
 
     onboarding = commands.add_parser(
         "orderables",
@@ -160,6 +173,24 @@ def _vignettes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cards(args: argparse.Namespace) -> int:
+    root = args.examples or default_examples_dir()
+    engine = build_engine(load_settings())
+    book = VignetteBook.load(engine.knowledge, root)
+    sets = []
+    for name, vignette in book.vignettes.items():
+        response = golden_response(engine, vignette, book.today)["response"]
+        sets.append(CardSet(name, vignette.description, response.get("cards", [])))
+    page = CardPage().render(sets, "Salivary imaging CDS: the cards of every vignette")
+    try:
+        args.html.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise InputFileError(f"{args.html}: cannot write ({exc})") from exc
+    shown = sum(len(s.cards) for s in sets)
+    print(f"{shown} cards of {len(sets)} vignettes written to {args.html}")
+    return 0
+
+
 def _orderables(args: argparse.Namespace) -> int:
     knowledge = load_knowledge(load_settings().hooks_dir)
     checker = OrderableChecker(knowledge.imaging)
@@ -207,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "init-db": _init_db,
         "replay": _replay,
         "vignettes": _vignettes,
+        "cards": _cards,
         "report": _report,
         "orderables": _orderables,
     }

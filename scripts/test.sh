@@ -10,6 +10,14 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import cds_service, pytest, ruff, mypy" # fail here, clearly, if the install did
 
+# The browser test (tests/test_browser.py) needs Debian's chromium; install it where we may.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing chromium for the browser test"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  } || echo "chromium could not be installed: the browser test will say so"
+fi
+
 if [ -z "${CDS_TEST_POSTGRES_URL:-}" ]; then
   local_pg="postgresql+psycopg://postgres@127.0.0.1:5432/test"
   if .venv/bin/python -c "import psycopg; psycopg.connect('postgresql://postgres@127.0.0.1:5432/test', connect_timeout=3).close()" 2>/dev/null; then
