@@ -27,10 +27,14 @@ from cds_service.guidance import (
     OrderAdvice,
     PatientSituation,
     PetTooEarly,
+    RecurrenceRestaging,
+    RepeatMriTooSoon,
+    TissueConfirmationNext,
     UsLimited,
 )
 from cds_service.knowledge import (
     CardKnowledge,
+    ConcernChoice,
     KnowledgeError,
     OrderKey,
     RatedProcedure,
@@ -38,7 +42,8 @@ from cds_service.knowledge import (
 )
 from cds_service.orders import ImagingOrder
 from cds_service.pama import PamaRater, cpt_codes, with_rating
-from cds_service.reasoning import CancerEvidence, PostTreatmentContext, TreatmentEvidence
+from cds_service.pathway import LastReport, PathwayPosition, Recurrence
+from cds_service.reasoning import CancerEvidence, TreatmentEvidence
 from cds_service.records import OrderFact, PartialDate
 from cds_service.rules import RuleId
 from cds_service.wire import Action, Card, Coding, Link, Source, Suggestion
@@ -86,6 +91,8 @@ class SuggestionStyle:
 
     replacement: ReplacementStyle = "update"
     pama: bool = False
+    #: This service shows the standalone history card (order-sign: once per ordering session).
+    history_card: bool = False
 
 
 @dataclass(frozen=True)
@@ -233,7 +240,10 @@ class CardRenderer:
         rendered = []
         for a in advice:
             card, kinds = self._card(a, situation, ordering, new_uuid, cautions, style)
-            if INDICATOR_RANK[card.indicator] >= floor and a.rule_id is not None:
+            # The standalone history card is info, yet shown where the service asks for it
+            # (order-sign: once per ordering session) whatever its indicator floor.
+            history = a.rule_id == RuleId.MISSING_CLINICAL_HISTORY and style.history_card
+            if (INDICATOR_RANK[card.indicator] >= floor or history) and a.rule_id is not None:
                 rendered.append(RenderedCard(a.rule_id, card, a.order.reference, kinds))
         return rendered
 
@@ -278,6 +288,7 @@ class CardRenderer:
         notices = self._safety_lines(advice, situation, build, suggestions)
         if cautions:
             notices.insert(0, self._words.common("couldNotCheck", lines=" ".join(cautions)))
+        explanation[:0] = self._pathway_lines(advice, situation.pathway, build)
         # One sentence of why, what bears on safety, the ratings at a glance; then the rest.
         paragraphs = [
             rendered.lead,
@@ -285,7 +296,7 @@ class CardRenderer:
             self._ratings_table(advice.rated, advice.order),
             *explanation,
             *([build.prior_markdown()] if situation.latest_prior else []),
-            self._evidence_markdown(situation.context),
+            self._evidence_markdown(situation, build),
         ]
         card = Card(
             uuid=new_uuid(),
@@ -379,24 +390,55 @@ class CardRenderer:
             rows.append(f"| {name} | {procedure.category} | {procedure.radiation} |")
         return f"**{words.common('ratingsHeading')}**\n\n" + "\n".join(rows)
 
-    def _evidence_markdown(self, context: PostTreatmentContext) -> str:
-        lines = [self._cancer_line(context.cancer)]
-        lines += [self._treatment_line(t) for t in context.treatments]
-        heading = self._words.common("evidenceHeading")
+    def _pathway_lines(
+        self, advice: OrderAdvice, pathway: PathwayPosition, build: _Builder
+    ) -> list[str]:
+        """Where the patient stands after the last report, in a card about something else:
+        a recurrence means restaging; a positive report, tissue confirmation next."""
+        if advice.primary is None or isinstance(
+            advice.primary, RecurrenceRestaging | TissueConfirmationNext
+        ):
+            return []
+        words = self._words
+        if pathway.recurrence is not None:
+            recurrence = build.recurrence_phrase(pathway.recurrence)
+            return [words.common("restagingLine", recurrence=recurrence)]
+        report = pathway.last_report
+        if report is not None and report.reading.branch == "positive":
+            return [words.common("positiveLine", report=build.report_phrase(report))]
+        return []
+
+    def _evidence_markdown(self, situation: PatientSituation, build: _Builder) -> str:
+        context, pathway, words = situation.context, situation.pathway, self._words
+        lines = [self._cancer_line(context.cancer, build)]
+        if pathway.histology and pathway.histology.lower() not in context.cancer.display.lower():
+            lines.append(words.common("evidenceHistology", histology=_escape(pathway.histology)))
+        lines += [self._treatment_line(t, build) for t in context.treatments]
+        if pathway.last_report is not None:
+            lines.append(
+                words.common("evidenceLastReport", **build.report_parts(pathway.last_report))
+            )
+        if pathway.recurrence is not None and pathway.recurrence.report is None:
+            # (a report's recurrence is already on the line of the last report)
+            recurrence = build.recurrence_phrase(pathway.recurrence)
+            lines.append(words.common("evidenceRecurrence", recurrence=recurrence))
+        if pathway.adenoid_cystic:
+            lines.append(words.common("accLine"))
+        heading = words.common("evidenceHeading")
         return f"**{heading}**\n\n" + "\n".join(f"- {line}" for line in lines)
 
-    def _cancer_line(self, cancer: CancerEvidence) -> str:
+    def _cancer_line(self, cancer: CancerEvidence, build: _Builder) -> str:
         return self._words.common(
             "evidenceCondition",
-            display=_escape(cancer.display),
+            display=build.shown(cancer.display),
             code_label=cancer.code.label,
             date_phrase=cancer_date_phrase(self._words, cancer),
         )
 
-    def _treatment_line(self, treatment: TreatmentEvidence) -> str:
+    def _treatment_line(self, treatment: TreatmentEvidence, build: _Builder) -> str:
         return self._words.common(
             "evidenceTreatment",
-            display=_escape(treatment.display),
+            display=build.shown(treatment.display),
             code_label=treatment.code.label,
             date_phrase=treatment_date_phrase(self._words, treatment),
         )
@@ -478,40 +520,90 @@ class _Builder:
 
     # history and orders -----------------------------------------------------------------
 
+    def plain(self, text: str) -> str:
+        """An EHR display as a radiologist should read it: billing suffixes cut ("(HCC)")."""
+        for suffix in self.k.billingSuffixes:
+            text = text.replace(suffix, "")
+        return re.sub(r"\s{2,}", " ", text).strip()
+
+    def shown(self, text: str) -> str:
+        """An EHR display for card markdown: billing suffixes cut, markdown escaped."""
+        return _escape(self.plain(text))
+
+    def report_parts(self, report: LastReport) -> dict[str, str]:
+        """The last report as modality, date and finding ("MRI", "2026-08-03", "NI-RADS 2b")."""
+        reading = report.reading
+        finding = (
+            self.k.niradsFinding.format(category=reading.category)
+            if reading.category
+            else self.k.reportFindings[reading.branch]
+        )
+        return {
+            "modality": self.k.modalityNames.get(report.modality, report.modality),
+            "date": report.date.text,
+            "finding": finding,
+        }
+
+    def report_phrase(self, report: LastReport) -> str:
+        parts = self.report_parts(report)
+        return f"{parts['modality']} {parts['date']}: {parts['finding']}"
+
+    def recurrence_phrase(self, recurrence: Recurrence) -> str:
+        """The recurrence's evidence for card markdown: the report by its finding, else the
+        Condition by its name."""
+        if recurrence.report is not None:
+            return self.report_phrase(recurrence.report)
+        return self.shown(recurrence.display)
+
     def history_note(self) -> str:
         words = self.words
         context = self.situation.context
+        pathway = self.situation.pathway
         treatments = "; ".join(
             words.common(
                 "historyTreatment",
-                display=t.display,
+                display=self.plain(t.display),
                 date_phrase=treatment_date_phrase(words, t),
             )
             for t in context.treatments
         )
+        last = pathway.last_report
         prior = ""
-        if self.situation.latest_prior:
-            fact = self.situation.latest_prior.fact
+        latest = self.situation.latest_prior
+        if latest and (last is None or latest.fact.reference != last.study.fact.reference):
             prior = words.common(
                 "historyPrior",
-                prior=fact.display,
-                date=fact.date.text if fact.date else "date unknown",
+                prior=self.plain(latest.fact.display),
+                date=latest.fact.date.text if latest.fact.date else "date unknown",
             )
+        histology = ""
+        if pathway.histology and pathway.histology.lower() not in context.cancer.display.lower():
+            histology = words.common("historyHistology", histology=pathway.histology)
         return words.common(
             "historyNote",
-            cancer=context.cancer.display,
+            cancer=self.plain(context.cancer.display),
             code_label=context.cancer.code.label,
             date_phrase=cancer_date_phrase(words, context.cancer),
+            histology=histology,
             treatments=treatments,
+            last_report=words.common("historyLastReport", **self.report_parts(last))
+            if last
+            else "",
             prior=prior,
+            hallmark=words.common("accHallmark") if pathway.adenoid_cystic else "",
         )
 
-    def _with_history(self, resource: dict[str, Any]) -> dict[str, Any]:
+    def _with_history(
+        self, resource: dict[str, Any], concern: ConcernChoice | None = None
+    ) -> dict[str, Any]:
         cancer = self.situation.context.cancer.condition
         reasons = [r for r in resource.get("reasonReference", []) if isinstance(r, dict)]
         if not any(r.get("reference") == cancer.reference for r in reasons):
             reasons.append(
-                {"reference": cancer.reference, "display": self.situation.context.cancer.display}
+                {
+                    "reference": cancer.reference,
+                    "display": self.plain(self.situation.context.cancer.display),
+                }
             )
         resource["reasonReference"] = reasons
         code = self.situation.context.cancer.code
@@ -525,7 +617,22 @@ class _Builder:
             coding = {"system": code.system, "code": code.code}
             if code.display:
                 coding["display"] = code.display
-            coded.append({"coding": [coding], "text": self.situation.context.cancer.display})
+            coded.append(
+                {"coding": [coding], "text": self.plain(self.situation.context.cancer.display)}
+            )
+        if concern is not None:
+            coded.append(
+                {
+                    "coding": [
+                        {
+                            "system": self.k.clinicalConcernSystem,
+                            "code": concern.code,
+                            "display": concern.display,
+                        }
+                    ],
+                    "text": concern.display,
+                }
+            )
         resource["reasonCode"] = coded
         if not self.draft.has_reason:
             notes = [n for n in resource.get("note", []) if isinstance(n, dict)]
@@ -560,10 +667,10 @@ class _Builder:
                 resource[kept] = copy.deepcopy(original[kept])
         return self._with_history(resource)
 
-    def updated_draft(self, **changes: Any) -> dict[str, Any]:
+    def updated_draft(self, concern: ConcernChoice | None = None, **changes: Any) -> dict[str, Any]:
         resource = copy.deepcopy(dict(self.draft.resource))
         resource.update(changes)
-        return self._with_history(resource)
+        return self._with_history(resource, concern)
 
     def _study_code(self, key: OrderKey) -> dict[str, Any]:
         template = self.k.orders[key]
@@ -625,6 +732,26 @@ class _Builder:
             description=self.words.common("createDescription", alternative=self.k.orders[key].text),
             resource=self.new_order(key),
         )
+
+    def history_choices(self) -> list[Suggestion]:
+        """The history as one-click choices of the reason for the exam (the guidance's third
+        piece of history): each adds the cancer, the concern and the history note."""
+        rule = RuleId.MISSING_CLINICAL_HISTORY
+        return [
+            self._suggestion(
+                "history",
+                self.text(rule, "choiceLabel", concern=concern.display),
+                False,
+                [
+                    self.update(
+                        self.text(rule, "choiceDescription", concern=concern.display),
+                        self.updated_draft(concern),
+                        warned=True,
+                    )
+                ],
+            )
+            for concern in self.k.clinicalConcerns
+        ]
 
     def history_update(self, recommended: bool) -> Suggestion:
         rule = RuleId.MISSING_CLINICAL_HISTORY
@@ -708,7 +835,8 @@ class _Builder:
             )
         (lead, explanation), *others = problems
         paragraphs = [explanation, *(f"{more} {why}" for more, why in others)]
-        paragraphs.append(self.text(rule, "why"))
+        restaging = self.situation.pathway.recurrence is not None
+        paragraphs.append(self.text(rule, "whyRestaging" if restaging else "why"))
         summary = (
             self.k.rules[rule].summary
             if finding.missing_regions
@@ -777,10 +905,10 @@ class _Builder:
         paragraphs = [
             self.text(rule, "problem", min_weeks=finding.minimum_weeks, earliest=earliest)
         ]
-        defer = self._suggestion(
+        defer = self._suggestion(  # the recommendation: MRI now only for a specific concern
             "defer",
             self.text(rule, "deferLabel", earliest=earliest),
-            False,
+            True,
             [
                 self.update(
                     self.text(rule, "deferDescription", earliest=earliest),
@@ -817,7 +945,65 @@ class _Builder:
             self.k.rules[rule].summary,
             self.text(rule, "lead", ordered=self.ordered),
             [self.text(rule, "problem")],
-            [self.history_update(recommended=True)],
+            self.history_choices(),
+        )
+
+    def recurrence_restaging(self, finding: RecurrenceRestaging) -> _Rendered:
+        rule = finding.rule_id
+        recurrence = self.recurrence_phrase(finding.recurrence)
+        return _Rendered(
+            self.k.rules[rule].summary,
+            self.text(rule, "lead", recurrence=recurrence, ordered=self.ordered),
+            [self.text(rule, "problem")],
+            [],
+        )
+
+    def tissue_confirmation_next(self, finding: TissueConfirmationNext) -> _Rendered:
+        rule = finding.rule_id
+        return _Rendered(
+            self.k.rules[rule].summary,
+            self.text(rule, "lead", report=self.report_phrase(finding.report)),
+            [self.text(rule, "problem")],
+            [],
+        )
+
+    def repeat_mri_too_soon(self, finding: RepeatMriTooSoon) -> _Rendered:
+        rule = finding.rule_id
+        parts = self.report_parts(finding.report)
+        expected_from = finding.expected_from.isoformat()
+        defer = self._suggestion(
+            "defer",
+            self.text(rule, "deferLabel", expected_from=expected_from),
+            False,
+            [
+                self.update(
+                    self.text(rule, "deferDescription", expected_from=expected_from),
+                    self.updated_draft(occurrenceDateTime=expected_from),
+                    warned=False,
+                )
+            ],
+        )
+        return _Rendered(
+            self.k.rules[rule].summary,
+            self.text(
+                rule,
+                "lead",
+                ordered=self.ordered,
+                scan_date=finding.scan_date.isoformat(),
+                days=finding.days,
+                modality=parts["modality"],
+                report_date=parts["date"],
+                finding=parts["finding"],
+            ),
+            [
+                self.text(
+                    rule,
+                    "problem",
+                    expected_from=expected_from,
+                    expected_to=finding.expected_to.isoformat(),
+                )
+            ],
+            [defer],
         )
 
 
@@ -871,6 +1057,7 @@ RULES: dict[RuleId, RuleRendering] = {
             "contrastLead": _needs("ordered", "contrast_problem"),
             "contrastProblem": _needs(),
             "why": _needs(),
+            "whyRestaging": _needs(),
             "suggestionLabel": _needs(),
             "ctSuggestionLabel": _needs(),
         },
@@ -916,6 +1103,26 @@ RULES: dict[RuleId, RuleRendering] = {
             "summaryNoStudy": _needs(),
         },
     ),
+    RuleId.RECURRENCE_RESTAGING: RuleRendering(
+        RecurrenceRestaging,
+        _Builder.recurrence_restaging,
+        {"lead": _needs("recurrence", "ordered"), "problem": _needs()},
+    ),
+    RuleId.TISSUE_CONFIRMATION_NEXT: RuleRendering(
+        TissueConfirmationNext,
+        _Builder.tissue_confirmation_next,
+        {"lead": _needs("report"), "problem": _needs()},
+    ),
+    RuleId.REPEAT_MRI_TOO_SOON: RuleRendering(
+        RepeatMriTooSoon,
+        _Builder.repeat_mri_too_soon,
+        {
+            "lead": _needs("ordered", "scan_date", "days", "modality", "report_date", "finding"),
+            "problem": _needs("expected_from", "expected_to"),
+            "deferLabel": _needs("expected_from"),
+            "deferDescription": _needs("expected_from"),
+        },
+    ),
     RuleId.MISSING_CLINICAL_HISTORY: RuleRendering(
         None,
         _Builder.history_only,
@@ -925,6 +1132,8 @@ RULES: dict[RuleId, RuleRendering] = {
             "folded": _needs(),
             "suggestionLabel": _needs(),
             "updateDescription": _needs(),
+            "choiceLabel": _needs("concern"),
+            "choiceDescription": _needs("concern"),
         },
     ),
 }
@@ -940,7 +1149,25 @@ COMMON_TEXTS: dict[str, frozenset[str]] = {
     "orderedCodeMark": _needs("name", "code"),
     "replaceDescription": _needs("alternative"),
     "priorComparison": _needs("prior", "date"),
-    "historyNote": _needs("cancer", "code_label", "date_phrase", "treatments", "prior"),
+    "historyNote": _needs(
+        "cancer",
+        "code_label",
+        "date_phrase",
+        "histology",
+        "treatments",
+        "last_report",
+        "prior",
+        "hallmark",
+    ),
+    "historyHistology": _needs("histology"),
+    "historyLastReport": _needs("modality", "date", "finding"),
+    "evidenceHistology": _needs("histology"),
+    "evidenceLastReport": _needs("modality", "date", "finding"),
+    "evidenceRecurrence": _needs("recurrence"),
+    "accHallmark": _needs(),
+    "accLine": _needs(),
+    "restagingLine": _needs("recurrence"),
+    "positiveLine": _needs("report"),
     "historyTreatment": _needs("display", "date_phrase"),
     "historyPrior": _needs("prior", "date"),
     "createDescription": _needs("alternative"),

@@ -30,6 +30,7 @@ from cds_service.knowledge import Knowledge, KnowledgeError, ServiceDefinition
 from cds_service.names import NameMatcher
 from cds_service.orders import ImagingOrder, OrderClassifier
 from cds_service.pama import cpt_codes
+from cds_service.pathway import PathwayReader
 from cds_service.patient_record import RecordBuilder
 from cds_service.reasoning import find_post_treatment_context
 from cds_service.records import order_fact
@@ -170,6 +171,7 @@ class CdsEngine:
                 )
         self.implant_names = NameMatcher(knowledge.safety.implantTextPatterns)
         self.contrast = ContrastReader(knowledge.contrast, knowledge.valuesets)
+        self.pathway = PathwayReader(knowledge)
         self.records = RecordBuilder(
             knowledge, self.classifier, self.implant_names, filter_irrelevant
         )
@@ -249,8 +251,10 @@ class CdsEngine:
                 devices_known=record.devices_known,
                 latest_prior=latest_prior_imaging(record),
                 today=today or utc_today(),
+                pathway=self.pathway.position(record, clinical),
             )
-            advice = self._switched(advise(situation, orders, k))
+            history_card = service.config.standaloneHistoryCard
+            advice = self._switched(advise(situation, orders, k, history_card))
             ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
             rendered = self.renderer.render(
                 advice,
@@ -262,6 +266,7 @@ class CdsEngine:
                 SuggestionStyle(
                     replacement=self.site.replacement or service.config.replacementStyle,
                     pama=service.config.pamaSystemActions,
+                    history_card=history_card,
                 ),
             )
             shown = [r for r in rendered if self.site.mode(r.rule) == "active"]

@@ -208,9 +208,14 @@ def imaging_study(pid: str, sid: str, description: str, started: str) -> Resourc
 
 
 def diagnostic_report(
-    pid: str, rid: str, text: str, effective: str, status: str = "final"
+    pid: str,
+    rid: str,
+    text: str,
+    effective: str,
+    status: str = "final",
+    conclusion: str | None = None,
 ) -> Resource:
-    return {
+    report: Resource = {
         "resourceType": "DiagnosticReport",
         "id": rid,
         "status": status,
@@ -218,6 +223,9 @@ def diagnostic_report(
         "subject": {"reference": f"Patient/{pid}"},
         "effectiveDateTime": effective,
     }
+    if conclusion:
+        report["conclusion"] = conclusion
+    return report
 
 
 def searchset(

@@ -23,9 +23,10 @@ from cds_service.knowledge import (
 )
 from cds_service.names import NameMatcher
 from cds_service.orders import ImagingOrder, PriorStudy
+from cds_service.pathway import LastReport, PathwayPosition, Recurrence
 from cds_service.patient_record import PatientRecord
 from cds_service.reasoning import PostTreatmentContext, described, usable
-from cds_service.records import PartialDate
+from cds_service.records import PartialDate, shift_months
 from cds_service.rules import RuleId
 from cds_service.terminology import ValueSets
 
@@ -113,6 +114,42 @@ class UsLimited:
     rule_id: Literal[RuleId.US_LIMITED] = RuleId.US_LIMITED
 
 
+@dataclass(frozen=True)
+class RecurrenceRestaging:
+    """Head and neck imaging for a patient with a recurrence on record: restaging, not
+    surveillance (said as its own card when nothing else is, else as a line in that card)."""
+
+    order: ImagingOrder
+    recurrence: Recurrence
+    rule_id: Literal[RuleId.RECURRENCE_RESTAGING] = RuleId.RECURRENCE_RESTAGING
+
+
+@dataclass(frozen=True)
+class TissueConfirmationNext:
+    """New surveillance imaging after a report positive for recurrence (NI-RADS 3): tissue
+    confirmation and a tumour board are the guidance's next steps."""
+
+    order: ImagingOrder
+    report: LastReport
+    rule_id: Literal[RuleId.TISSUE_CONFIRMATION_NEXT] = RuleId.TISSUE_CONFIRMATION_NEXT
+
+
+@dataclass(frozen=True)
+class RepeatMriTooSoon:
+    """A repeat MRI well before the short interval an indeterminate report asks for."""
+
+    order: ImagingOrder
+    report: LastReport
+    scan_date: date
+    expected_from: date
+    expected_to: date
+    rule_id: Literal[RuleId.REPEAT_MRI_TOO_SOON] = RuleId.REPEAT_MRI_TOO_SOON
+
+    @property
+    def days(self) -> int:
+        return (self.scan_date - self.report.date.value).days
+
+
 Finding = (
     MriContraindicated
     | MriConditionalImplant
@@ -121,6 +158,9 @@ Finding = (
     | CtNeck
     | PetTooEarly
     | UsLimited
+    | RecurrenceRestaging
+    | TissueConfirmationNext
+    | RepeatMriTooSoon
 )
 
 
@@ -135,6 +175,8 @@ class PatientSituation:
     latest_prior: PriorStudy | None
     today: date
     contrast: ContrastSafety = field(default_factory=ContrastSafety)
+    #: The last report and any recurrence on record (cds_service.pathway).
+    pathway: PathwayPosition = field(default_factory=PathwayPosition)
 
     @property
     def mri_allowed(self) -> bool:
@@ -350,7 +392,39 @@ def _pet_too_early(
 def primary_finding(
     order: ImagingOrder, situation: PatientSituation, knowledge: Knowledge
 ) -> Finding | None:
-    """The one thing most worth saying about this order, if any."""
+    """The one thing most worth saying about this order, if any: what is wrong with the
+    order itself first; else where the patient stands after the last report."""
+    found = _order_finding(order, situation, knowledge)
+    return found if found is not None else _pathway_finding(order, situation, knowledge)
+
+
+def _pathway_finding(
+    order: ImagingOrder, situation: PatientSituation, knowledge: Knowledge
+) -> Finding | None:
+    pathway = situation.pathway
+    if pathway.recurrence is not None:
+        return RecurrenceRestaging(order, pathway.recurrence)
+    report = pathway.last_report
+    if report is None:
+        return None
+    if report.reading.branch == "positive" and order.modality != "PET-CT":
+        return TissueConfirmationNext(order, report)  # PET/CT may clarify: not discouraged
+    if report.reading.branch == "indeterminate" and order.modality in MRI_MODALITIES:
+        k = knowledge.pathway
+        draft = order.draft
+        scan = draft.occurrence.value if draft.occurrence else situation.today
+        reported = report.date.value
+        if reported <= scan < reported + timedelta(weeks=k.repeatTooSoonWeeks):
+            low, high = k.indeterminateFollowUpMonths
+            return RepeatMriTooSoon(
+                order, report, scan, shift_months(reported, low), shift_months(reported, high)
+            )
+    return None
+
+
+def _order_finding(
+    order: ImagingOrder, situation: PatientSituation, knowledge: Knowledge
+) -> Finding | None:
     protocol = knowledge.imaging.recommendedProtocol
     implant = situation.implant
     if order.modality in MRI_MODALITIES:
@@ -382,9 +456,14 @@ def primary_finding(
 
 
 def advise(
-    situation: PatientSituation, orders: list[ImagingOrder], knowledge: Knowledge
+    situation: PatientSituation,
+    orders: list[ImagingOrder],
+    knowledge: Knowledge,
+    standalone_history: bool = True,
 ) -> list[OrderAdvice]:
-    """Advice for each order that concerns this scenario (head and neck or rated imaging)."""
+    """Advice for each order that concerns this scenario (head and neck or rated imaging). A
+    missing reason is folded into an order's card; alone it is advice only where the service
+    shows the standalone history card (``standalone_history``)."""
     advice: list[OrderAdvice] = []
     head_neck = knowledge.imaging.recommendedProtocol.headNeckRegions
     for order in orders:
@@ -395,6 +474,6 @@ def advise(
             continue  # an FNA or biopsy under imaging: not a diagnostic study to advise on
         primary = primary_finding(order, situation, knowledge)
         missing_history = not order.draft.has_reason
-        if primary is not None or missing_history:
+        if primary is not None or (missing_history and standalone_history):
             advice.append(OrderAdvice(order, primary, missing_history, rated))
     return advice

@@ -32,6 +32,11 @@ SHORT_NAME_USE = "urn:salivary-imaging-cds:designation-use"
 #: Value sets the reasoning reads; a knowledge folder without one of them is refused.
 REQUIRED_VALUESETS = frozenset(ValueSetName)
 
+NiradsCategory = Literal["0", "1", "2a", "2", "2b", "3", "4"]
+Branch = Literal[
+    "incomplete", "negative", "low-suspicion-mucosal", "indeterminate", "positive", "recurrence"
+]
+
 Modality = Literal["MR", "MRA", "CT", "CTA", "PET-CT", "PET-MR", "US", "XR", "NM", "FL", "MG"]
 Contrast = Literal["without", "with", "without-and-with", "unspecified"]
 
@@ -66,6 +71,10 @@ class ServiceConfig(_Strict):
     #: How a replacement is sent: "update" of the selected draft in place (the sandbox's PAMA
     #: screen applies only updates), or "delete-create". A site's client.json may override it.
     replacementStyle: Literal["update", "delete-create"] = "update"
+    #: Show the standalone "add the clinical history" card, for an order with no reason and
+    #: nothing else to say. Off at order-select (it appeared on every correct selection), on at
+    #: order-sign: once per ordering session, at the end, whatever minimumIndicator says.
+    standaloneHistoryCard: bool = False
 
 
 class ServiceDefinition(_Strict):
@@ -207,6 +216,13 @@ class OverrideReason(_Strict):
     display: str = Field(min_length=1, max_length=120)
 
 
+class ConcernChoice(_Strict):
+    """A clinical concern offered as a one-click reason for the exam (own code system)."""
+
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,63}$")
+    display: str = Field(min_length=1, max_length=80)
+
+
 class RuleWording(_Strict):
     indicator: Literal["info", "warning", "critical"]
     summary: str = Field(min_length=1, max_length=139)
@@ -234,6 +250,17 @@ class CardKnowledge(_Strict):
     #: Wording per rule; which texts each rule needs, and which placeholders each may use, is
     #: checked at start-up against the rule's entry in cds_service.cards.RULES.
     rules: dict[RuleId, RuleWording]
+    #: How a modality is named in a sentence ("Last MRI 2026-08-03: NI-RADS 2b").
+    modalityNames: dict[str, str]
+    #: How a report's branch is said, and its NI-RADS category.
+    reportFindings: dict[Branch, str]
+    niradsFinding: str
+    #: EHR billing suffixes cut from displays before a radiologist reads them: in Epic problem
+    #: names "(HCC)" flags a risk-adjustment category, and reads as hepatocellular carcinoma.
+    billingSuffixes: tuple[str, ...]
+    #: The clinical concern a history suggestion offers as one-click reasons (own code system).
+    clinicalConcernSystem: str
+    clinicalConcerns: tuple[ConcernChoice, ...] = Field(min_length=1)
 
     def override_reasons(self, rule_id: RuleId, variants: Iterable[str]) -> tuple[WireCoding, ...]:
         """The rule's reasons for these variants of its problem, then the common ones; each
@@ -328,6 +355,79 @@ class SafetyKnowledge(_Strict):
     petMinimumWeeksAfterRadiotherapy: int = Field(gt=0, le=52)
 
 
+class NiradsReading(_Strict):
+    """How an NI-RADS category is found in a report's conclusion, and what it means."""
+
+    mention: str
+    direct: str
+    labelled: str
+    #: Which category is higher when primary and neck differ (the higher drives management).
+    rank: dict[NiradsCategory, int]
+    branches: dict[NiradsCategory, Branch]
+
+
+class WordingReading(_Strict):
+    """The guidance's positive / negative / indeterminate, from conclusion wording."""
+
+    clauseSplit: str
+    hedges: tuple[str, ...] = Field(min_length=1)
+    negations: tuple[str, ...] = Field(min_length=1)
+    positive: tuple[str, ...] = Field(min_length=1)
+    negative: tuple[str, ...] = Field(min_length=1)
+
+
+class RecurrenceEvidence(_Strict):
+    cancerClinicalStatuses: frozenset[str]
+    metastasisValueSet: ValueSetName
+    metastasisVerificationStatuses: frozenset[str]
+    metastasisClinicalStatuses: frozenset[str]
+
+
+class AccKnowledge(_Strict):
+    """Adenoid cystic carcinoma, whose hallmark is perineural spread: by morphology code or name."""
+
+    morphologyCodes: tuple[WireCoding, ...] = Field(min_length=1)
+    #: Where the codes were checked (shared/clinical/codes.md names the public sources).
+    source: str
+    textPattern: str
+
+
+class PathwayKnowledge(_Strict):
+    """After the surveillance study: reading the last report, recurrence, the next steps."""
+
+    description: str
+    reportStatuses: frozenset[str]
+    reportModalities: frozenset[str]
+    nirads: NiradsReading
+    wording: WordingReading
+    recurrence: RecurrenceEvidence
+    indeterminateFollowUpMonths: tuple[int, int]
+    repeatTooSoonWeeks: int = Field(gt=0, le=26)
+    acc: AccKnowledge
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> PathwayKnowledge:
+        patterns = [
+            self.nirads.mention,
+            self.nirads.direct,
+            self.nirads.labelled,
+            self.wording.clauseSplit,
+            self.acc.textPattern,
+            *self.wording.hedges,
+            *self.wording.negations,
+            *self.wording.positive,
+            *self.wording.negative,
+        ]
+        for pattern in patterns:
+            try:
+                re.compile(pattern, re.IGNORECASE)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} does not compile: {exc}") from exc
+        if set(self.nirads.rank) != set(self.nirads.branches):
+            raise ValueError("every NI-RADS category needs a rank and a branch")
+        return self
+
+
 @dataclass(frozen=True)
 class Knowledge:
     """Everything the engine knows, validated; shared read-only by all requests."""
@@ -339,6 +439,7 @@ class Knowledge:
     ratings: RatingKnowledge
     safety: SafetyKnowledge
     contrast: ContrastSafetyKnowledge
+    pathway: PathwayKnowledge
     #: The version hooks/knowledge/version.json declares (people edit it with the knowledge).
     declared_version: str = "unversioned"
     #: sha256 of every file under hooks/: the version says exactly which knowledge was in force.
@@ -522,6 +623,7 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
         contrast = ContrastSafetyKnowledge.model_validate(
             _read_json(root / "knowledge" / "contrast-safety.json")
         )
+        pathway = PathwayKnowledge.model_validate(_read_json(root / "knowledge" / "pathway.json"))
         version = VersionFile.model_validate(_read_json(root / "knowledge" / "version.json"))
     except ValidationError as exc:
         raise KnowledgeError(f"{root}: {exc}") from exc
@@ -536,6 +638,7 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
         ratings,
         safety,
         contrast,
+        pathway,
         declared_version=version.version,
         digest=files_digest(root, (p for p in root.rglob("*") if p.is_file())),
     )

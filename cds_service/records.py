@@ -11,6 +11,7 @@ validation (``validated``), or it is skipped and counted, never guessed at.
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,13 @@ class PartialDate:
             return cls(match.group(0), date(year, month, day))
         except ValueError:
             return None
+
+
+def shift_months(day: date, months: int) -> date:
+    """``day`` moved by whole months, the day of month clamped to the month's length."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 @dataclass(frozen=True)
@@ -191,6 +199,11 @@ class PriorImagingFact:
     codes: tuple[Code, ...]
     texts: tuple[str, ...]
     date: PartialDate | None
+    #: The resource's status (a report is read for its findings only when final).
+    status: str | None = None
+    #: A DiagnosticReport's conclusion, and its conclusionCode texts and displays: what the
+    #: radiologist concluded (NI-RADS category, or wording), read by cds_service.report_reading.
+    conclusion: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:
@@ -495,4 +508,12 @@ def prior_imaging_fact(r: Mapping[str, Any]) -> PriorImagingFact | None:
     else:
         when = _date(r, "occurrenceDateTime", "occurrencePeriod.end", "authoredOn")
     codes, texts = found
-    return PriorImagingFact(f"{kind}/{r['id']}", codes, texts, when)
+    conclusion: tuple[str, ...] = ()
+    if kind == "DiagnosticReport":
+        said = [_text(r.get("conclusion"))]
+        for concept in _objects(r.get("conclusionCode")):
+            said.append(text_of(concept))
+            said += [c.display for c in codes_of(concept)]
+        conclusion = tuple(dict.fromkeys(t for t in said if t))
+    status = _text(r.get("status"))
+    return PriorImagingFact(f"{kind}/{r['id']}", codes, texts, when, status, conclusion)

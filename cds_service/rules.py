@@ -17,4 +17,7 @@ class RuleId(StrEnum):
     CT_NECK_MRI_PREFERRED = "ct-neck-mri-preferred"
     PET_TOO_EARLY = "pet-too-early"
     US_LIMITED = "us-limited"
+    RECURRENCE_RESTAGING = "recurrence-restaging"
+    TISSUE_CONFIRMATION_NEXT = "tissue-confirmation-next"
+    REPEAT_MRI_TOO_SOON = "repeat-mri-too-soon"
     MISSING_CLINICAL_HISTORY = "missing-clinical-history"

@@ -27,6 +27,7 @@ class ValueSetName(StrEnum):
     IODINATED_CONTRAST_ALLERGY = "iodinated-contrast-allergy"
     SEVERE_KIDNEY_DISEASE = "severe-kidney-disease"
     EGFR = "egfr-observation"
+    SALIVARY_CANCER_METASTASIS = "salivary-cancer-metastasis"
 
 
 #: Value sets read on Conditions (code, bodySite, extensions), on Observations and on Procedures
@@ -40,6 +41,7 @@ CONDITION_VALUESETS = (
     ValueSetName.MRI_UNSAFE_IMPLANT,
     ValueSetName.IODINATED_CONTRAST_ALLERGY,
     ValueSetName.SEVERE_KIDNEY_DISEASE,
+    ValueSetName.SALIVARY_CANCER_METASTASIS,
 )
 #: Value sets read on Observations (code).
 OBSERVATION_VALUESETS = (ValueSetName.EGFR,)

@@ -11,7 +11,6 @@ it fails when the committed files differ from what the data and the engine produ
 
 from __future__ import annotations
 
-import calendar
 import itertools
 import json
 import re
@@ -25,19 +24,13 @@ from cds_service import fhir_build as fb
 from cds_service.engine import CdsEngine
 from cds_service.errors import CdsError, InputFileError
 from cds_service.knowledge import Knowledge
+from cds_service.records import shift_months
 
 _RELATIVE = re.compile(r"^today(?:([+-])(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)w)?(?:(\d+)d)?)?$")
 
 
 def default_examples_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "fhir_examples"
-
-
-def shift_months(day: date, months: int) -> date:
-    """``day`` moved by whole months, the day of month clamped to the month's length."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 def resolve_date(text: str, today: date) -> str:
@@ -152,7 +145,7 @@ class VignetteBook:
             "serviceRequests": self._order,
             "devices": self._device,
             "imagingStudies": self._study,
-            "diagnosticReports": self._verbatim,
+            "diagnosticReports": self._report,
             "allergies": self._allergy,
             "observations": self._lab_result,
         }
@@ -241,6 +234,18 @@ class VignetteBook:
 
     def _study(self, pid: str, r: dict[str, Any]) -> fb.Resource:
         return fb.imaging_study(pid, r["id"], r["description"], r["started"])
+
+    def _report(self, pid: str, r: dict[str, Any]) -> fb.Resource:
+        if "fhir" in r:
+            return self._verbatim(pid, r)
+        return fb.diagnostic_report(
+            pid,
+            r["id"],
+            r["text"],
+            r["effective"],
+            r.get("status", "final"),
+            r.get("conclusion"),
+        )
 
     def _verbatim(self, _pid: str, r: dict[str, Any]) -> fb.Resource:
         resource: fb.Resource = r["fhir"]

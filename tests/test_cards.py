@@ -11,7 +11,14 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service.engine import CdsEngine
 from cds_service.site import Site, SiteCatalogue
-from tests.conftest import SERVICE_ID, default_engine, expected_outcomes, vignette, walk
+from tests.conftest import (
+    SERVICE_ID,
+    SIGN_SERVICE_ID,
+    default_engine,
+    expected_outcomes,
+    vignette,
+    walk,
+)
 
 OUTCOMES = expected_outcomes()
 PAMA_SYSTEM = "http://fhir.org/argonaut/CodeSystem/pama-rating"
@@ -36,8 +43,9 @@ def test_every_card_meets_the_card_rules(
             assert card["source"]["label"] and card["source"]["url"].startswith("https://")
             assert card["source"]["topic"]["code"] == "post-treatment-salivary-imaging"
             suggestions = card.get("suggestions", [])
-            # No suggestion at all only where nothing is safe to click (contrast and implant).
-            assert suggestions or "radiology" in card["summary"]
+            # No suggestion at all only where nothing is safe to click (contrast and implant),
+            # or where the next step is not an order (tissue confirmation, restaging).
+            assert suggestions or "radiology" in card["summary"] or "next steps" in card["summary"]
             assert ("selectionBehavior" in card) is bool(suggestions)
             assert card.get("selectionBehavior", "any") in ("at-most-one", "any")
             assert all(reason["display"] for reason in card["overrideReasons"])
@@ -67,6 +75,7 @@ def test_detail_says_why(engine: CdsEngine, sequential_uuids: Callable[[], str])
 #: What a clinician can take in at a glance in an EHR's card pane: a bound, not a style guide.
 MAX_DETAIL_CHARACTERS = 2000
 MAX_BUTTONS = 2
+MAX_HISTORY_CHOICES = 5
 MAX_LEAD_CHARACTERS = 220
 
 
@@ -84,7 +93,10 @@ def test_every_card_leads_with_one_sentence_of_why_then_the_table_then_the_evide
             assert 0 < table < evidence, name
             assert detail.rstrip().split("\n\n")[-2] == "**Why this patient:**", name
             assert len(detail) <= MAX_DETAIL_CHARACTERS, (name, len(detail))
-            assert len(card.get("suggestions", [])) <= MAX_BUTTONS, name
+            # The history card's buttons are the reasons for the exam, one click each.
+            history = card["summary"].startswith("Add the clinical history")
+            limit = MAX_HISTORY_CHOICES if history else MAX_BUTTONS
+            assert len(card.get("suggestions", [])) <= limit, name
 
 
 def test_every_card_links_to_the_guidance(
@@ -307,11 +319,30 @@ def _first_card(
 
 def test_history_note_carries_histology_treatment_dates_and_prior(engine: CdsEngine) -> None:
     body = vignette("full_protocol_without_clinical_history_prior_mri")
-    card = _first_card(engine, body)
-    [suggestion] = card["suggestions"]
+    card = _first_card(engine, body, SIGN_SERVICE_ID)
+    # The reason for the exam, as one-click choices: each an update of the draft.
+    labels = [s["label"] for s in card["suggestions"]]
+    assert labels == [
+        "Add history, reason: Routine surveillance after treatment, no new symptom",
+        "Add history, reason: New pain at or near the treated site",
+        "Add history, reason: New palpable mass or firmness",
+        "Add history, reason: New facial nerve weakness",
+        "Add history, reason: Other new focal neurologic deficit",
+    ]
+    suggestion = card["suggestions"][2]
     [action] = suggestion["actions"]
     assert action["type"] == "update"
     updated = action["resource"]
+    assert updated["reasonCode"][-1] == {
+        "coding": [
+            {
+                "system": "urn:salivary-imaging-cds:clinical-concern",
+                "code": "palpable-mass",
+                "display": "New palpable mass or firmness",
+            }
+        ],
+        "text": "New palpable mass or firmness",
+    }
     draft = body["context"]["draftOrders"]["entry"][0]["resource"]
     assert updated["id"] == draft["id"] and updated["code"] == draft["code"]
     assert updated["reasonReference"] == [
@@ -327,6 +358,7 @@ def test_history_note_carries_histology_treatment_dates_and_prior(engine: CdsEng
     )
     assert "2022-05-09 to 2022-06-20" in note
     assert "MRI ORBITS FACE NECK W WO CONTRAST (2025-11-02)" in note
+    assert "Adenoid cystic carcinoma: perineural spread is its hallmark" in note
     ServiceRequest.model_validate(updated)
 
 
@@ -475,7 +507,8 @@ def test_the_rating_of_an_update_is_that_of_the_order_as_updated(engine: CdsEngi
 def test_the_table_marks_the_rated_row_of_a_cpt_70543_order(engine: CdsEngine) -> None:
     body = vignette("parotid_cancer_cpt_70543_only")
     del body["context"]["draftOrders"]["entry"][0]["resource"]["reasonReference"]
-    card = _first_card(engine, body)
+    body["hook"] = "order-sign"
+    card = _first_card(engine, body, SIGN_SERVICE_ID)  # the history card, at signing
     assert (
         "| **MRI orbits face neck without and with IV contrast ← ordered as CPT 70543** |"
         in card["detail"]

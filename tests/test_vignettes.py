@@ -10,7 +10,14 @@ from flask.testing import FlaskClient
 
 from cds_service.engine import CdsEngine
 from cds_service.rules import RuleId
-from tests.conftest import HOOK_URL, SIGN_SERVICE_ID, body_of, expected_outcomes, vignette
+from tests.conftest import (
+    HOOK_URL,
+    SERVICE_ID,
+    SIGN_SERVICE_ID,
+    body_of,
+    expected_outcomes,
+    vignette,
+)
 
 OUTCOMES = expected_outcomes()
 
@@ -178,10 +185,31 @@ def test_guided_fna_is_silent_but_a_diagnostic_ultrasound_is_not(client: FlaskCl
     assert card["summary"].startswith("Neck ultrasound is limited for deep tissues")
 
 
-def test_order_sign_shows_info_advice_only_at_selection(client: FlaskClient) -> None:
+def test_the_history_card_shows_once_per_ordering_session_at_signing(
+    client: FlaskClient,
+) -> None:
+    """A correct order without a reason: silence at each selection, one history card at
+    order-sign (the end of the ordering session), with the reasons for the exam to choose."""
     body = vignette("order_sign_full_protocol")
-    assert client.post(f"/cds-services/{SIGN_SERVICE_ID}", json=body).json == {"cards": []}
+    [card] = body_of(client.post(f"/cds-services/{SIGN_SERVICE_ID}", json=body))["cards"]
+    assert card["indicator"] == "info" and card["summary"].startswith("Add the clinical history")
+    assert len(card["suggestions"]) == 5
     body["hook"] = "order-select"
     body["context"]["selections"] = ["ServiceRequest/mri-ofn-sign"]
-    [card] = _post(client, body)
-    assert card["indicator"] == "info"
+    assert _post(client, body) == []
+
+
+def test_the_history_card_fires_less_often_on_the_vignettes(engine: CdsEngine) -> None:
+    """Measured on the vignettes: of the order-select responses, none is a standalone history
+    card any more (it was 1 of 27 cards before); missing history still folds into cards."""
+    standalone = folded = 0
+    for name, expected in OUTCOMES.items():
+        outcome = engine.evaluate(expected["service"], vignette(name))
+        select = expected["service"] == SERVICE_ID
+        for rule, card in zip(outcome.rules, outcome.response.cards, strict=True):
+            if rule == RuleId.MISSING_CLINICAL_HISTORY and select:
+                standalone += 1
+            elif "The order carries no reason" in (card.detail or ""):
+                folded += 1
+    assert standalone == 0
+    assert folded >= 10

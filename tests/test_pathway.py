@@ -1,0 +1,145 @@
+"""Where the patient stands after treatment: the last report's branch, a recurrence on record,
+and what the cards then say. Built on the vignettes, changed one fact at a time."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from cds_service.engine import CdsEngine
+from tests.conftest import SERVICE_ID, vignette
+
+
+def _rules(engine: CdsEngine, body: dict[str, Any]) -> list[str]:
+    return [str(r) for r in engine.evaluate(SERVICE_ID, body).rules]
+
+
+def _cards(engine: CdsEngine, body: dict[str, Any]) -> list[dict[str, Any]]:
+    cards: list[dict[str, Any]] = engine.evaluate(SERVICE_ID, body).response.to_json()["cards"]
+    return cards
+
+
+def _reports(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["resource"] for e in body["prefetch"]["diagnosticReports"]["entry"]]
+
+
+def _report(rid: str, conclusion: str, effective: str, status: str = "final") -> dict[str, Any]:
+    patient = "Patient/pt-pos"
+    return {
+        "resourceType": "DiagnosticReport",
+        "id": rid,
+        "status": status,
+        "code": {"text": "MRI ORBITS FACE NECK W WO CONTRAST"},
+        "subject": {"reference": patient},
+        "effectiveDateTime": effective,
+        "conclusion": conclusion,
+    }
+
+
+def test_a_later_report_that_says_nothing_clear_silences_an_earlier_positive_one(
+    engine: CdsEngine,
+) -> None:
+    body = vignette("positive_report_new_surveillance_mri")
+    assert _rules(engine, body) == ["tissue-confirmation-next"]
+    later = _report(
+        "mri-report-later", "Postoperative changes of left parotidectomy.", "2026-11-20"
+    )
+    body["prefetch"]["diagnosticReports"]["entry"].append({"resource": later})
+    assert _rules(engine, body) == []  # say less, never more
+
+
+def test_only_a_final_report_is_read(engine: CdsEngine) -> None:
+    body = vignette("positive_report_new_surveillance_mri")
+    for status in ("preliminary", "registered", "cancelled", "entered-in-error"):
+        _reports(body)[0]["status"] = status
+        assert _rules(engine, body) == [], status
+    for status in ("final", "amended", "corrected"):
+        _reports(body)[0]["status"] = status
+        assert _rules(engine, body) == ["tissue-confirmation-next"], status
+
+
+def test_an_indeterminate_report_asks_for_the_mri_two_to_three_months_later(
+    engine: CdsEngine,
+) -> None:
+    body = vignette("indeterminate_mri_repeat_after_three_weeks")
+    [card] = _cards(engine, body)
+    assert "between **2027-01-03** and **2027-02-03**" in card["detail"]
+    [defer] = card["suggestions"]
+    [action] = defer["actions"]
+    assert action["type"] == "update"
+    assert action["resource"]["occurrenceDateTime"] == "2027-01-03"
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["occurrenceDateTime"] = "2026-12-20"  # seven weeks after the report: no alert
+    assert _rules(engine, body) == []
+
+
+def test_a_positive_report_does_not_discourage_pet_ct(engine: CdsEngine) -> None:
+    body = vignette("positive_report_new_surveillance_mri")
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["code"] = {
+        "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "78815"}],
+        "text": "PET/CT SKULL BASE TO MID-THIGH",
+    }
+    assert _rules(engine, body) == []
+
+
+def test_a_positive_report_is_named_in_a_card_about_something_else(engine: CdsEngine) -> None:
+    body = vignette("positive_report_new_surveillance_mri")
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["code"] = {"text": "MRI NECK W WO CONTRAST"}
+    [card] = _cards(engine, body)
+    assert "**Last report positive for recurrence** (MRI 2026-11-10: NI-RADS 3)" in card["detail"]
+
+
+def test_a_metastasis_counts_only_confirmed_and_active(engine: CdsEngine) -> None:
+    body = vignette("nodal_metastasis_c77_full_protocol_restaging")
+    assert _rules(engine, body) == ["recurrence-restaging"]
+    conditions = [e["resource"] for e in body["prefetch"]["conditions"]["entry"]]
+    nodes = next(c for c in conditions if c["id"] == "neck-nodes")
+    for field, code, system in (
+        ("verificationStatus", "provisional", "condition-ver-status"),
+        ("verificationStatus", "refuted", "condition-ver-status"),
+        ("clinicalStatus", "resolved", "condition-clinical"),
+    ):
+        changed = copy.deepcopy(body)
+        target = next(
+            e["resource"]
+            for e in changed["prefetch"]["conditions"]["entry"]
+            if e["resource"]["id"] == "neck-nodes"
+        )
+        target[field] = {
+            "coding": [{"system": f"http://terminology.hl7.org/CodeSystem/{system}", "code": code}]
+        }
+        assert _rules(engine, changed) == [], (field, code)
+    assert nodes["code"]["coding"][0]["code"] == "C77.0"
+
+
+def test_billing_suffixes_never_reach_the_radiologist(engine: CdsEngine) -> None:
+    body = vignette("epic_hcc_suffix_parotid_cancer_mri_neck")
+    [card] = _cards(engine, body)
+    assert "(HCC)" not in json.dumps(card)
+    [update] = card["suggestions"][0]["actions"]
+    assert update["resource"]["note"][-1]["text"].startswith(
+        "Clinical history: treated Malignant neoplasm of parotid gland (ICD-10-CM C07)"
+    )
+
+
+def test_adenoid_cystic_carcinoma_is_named_with_its_hallmark_and_others_are_not(
+    engine: CdsEngine,
+) -> None:
+    acc = _cards(engine, vignette("submandibular_acc_after_excision_mri_neck_without_contrast"))
+    assert "perineural spread is its hallmark" in acc[0]["detail"]
+    mec = _cards(engine, vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"))
+    assert "hallmark" not in json.dumps(mec)
+
+
+def test_pet_too_early_recommends_deferring_and_offers_mri_only_for_a_concern(
+    engine: CdsEngine,
+) -> None:
+    [card] = _cards(engine, vignette("pet_ct_six_weeks_after_radiotherapy"))
+    defer, mri = card["suggestions"]
+    assert defer["isRecommended"] is True and defer["label"].startswith("Defer the PET/CT")
+    assert mri["isRecommended"] is False
+    assert mri["label"].endswith("now, only for a specific clinical concern")
+    assert "mimic recurrence on MRI too" in card["detail"]
