@@ -108,7 +108,8 @@ def _load(
         c.suggestion_uuids,
         c.suggestion_kinds,
     )
-    unknown_query = select(
+    # The feedback columns read, for cards known and unknown alike.
+    outcome_columns = (
         f.card_uuid,
         f.outcome,
         f.accepted_suggestions,
@@ -116,7 +117,8 @@ def _load(
         f.override_code,
         f.outcome_timestamp,
         f.id,
-    ).where(f.card_uuid.not_in(select(c.card_uuid)))
+    )
+    unknown_query = select(*outcome_columns).where(f.card_uuid.not_in(select(c.card_uuid)))
     if since is not None:
         card_query = card_query.where(c.issued_at >= since)
         unknown_query = unknown_query.where(f.outcome_timestamp >= since)
@@ -124,15 +126,7 @@ def _load(
         card_query = card_query.where(c.issued_at < until)
         unknown_query = unknown_query.where(f.outcome_timestamp < until)
     known_query = (
-        select(
-            f.card_uuid,
-            f.outcome,
-            f.accepted_suggestions,
-            f.override_display,
-            f.override_code,
-            f.outcome_timestamp,
-            f.id,
-        )
+        select(*outcome_columns)
         .select_from(feedback_items.join(issued_cards, c.card_uuid == f.card_uuid))
         .where(c.card_uuid.in_(card_query.with_only_columns(c.card_uuid).scalar_subquery()))
     )
