@@ -254,7 +254,7 @@ class CdsEngine:
                 pathway=self.pathway.position(record, clinical),
             )
             history_card = service.config.standaloneHistoryCard
-            advice = self._switched(advise(situation, orders, k, history_card))
+            advice = self._switched(advise(situation, orders, k, standalone_history=history_card))
             ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
             rendered = self.renderer.render(
                 advice,

@@ -459,7 +459,8 @@ def advise(
     situation: PatientSituation,
     orders: list[ImagingOrder],
     knowledge: Knowledge,
-    standalone_history: bool = True,
+    *,
+    standalone_history: bool,
 ) -> list[OrderAdvice]:
     """Advice for each order that concerns this scenario (head and neck or rated imaging). A
     missing reason is folded into an order's card; alone it is advice only where the service

@@ -425,6 +425,9 @@ class PathwayKnowledge(_Strict):
                 raise ValueError(f"pattern {pattern!r} does not compile: {exc}") from exc
         if set(self.nirads.rank) != set(self.nirads.branches):
             raise ValueError("every NI-RADS category needs a rank and a branch")
+        low, high = self.indeterminateFollowUpMonths
+        if not 0 < low <= high <= 12:
+            raise ValueError("indeterminateFollowUpMonths: 0 < low <= high <= 12 months")
         return self
 
 

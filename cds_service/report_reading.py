@@ -15,9 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import get_args
 
 from cds_service.knowledge import Branch, NiradsCategory, PathwayKnowledge
 
+#: The NI-RADS categories, by how a report spells them (case aside).
+_CATEGORIES: dict[str, NiradsCategory] = {c: c for c in get_args(NiradsCategory)}
 #: Which branch says most, when a report's clauses differ: the strongest wins.
 _STRENGTH: dict[Branch, int] = {"negative": 1, "indeterminate": 2, "positive": 3}
 
@@ -102,14 +105,4 @@ class ReportReader:
 
 
 def _category(token: str) -> NiradsCategory | None:
-    value = token.lower()
-    categories: dict[str, NiradsCategory] = {
-        "0": "0",
-        "1": "1",
-        "2a": "2a",
-        "2": "2",
-        "2b": "2b",
-        "3": "3",
-        "4": "4",
-    }
-    return categories.get(value)
+    return _CATEGORIES.get(token.lower())

@@ -324,26 +324,29 @@ def test_ultrasound_gets_its_limits_but_guided_fna_does_not(knowledge: Knowledge
         primary_finding(_order(knowledge, "US PAROTID"), situation, knowledge), UsLimited
     )
     guided = _order(knowledge, "US GUIDED FNA NECK NODE")
-    assert advise(situation, [guided], knowledge) == []
+    assert advise(situation, [guided], knowledge, standalone_history=True) == []
 
 
 def test_missing_history_alone_makes_advice(knowledge: Knowledge) -> None:
     situation = _situation(knowledge, _record())
     order = _order(knowledge, "MRI ORBITS FACE NECK W WO CONTRAST")
-    [advice] = advise(situation, [order], knowledge)
+    [advice] = advise(situation, [order], knowledge, standalone_history=True)
     assert advice.primary is None and advice.missing_history
     assert advice.rule_id == "missing-clinical-history"
+    # Where the service shows no standalone history card (order-select), nothing to say.
+    assert advise(situation, [order], knowledge, standalone_history=False) == []
     with_reason = _order(
         knowledge,
         "MRI ORBITS FACE NECK W WO CONTRAST",
         reasonReference=[{"reference": "Condition/ca"}],
     )
-    assert advise(situation, [with_reason], knowledge) == []
+    assert advise(situation, [with_reason], knowledge, standalone_history=True) == []
 
 
 def test_imaging_outside_the_head_and_neck_is_left_alone(knowledge: Knowledge) -> None:
     situation = _situation(knowledge, _record())
-    assert advise(situation, [_order(knowledge, "XR CHEST 2 VIEWS")], knowledge) == []
+    chest = _order(knowledge, "XR CHEST 2 VIEWS")
+    assert advise(situation, [chest], knowledge, standalone_history=True) == []
 
 
 @pytest.mark.parametrize(

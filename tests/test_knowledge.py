@@ -46,7 +46,20 @@ def _first_include(data: Any) -> Any:
     return data["compose"]["include"][0]
 
 
+PATHWAY = "knowledge/pathway.json"
 NEGATIVE_CASES: dict[str, tuple[Edit, str]] = {
+    "report-reading pattern that does not compile": (
+        _edit_json(PATHWAY, lambda d: d["wording"]["hedges"].append("(unclosed")),
+        "does not compile",
+    ),
+    "follow-up interval the wrong way round": (
+        _edit_json(PATHWAY, lambda d: d.update(indeterminateFollowUpMonths=[3, 2])),
+        "indeterminateFollowUpMonths",
+    ),
+    "NI-RADS category without a branch": (
+        _edit_json(PATHWAY, lambda d: d["nirads"]["branches"].pop("2b")),
+        "rank and a branch",
+    ),
     "code without its checked-against source": (
         _edit_json(VS, lambda d: _first_include(d).pop("extension")),
         "checked against",
