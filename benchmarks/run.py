@@ -30,7 +30,13 @@ from typing import Any
 
 import requests
 
-from benchmarks.workload import make_request, resource_count
+from benchmarks.workload import (
+    PATIENT_MARK,
+    make_request,
+    personalised,
+    resource_count,
+    session_calls,
+)
 from cds_service.app import create_app, initialise
 from cds_service.config import Settings
 from cds_service.logs import configure_logging
@@ -42,7 +48,9 @@ TARGETS = {
     "inprocess_typical_p50_ms": 2.0,
     "inprocess_large_p50_ms": 15.0,
     "loopback_typical_rps": 1000.0,
-    "ratio_to_bare": 0.6,
+    "session_ratio_to_bare": 0.6,
+    "cold_ratio_to_bare": 0.45,
+    "p99_over_p50": 3.0,
     "fallback_p50_ms": 30.0,
 }
 
@@ -172,8 +180,9 @@ def start_gunicorn(
     raise RuntimeError(f"{app_spec} did not start: {log.read_text()[-1000:]}")
 
 
-def _worker_peak_rss_kib(master: int) -> int:
-    peaks = []
+def _worker_memory_kib(master: int) -> list[dict[str, int]]:
+    """Resident and peak resident memory (VmRSS, VmHWM) of each worker of a gunicorn master."""
+    workers = []
     for child in Path("/proc").iterdir():
         if not child.name.isdigit():
             continue
@@ -182,19 +191,88 @@ def _worker_peak_rss_kib(master: int) -> int:
         except OSError:
             continue
         if re.search(rf"^PPid:\s+{master}$", status, re.M):
-            match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
-            if match:
-                peaks.append(int(match.group(1)))
-    return max(peaks) if peaks else 0
+            rss = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+            peak = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+            if rss and peak:
+                workers.append({"rss": int(rss.group(1)), "peak": int(peak.group(1))})
+    return workers
 
 
-def _wrk(url: str, body_file: Path, seconds: int, connections: int) -> dict[str, float]:
-    script = body_file.with_suffix(".lua")
-    script.write_text(
-        'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
-    )
+#: wrk's request generator: each call of the workload file in turn, each patient new. A line of
+#: the file is "<1 if the call starts a patient's session>\t<path>\t<body>"; the body's
+#: PATIENT_MARK becomes "<run>t<thread>p<patient number>", unique in the whole benchmark.
+WRK_SCRIPT = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local calls = {}
+local run
+function init(args)
+  run = args[1]
+  for line in io.lines(args[2]) do
+    local first, path, body = line:match("^(%d)\\t([^\\t]+)\\t(.*)$")
+    table.insert(calls, {first == "1", path, body})
+  end
+end
+local n, patient = 0, 0
+local headers = {["Content-Type"] = "application/json"}
+function request()
+  local call = calls[(n % #calls) + 1]
+  n = n + 1
+  if call[1] then patient = patient + 1 end
+  local body = (call[3]:gsub("@P@", run .. "t" .. tid .. "p" .. patient))
+  return wrk.format("POST", call[2], headers, body)
+end
+"""
+
+
+def workload_calls(name: str) -> list[tuple[bool, str, dict[str, Any]]]:
+    """The calls of one workload, as (starts a patient, path, request with PATIENT_MARK).
+
+    cold: every call the typical order-select request of a new patient (new ids, new contents);
+    session: ordering sessions of 2, 3, 4 and 5 order-select calls then an order-sign, for the
+    same patient with the same prefetched resources (4.5 calls a patient on average)."""
+    if name == "cold":
+        return [(True, HOOK, personalised(make_request("typical"), PATIENT_MARK))]
+    calls = []
+    for selects in (2, 3, 4, 5):
+        for index, (service, request) in enumerate(session_calls(selects)):
+            calls.append(
+                (index == 0, f"/cds-services/{service}", personalised(request, PATIENT_MARK))
+            )
+    return calls
+
+
+def _write_workload(name: str, folder: Path) -> Path:
+    path = folder / f"{name}.calls"
+    lines = []
+    for first, route, request in workload_calls(name):
+        body = json.dumps(request, separators=(",", ":"))
+        assert "\t" not in body, "a tab would break the line format"
+        assert "\n" not in body, "a newline would break the line format"
+        lines.append(f"{int(first)}\t{route}\t{body}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _check_workload(url: str, name: str, service: bool) -> None:
+    """Every call of the workload answers 200 (and the service's first call a card) before any
+    figure is taken: a workload of 4xx answers would measure nothing."""
+    for index, (_, route, request) in enumerate(workload_calls(name)):
+        body = json.dumps(request).replace(PATIENT_MARK, f"check{index}")
+        response = requests.post(
+            url + route, data=body, headers={"Content-Type": "application/json"}, timeout=10
+        )
+        assert response.status_code == 200, (name, route, response.text[:300])
+        if service and index == 0:
+            assert response.json()["cards"], f"{name}: the first call gave no card"
+
+
+def _wrk(url: str, calls: Path, run: str, seconds: int, connections: int) -> dict[str, float]:
+    script = calls.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT)
     out = subprocess.run(
         [
             "wrk",
@@ -204,7 +282,10 @@ def _wrk(url: str, body_file: Path, seconds: int, connections: int) -> dict[str,
             "--latency",
             "-s",
             str(script),
-            url + HOOK,
+            url,
+            "--",
+            run,
+            str(calls),
         ],
         capture_output=True,
         text=True,
@@ -212,6 +293,7 @@ def _wrk(url: str, body_file: Path, seconds: int, connections: int) -> dict[str,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    failed = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
 
     def latency(label: str) -> float:
         match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.M)
@@ -224,32 +306,71 @@ def _wrk(url: str, body_file: Path, seconds: int, connections: int) -> dict[str,
         "rps": rps,
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
-        "errors": int(non2xx.group(1)) if non2xx else 0,
+        "errors": (int(non2xx.group(1)) if non2xx else 0)
+        + (sum(int(n) for n in failed.groups()) if failed else 0),
     }
 
 
-def loopback(data_dir: Path, seconds: int, connections: int) -> dict[str, Any]:
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return round(statistics.median(r[key] for r in runs), 2)
+
+
+def loopback(data_dir: Path, seconds: int, connections: int, rounds: int) -> dict[str, Any]:
+    """Both workloads against the service and the bare endpoint, both running at once, in
+    alternating rounds (service, bare, service, bare...) so that the machine's drift touches
+    both alike; the figures are the medians over the rounds."""
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
-    body_file = data_dir / "typical.json"
-    body_file.write_text(json.dumps(make_request("typical")))
-    results: dict[str, Any] = {}
-    for name, spec in (
-        ("service", "cds_service.app:create_app()"),
-        ("bare", "benchmarks.bare_app:create_bare_app()"),
-    ):
-        process, url = start_gunicorn(spec, data_dir, data_dir / f"{name}.log")
-        try:
-            _wrk(url, body_file, 2, connections)  # warm-up
-            results[name] = _wrk(url, body_file, seconds, connections)
-            results[name]["worker_peak_rss_mib"] = round(
-                _worker_peak_rss_kib(process.pid) / 1024, 1
-            )
-        finally:
+    workloads = {name: _write_workload(name, data_dir) for name in ("cold", "session")}
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    try:
+        for name, spec in (
+            ("service", "cds_service.app:create_app()"),
+            ("bare", "benchmarks.bare_app:create_bare_app()"),
+        ):
+            servers[name] = start_gunicorn(spec, data_dir, data_dir / f"{name}.log")
+        for target, (_, url) in servers.items():
+            for workload in workloads:
+                _check_workload(url, workload, service=target == "service")
+            _wrk(url, workloads["cold"], f"warm{target}", 3, connections)
+        after_warm_up = {t: _worker_memory_kib(p.pid) for t, (p, _) in servers.items()}
+        runs: dict[str, dict[str, list[dict[str, float]]]] = {
+            w: {t: [] for t in servers} for w in workloads
+        }
+        for round_ in range(rounds):
+            for workload, calls in workloads.items():
+                for target, (_, url) in servers.items():
+                    run = f"{workload[0]}{round_}{target[0]}"
+                    runs[workload][target].append(_wrk(url, calls, run, seconds, connections))
+        results: dict[str, Any] = {"rounds": rounds, "seconds": seconds, "connections": connections}
+        for workload, by_target in runs.items():
+            figures: dict[str, Any] = {}
+            for target, measured in by_target.items():
+                figures[target] = {
+                    "rps": _median(measured, "rps"),
+                    "p50_ms": _median(measured, "p50_ms"),
+                    "p99_ms": _median(measured, "p99_ms"),
+                    "errors": sum(int(r["errors"]) for r in measured),
+                    "rounds": measured,
+                }
+            figures["ratio_to_bare"] = round(figures["service"]["rps"] / figures["bare"]["rps"], 3)
+            figures["ratio_by_round"] = [
+                round(s["rps"] / b["rps"], 3)
+                for s, b in zip(by_target["service"], by_target["bare"], strict=True)
+            ]
+            results[workload] = figures
+        for target, (process, _) in servers.items():
+            before, after = after_warm_up[target], _worker_memory_kib(process.pid)
+            results[f"{target}_workers_mib"] = {
+                "rss_after_warm_up": [round(w["rss"] / 1024, 1) for w in before],
+                "rss_at_end": [round(w["rss"] / 1024, 1) for w in after],
+                "peak": [round(w["peak"] / 1024, 1) for w in after],
+            }
+        return results
+    finally:
+        for process, _ in servers.values():
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=20)
-    results["ratio_to_bare"] = round(results["service"]["rps"] / results["bare"]["rps"], 3)
-    return results
 
 
 def main() -> None:
@@ -257,6 +378,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-loopback", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:
@@ -267,7 +389,7 @@ def main() -> None:
             "fallback_ms": fallback(data_dir, max(200, args.iterations // 5)),
         }
         if not args.skip_loopback:
-            results["loopback"] = loopback(data_dir, args.seconds, args.connections)
+            results["loopback"] = loopback(data_dir, args.seconds, args.connections, args.rounds)
     report(results)
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -285,15 +407,23 @@ def report(results: dict[str, Any]) -> None:
     print(f"p50 {fb['p50']:.2f}  p95 {fb['p95']:.2f}  p99 {fb['p99']:.2f}")
     loop = results.get("loopback")
     if loop and "skipped" not in loop:
-        print("\nloopback, gunicorn 2 workers, wrk, typical request")
-        for name in ("service", "bare"):
-            f = loop[name]
+        print(
+            f"\nloopback, gunicorn 2 workers, wrk {loop['connections']} connections, "
+            f"medians of {loop['rounds']} rounds of {loop['seconds']} s"
+        )
+        for workload in ("cold", "session"):
+            for name in ("service", "bare"):
+                f = loop[workload][name]
+                print(
+                    f"{workload:<8}{name:<8} {f['rps']:>8.0f} req/s  p50 {f['p50_ms']:.2f} ms  "
+                    f"p99 {f['p99_ms']:.2f} ms  errors {f['errors']}"
+                )
+            ratios = ", ".join(f"{r:.2f}" for r in loop[workload]["ratio_by_round"])
             print(
-                f"{name:<8} {f['rps']:>8.0f} req/s  p50 {f['p50_ms']:.2f} ms  "
-                f"p99 {f['p99_ms']:.2f} ms  errors {f['errors']}  "
-                f"worker peak RSS {f['worker_peak_rss_mib']} MiB"
+                f"{workload:<8}ratio service/bare: {loop[workload]['ratio_to_bare']:.2f} ({ratios})"
             )
-        print(f"ratio service/bare: {loop['ratio_to_bare']:.2f}")
+        for name in ("service", "bare"):
+            print(f"{name} workers, MiB: {loop[f'{name}_workers_mib']}")
     elif loop:
         print(f"\nloopback: {loop['skipped']}")
     print("\ntargets:", ", ".join(f"{k} {v}" for k, v in TARGETS.items()))

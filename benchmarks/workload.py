@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ BASE_VIGNETTE = (
     ROOT / "fhir_examples" / "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json"
 )
 LOCAL_LAB = "http://hospital.example.org/fhir/CodeSystem/lab-orderables"
+LOCAL_IMAGING = "http://hospital.example.org/fhir/CodeSystem/imaging-orderables"
 COMORBIDITIES = [
     ("I10", "Essential (primary) hypertension"),
     ("E11.9", "Type 2 diabetes mellitus without complications"),
@@ -117,3 +119,95 @@ def resource_count(request: dict[str, Any]) -> int:
         for v in request["prefetch"].values()
         if isinstance(v, dict)
     )
+
+
+#: Written into patient and resource ids by ``personalised``; the load generator replaces it with
+#: a number of its own, so every patient it sends is new to the service.
+PATIENT_MARK = "@P@"
+
+
+def personalised(request: dict[str, Any], patient: str) -> dict[str, Any]:
+    """The same request for another patient: the patient's id and every resource id (with the
+    references, selections and fullUrls that name them) end in ``-<patient>``. Contents differ
+    too, since every resource names its subject."""
+    ids = {
+        (node["resourceType"], node["id"])
+        for node in _walk(request)
+        if isinstance(node.get("resourceType"), str) and isinstance(node.get("id"), str)
+    }
+    ids.add(("Patient", request["context"]["patientId"]))
+
+    def renamed(reference: str) -> str:
+        """``Type/id`` or a URL ending in it, renamed when it names a resource of the request."""
+        parts = reference.rsplit("/", 2)
+        named = len(parts) >= 2 and (parts[-2], parts[-1]) in ids
+        return f"{reference}-{patient}" if named else reference
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: rewrite(value) for key, value in node.items()}
+        if isinstance(out.get("resourceType"), str) and isinstance(out.get("id"), str):
+            out["id"] = f"{out['id']}-{patient}"
+        for key in ("reference", "fullUrl"):
+            if isinstance(out.get(key), str):
+                out[key] = renamed(out[key])
+        return out
+
+    copied: dict[str, Any] = rewrite(request)
+    context = copied["context"]
+    context["patientId"] = f"{context['patientId']}-{patient}"
+    if "selections" in context:
+        context["selections"] = [renamed(s) for s in context["selections"]]
+    return copied
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+
+
+#: The drafts of an ordering session, in the order they are selected: the first is the typical
+#: request's own "MRI NECK SOFT TISSUE W WO CONTRAST".
+SESSION_DRAFTS = [
+    ("ct-neck-2", "CT NECK WO CONTRAST"),
+    ("us-neck-3", "US NECK SOFT TISSUE"),
+    ("mri-neck-4", "MRI NECK W/O CONTRAST"),
+    ("lab-5", "CBC WITH DIFFERENTIAL"),
+]
+ORDER_SELECT = "salivary-post-treatment-imaging-order-select"
+ORDER_SIGN = "salivary-post-treatment-imaging-order-sign"
+
+
+def session_calls(selects: int, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
+    """One ordering session as an EHR sends it: ``selects`` order-select calls (2-5), each
+    selecting one more draft, then order-sign with every draft; the same prefetched resources
+    (the typical request's) throughout. Returns (service id, request) pairs."""
+    if not 2 <= selects <= 1 + len(SESSION_DRAFTS):
+        raise ValueError(f"a session selects 2 to {1 + len(SESSION_DRAFTS)} drafts")
+    typical = make_request("typical", seed)
+    pid = typical["context"]["patientId"]
+    first = typical["context"]["draftOrders"]["entry"][0]["resource"]
+    drafts = [first] + [
+        fb.service_request(pid, rid, codings=[fb.coding(LOCAL_IMAGING, f"S{i}", name)], text=name)
+        for i, (rid, name) in enumerate(SESSION_DRAFTS[: selects - 1])
+    ]
+    calls = []
+    for count in range(1, selects + 1):
+        request = copy.deepcopy(typical)
+        request["context"]["draftOrders"] = fb.collection(drafts[:count])
+        request["context"]["selections"] = [f"ServiceRequest/{drafts[count - 1]['id']}"]
+        calls.append((ORDER_SELECT, request))
+    sign = copy.deepcopy(typical)
+    sign["hook"] = "order-sign"
+    del sign["context"]["selections"]
+    sign["context"]["draftOrders"] = fb.collection(drafts)
+    calls.append((ORDER_SIGN, sign))
+    return calls
