@@ -108,6 +108,51 @@ def in_process(data_dir: Path, iterations: int) -> dict[str, Any]:
     return results
 
 
+def in_process_workloads(data_dir: Path, batches: int, calls: int) -> dict[str, Any]:
+    """CPU time per call (process time, ms) of the cold and session workloads, through the
+    service and the bare endpoint in-process, in interleaved batches: medians over batches.
+
+    Steadier than the loopback figures on a shared machine (time stolen by other guests is not
+    counted), so each speed lever's effect can be read here; the loopback ratio is the target.
+    """
+    from benchmarks.bare_app import create_bare_app
+
+    clients = {
+        "service": _production_like_app(data_dir).test_client(),
+        "bare": create_bare_app().test_client(),
+    }
+    prepared = {
+        name: [
+            (first, route, json.dumps(request)) for first, route, request in workload_calls(name)
+        ]
+        for name in ("cold", "session")
+    }
+    samples: dict[str, dict[str, list[float]]] = {w: {t: [] for t in clients} for w in prepared}
+    patient = 0
+    for batch in range(batches + 1):  # the first batch warms up
+        for workload, sequence in prepared.items():
+            for target, client in clients.items():
+                bodies = []
+                for index in range(calls):
+                    first, route, body = sequence[index % len(sequence)]
+                    patient += first
+                    bodies.append((route, body.replace(PATIENT_MARK, f"b{batch}n{patient}")))
+                started = time.process_time()
+                for route, body in bodies:
+                    response = client.post(route, data=body, content_type="application/json")
+                    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+                if batch:
+                    samples[workload][target].append((time.process_time() - started) * 1000 / calls)
+    results: dict[str, Any] = {"batches": batches, "calls_per_batch": calls}
+    for workload, by_target in samples.items():
+        figures = {target: round(statistics.median(ms), 3) for target, ms in by_target.items()}
+        results[workload] = {
+            "cpu_ms_per_call": figures,
+            "ratio_to_bare": round(figures["bare"] / figures["service"], 3),
+        }
+    return results
+
+
 def fallback(data_dir: Path, iterations: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     from tests.fhir_standin import FhirStandIn
@@ -379,6 +424,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--skip-loopback", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:
@@ -386,6 +432,7 @@ def main() -> None:
         results: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
             "in_process_ms": in_process(data_dir, args.iterations),
+            "in_process_workloads": in_process_workloads(data_dir, args.batches, 90),
             "fallback_ms": fallback(data_dir, max(200, args.iterations // 5)),
         }
         if not args.skip_loopback:
@@ -401,6 +448,15 @@ def report(results: dict[str, Any]) -> None:
     for kind, figures in results["in_process_ms"].items():
         print(
             f"{kind:<10}{figures['resources']:>10}{figures['p50']:>9.2f}{figures['p95']:>9.2f}{figures['p99']:>9.2f}"
+        )
+    workloads = results["in_process_workloads"]
+    print("\nin-process CPU per call, ms (medians of batches)")
+    for workload in ("cold", "session"):
+        figures = workloads[workload]
+        cpu = figures["cpu_ms_per_call"]
+        print(
+            f"{workload:<8} service {cpu['service']:.3f}  bare {cpu['bare']:.3f}  "
+            f"ratio {figures['ratio_to_bare']:.3f}"
         )
     fb = results["fallback_ms"]
     print("\nfallback (3 keys from a loopback FHIR server), ms: ", end="")

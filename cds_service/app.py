@@ -29,6 +29,7 @@ from cds_service.circuit import CircuitBreakers
 from cds_service.config import Settings, load_settings
 from cds_service.engine import CdsEngine
 from cds_service.errors import CdsError, ConfigurationError
+from cds_service.fact_cache import FactCache
 from cds_service.fhir_client import FetchLimits, FhirFetcher
 from cds_service.knowledge import load_knowledge
 from cds_service.metrics import install_metrics
@@ -53,7 +54,12 @@ def build_engine(settings: Settings) -> CdsEngine:
     """The engine for these settings: hooks/ knowledge and the site folder, both validated."""
     knowledge = load_knowledge(settings.hooks_dir)
     site = load_site(settings.site_dir, knowledge.imaging.study_keys())
-    return CdsEngine(knowledge, max_orders=settings.max_orders, site=site)
+    cache = (
+        FactCache(settings.fact_cache_entries, settings.fact_cache_ttl)
+        if settings.fact_cache
+        else None
+    )
+    return CdsEngine(knowledge, max_orders=settings.max_orders, site=site, fact_cache=cache)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

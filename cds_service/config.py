@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     #: Draft orders judged in one hook call at most; more is a 400 naming the limit.
     max_orders: int = Field(default=50, ge=1, le=500)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Keep what each resource read as between calls of an ordering session (patient data in
+    #: this worker's memory only, never written; see README "Security"): on or off.
+    fact_cache: bool = True
+    #: At most this many resources kept per worker process; each for at most the TTL, seconds.
+    fact_cache_entries: int = Field(default=20_000, ge=1, le=1_000_000)
+    fact_cache_ttl: float = Field(default=600.0, gt=0, le=3600)
     #: Browser origins allowed by CORS (the CDS Hooks sandbox is a browser app), comma-separated.
     #: Unset: "*" in development, none in production.
     cors_origins: CommaList | None = None

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from cds_service.cards import CardRenderer, OrderingContext, SuggestionStyle, UuidFactory
 from cds_service.contrast import ContrastReader
 from cds_service.errors import InvalidRequestError, UnknownServiceError
+from cds_service.fact_cache import FactCache, content_key, key_prefix
 from cds_service.fhir_data import PrefetchReading, draft_orders, gather
 from cds_service.guidance import (
     OrderAdvice,
@@ -33,7 +34,7 @@ from cds_service.pama import cpt_codes
 from cds_service.pathway import PathwayReader
 from cds_service.patient_record import RecordBuilder
 from cds_service.reasoning import find_post_treatment_context
-from cds_service.records import order_fact
+from cds_service.records import order_fact, validated
 from cds_service.rules import RuleId
 from cds_service.site import NO_SITE, Site, knowledge_version, with_site_orderables
 from cds_service.wire import (
@@ -143,10 +144,13 @@ class CdsEngine:
         filter_irrelevant: bool = True,
         max_orders: int = DEFAULT_MAX_ORDERS,
         site: Site = NO_SITE,
+        fact_cache: FactCache | None = None,
     ) -> None:
         """``filter_irrelevant=False`` validates every resource (the tests compare both ways);
         ``max_orders`` bounds the draft orders judged in one call (more is a 400); ``site``
-        is the site folder's orderables and rule modes (none by default)."""
+        is the site folder's orderables and rule modes (none by default); ``fact_cache`` keeps
+        what each resource and draft read as between calls (none by default; the app's is
+        configured by CDS_FACT_CACHE)."""
         if site.catalogue.reads:
             cards, no_orderable = with_site_orderables(knowledge.cards, site.catalogue)
             knowledge = replace(knowledge, cards=cards)
@@ -172,8 +176,14 @@ class CdsEngine:
         self.implant_names = NameMatcher(knowledge.safety.implantTextPatterns)
         self.contrast = ContrastReader(knowledge.contrast, knowledge.valuesets)
         self.pathway = PathwayReader(knowledge)
+        self.fact_cache = fact_cache
         self.records = RecordBuilder(
-            knowledge, self.classifier, self.implant_names, filter_irrelevant
+            knowledge,
+            self.classifier,
+            self.implant_names,
+            filter_irrelevant,
+            fact_cache,
+            self.version,
         )
 
     def service(self, service_id: str) -> ServiceDefinition:
@@ -204,10 +214,22 @@ class CdsEngine:
         if service.config.ordersToCheck == "selections" and isinstance(context, OrderSelectContext):
             wanted = {"/".join(s.split("/")[-2:]) for s in context.selections}
         known = self.classifier.known_systems
-        drafts = draft_orders(context.draftOrders, wanted, context.patientId, self.max_orders)
+        drafts = draft_orders(
+            context.draftOrders, wanted, context.patientId, self.max_orders, self._draft_is_valid
+        )
         return [
             o for d in drafts if (o := self.classifier.classify(order_fact(d, known))) is not None
         ]
+
+    def _draft_is_valid(self, draft: Mapping[str, Any], patient_id: str) -> bool:
+        """Whether a draft order is valid FHIR, from the fact cache when it holds the answer
+        (a session sends the same drafts again with each selection)."""
+        if self.fact_cache is None:
+            return validated(draft) is not None
+        return self.fact_cache.get_or_compute(
+            content_key(key_prefix(f"draft:{self.version}", patient_id), draft),
+            lambda: validated(draft) is not None,
+        )
 
     def decide(
         self,

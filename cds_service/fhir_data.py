@@ -15,7 +15,7 @@ required keys give 412 and missing optional ones are simply unknown.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -146,8 +146,20 @@ def gather(
     return reading
 
 
+def _valid(draft: Mapping[str, Any], patient_id: str) -> bool:  # noqa: ARG001 - DraftCheck
+    return validated(draft) is not None
+
+
+#: Whether a cleaned draft, filled in for the patient in context, is valid FHIR.
+DraftCheck = Callable[[Mapping[str, Any], str], bool]
+
+
 def draft_orders(
-    draft_bundle: Mapping[str, Any], wanted: set[str] | None, patient_id: str, limit: int
+    draft_bundle: Mapping[str, Any],
+    wanted: set[str] | None,
+    patient_id: str,
+    limit: int,
+    is_valid: DraftCheck = _valid,
 ) -> list[dict[str, Any]]:
     """Return the draft ServiceRequests (all, or those named in ``wanted``), cleaned and valid.
 
@@ -189,7 +201,6 @@ def draft_orders(
         filled.setdefault("status", "draft")
         filled.setdefault("intent", "order")
         filled.setdefault("subject", {"reference": f"Patient/{patient_id}"})
-        valid = validated(filled)
-        if valid is not None:
-            orders.append(valid)
+        if is_valid(filled, patient_id):
+            orders.append(filled)  # cleaned already: what validated() would return
     return orders

@@ -8,6 +8,9 @@ uses (its value sets, its implant and head and neck patterns), so the filter can
 the reasoning. The tests replay every vignette with and without the filter and compare whole
 responses. A resource that is not valid FHIR, or that names another patient, is skipped and
 counted, never guessed at: with less data the service says less.
+
+What a resource reads as depends only on its content and the patient in context: with a fact
+cache (cds_service.fact_cache), the calls of one ordering session read each resource once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.codesystems import normalise_code
+from cds_service.fact_cache import FactCache, content_key, key_prefix
 from cds_service.json_limits import same_content
 from cds_service.knowledge import Knowledge
 from cds_service.names import NameMatcher
@@ -64,6 +68,15 @@ Screen = Callable[[Mapping[str, Any]], bool]
 Reader = Callable[[Mapping[str, Any]], Fact | None]
 
 
+class _Skipped:
+    """A resource that could matter but is not valid FHIR or not this patient's: counted."""
+
+
+SKIPPED = _Skipped()
+#: What one resource reads as: its fact, SKIPPED, or None (it cannot matter).
+Reading = Fact | _Skipped | None
+
+
 @dataclass(frozen=True)
 class PatientRecord:
     """The patient's history as the reasoning sees it.
@@ -104,7 +117,12 @@ class RecordBuilder:
         classifier: OrderClassifier,
         implant_names: NameMatcher,
         filter_irrelevant: bool = True,
+        fact_cache: FactCache | None = None,
+        knowledge_version: str = "",
     ) -> None:
+        """``fact_cache``: where readings are kept between calls (None: every call reads every
+        resource); its keys name the knowledge in force (``knowledge_version``: hooks/ and the
+        site folder) and the filter mode, so a cache can never answer for other knowledge."""
         vs = knowledge.valuesets
 
         def members(names: Iterable[str]) -> frozenset[tuple[str, str]]:
@@ -127,6 +145,8 @@ class RecordBuilder:
         self._egfr_codes = members(OBSERVATION_VALUESETS)
         self._egfr_names = NameMatcher(contrast.egfrNamePatterns)
         self._filter = filter_irrelevant
+        self._cache = fact_cache
+        self._cache_namespace = f"record:{knowledge_version}:{filter_irrelevant}"
         #: Per resource type: whether it can matter (read before validation), and its reader.
         self._screens: dict[str, tuple[Screen, Reader]] = {
             "Condition": (self._condition_matters, condition_fact),
@@ -195,6 +215,10 @@ class RecordBuilder:
         first_seen: dict[tuple[str, str], Mapping[str, Any]] = {}
         contradictory: set[tuple[str, str]] = set()
         skipped = 0
+        prefix = b""
+        if self._cache is not None:
+            self._cache.sweep()
+            prefix = key_prefix(self._cache_namespace, patient_id)
         for raw in resources:
             kind, rid = raw.get("resourceType"), raw.get("id")
             if not isinstance(kind, str) or kind not in READ_TYPES:
@@ -206,13 +230,13 @@ class RecordBuilder:
                     contradictory.add(key)
                 if key in kept or key in contradictory:
                     continue
-            fact = self._read(kind, raw)
-            if fact is None:
+            reading = self._reading(kind, raw, patient_id, prefix)
+            if reading is None:
                 continue  # cannot matter
-            if validated(raw) is None or subject_tie(raw, patient_id) != "same":
+            if isinstance(reading, _Skipped):
                 skipped += 1
                 continue
-            kept[(kind, str(rid))] = fact
+            kept[(kind, str(rid))] = reading
         skipped += sum(1 for key in contradictory if kept.pop(key, None) is not None)
         facts = list(kept.values())
         return PatientRecord(
@@ -228,6 +252,26 @@ class RecordBuilder:
             allergies_known,
             observations_known,
         )
+
+    def _reading(
+        self, kind: str, raw: Mapping[str, Any], patient_id: str, prefix: bytes
+    ) -> Reading:
+        """What the resource reads as for this patient, from the cache when it holds it
+        (``prefix``: the cache keys' for this patient)."""
+        if self._cache is None:
+            return self._read_validated(kind, raw, patient_id)
+        return self._cache.get_or_compute(
+            content_key(prefix, raw),
+            lambda: self._read_validated(kind, raw, patient_id),
+        )
+
+    def _read_validated(self, kind: str, raw: Mapping[str, Any], patient_id: str) -> Reading:
+        fact = self._read(kind, raw)
+        if fact is None:
+            return None
+        if validated(raw) is None or subject_tie(raw, patient_id) != "same":
+            return SKIPPED
+        return fact
 
     def _read(self, kind: str, raw: Mapping[str, Any]) -> Fact | None:
         """The resource's fact, or None when it cannot matter (screened before validation)."""

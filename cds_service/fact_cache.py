@@ -1,0 +1,120 @@
+"""A bounded, per-process memory of what was read from a resource, keyed by its content.
+
+An EHR calls order-select for every selection and order-sign at the end, for the same patient,
+with the same prefetched resources, within minutes. Reading a resource (screening it, validating
+it with fhir.resources, tying it to the patient) costs up to ~170 µs and gives the same answer
+every time for the same content, so the answer is kept here, keyed by a hash of the resource's
+canonical JSON (and what else the answer depends on). The same id with new content has another
+key: it is read again. Entries expire a TTL (minutes) after they were stored, and past the
+capacity the oldest go first, so memory stays bounded whatever the traffic.
+
+What is kept is patient data (the facts: codes, names, dates), in this process's memory only:
+never written anywhere, gone when the worker stops. ``CDS_FACT_CACHE=off`` switches it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+#: What stands for "nothing kept": None is a value worth keeping (a resource that cannot matter).
+_ABSENT = object()
+
+
+def key_prefix(namespace: str, context: str) -> bytes:
+    """What a key depends on besides the resource: the namespace (which reading, under which
+    knowledge) and the context (the patient in context). Built once per call."""
+    return b"%s\x00%s\x00" % (namespace.encode(), context.encode("utf-8", "surrogatepass"))
+
+
+def content_key(prefix: bytes, resource: Mapping[str, Any]) -> bytes | None:
+    """sha256 of the prefix and the resource's canonical JSON (keys sorted). None when the
+    resource cannot be serialised canonically (an integer past 64 bits, nesting past orjson's
+    limit): it is then read without the cache, as if the cache were off."""
+    try:
+        canonical = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return None
+    return hashlib.sha256(prefix + canonical).digest()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    expirations: int = 0
+
+
+class FactCache:
+    """At most ``capacity`` entries, each valid for ``ttl_seconds`` after it was stored.
+
+    Entries are kept in the order they were stored, so the expired ones are always at the
+    front, where ``sweep`` drops them; an expired entry is never answered from. Thread-safe
+    (gunicorn's threads share one per worker process). Values must be immutable: every caller
+    with the same key gets the same object.
+    """
+
+    def __init__(self, capacity: int, ttl_seconds: float, clock: Clock = time.monotonic) -> None:
+        if capacity < 1 or ttl_seconds <= 0:
+            raise ValueError("a fact cache needs a capacity of at least 1 and a positive TTL")
+        self.capacity = capacity
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[float, object]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get_or_compute(self, key: bytes | None, compute: Callable[[], T]) -> T:
+        """The value kept under ``key`` while it is fresh; else ``compute()``, kept and returned.
+        A key of None (the content could not be hashed) always computes and keeps nothing."""
+        if key is None:
+            return compute()
+        found = self._lookup(key)
+        if found is not _ABSENT:
+            return found  # type: ignore[return-value]  # stored by this method: a T
+        value = compute()  # outside the lock: other threads read on meanwhile
+        self._store(key, value)
+        return value
+
+    def sweep(self) -> None:
+        """Drop the expired entries: called once per hook call, so patient data outlives its
+        TTL by no more than the time to the worker's next call."""
+        with self._lock:
+            now = self._clock()
+            entries = self._entries
+            while entries:
+                stored_at = next(iter(entries.values()))[0]
+                if now - stored_at < self.ttl_seconds:
+                    return
+                entries.popitem(last=False)
+                self.stats.expirations += 1
+
+    def _lookup(self, key: bytes) -> object:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self._clock() - entry[0] >= self.ttl_seconds:
+                self.stats.misses += 1
+                return _ABSENT
+            self.stats.hits += 1
+            return entry[1]
+
+    def _store(self, key: bytes, value: object) -> None:
+        with self._lock:
+            self._entries.pop(key, None)  # stored anew: its TTL starts again, at the back
+            self._entries[key] = (self._clock(), value)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+                self.stats.evictions += 1
