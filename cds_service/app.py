@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import structlog
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from flask_cors import CORS
@@ -119,15 +119,34 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 class OrjsonProvider(DefaultJSONProvider):
-    """Parse request bodies with orjson: a 700 KiB prefetch parses ~5x faster than with json.
+    """JSON in and out with orjson: a 700 KiB prefetch parses ~5x faster than with json, and a
+    response is serialised once, by orjson, straight to bytes.
 
     orjson refuses what JSON forbids anyway (NaN) and integers beyond 64 bits; either is a 400.
+    Responses keep their keys in the order built and write non-ASCII text as UTF-8 (Flask's
+    default sorts keys and escapes it: the same JSON). Dates, dataclasses and whatever else
+    orjson does not take itself are written as Flask writes them, and so is JSON past orjson's
+    limits (the test client writes deliberately deep request bodies with this provider).
     """
 
     sort_keys = False
+    _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:  # noqa: ARG002 - Flask's signature
         return orjson.loads(s)
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:  # noqa: ARG002 - Flask's signature
+        return self._bytes(obj).decode("utf-8")
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        return Response(self._bytes(obj), mimetype=self.mimetype)
+
+    def _bytes(self, obj: Any) -> bytes:
+        try:
+            return orjson.dumps(obj, default=self.default, option=self._OPTIONS)
+        except TypeError:  # past orjson's limits (nesting, big integers): Flask's own writer
+            return super().dumps(obj).encode("utf-8")
 
 
 def _enable_cors(app: Flask, settings: Settings) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import structlog
+from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service.config import Settings
@@ -292,3 +293,19 @@ def test_order_sign_missing_draft_orders_is_400(client: FlaskClient) -> None:
     body = vignette("order_sign_mri_neck_and_ct_neck")
     del body["context"]["draftOrders"]
     assert _error(client.post(SIGN_URL, json=body), 400)["field"] == "context.draftOrders"
+
+
+def test_responses_are_written_once_by_orjson_and_read_like_flasks(app: Flask) -> None:
+    """Keys in the order built, text as UTF-8, dates as Flask writes them; JSON past orjson's
+    limits (deep nesting) still written, by Flask's own writer."""
+    import datetime
+
+    from flask import jsonify
+
+    with app.app_context():
+        body = jsonify({"b": 1, "a": "é", "at": datetime.datetime(2026, 1, 1)}).get_data()
+        assert body == '{"b":1,"a":"é","at":"Thu, 01 Jan 2026 00:00:00 GMT"}'.encode()
+        deep: Any = []
+        for _ in range(300):
+            deep = [deep]
+        assert json.loads(jsonify(deep).get_data()) == deep
