@@ -210,6 +210,7 @@ class IssuedCardStore:
     def __init__(self, database: Database, knowledge_version: str = "") -> None:
         self.database = database
         self.knowledge_version = knowledge_version
+        self._insert_card = database.insert(issued_cards).on_conflict_do_nothing()
 
     def record_batches(self, batches: Iterable[tuple[str, str, Iterable[IssuedCard]]]) -> None:
         """Record the cards of several hook calls in one transaction."""
@@ -231,13 +232,14 @@ class IssuedCardStore:
         ]
         if not rows:
             return
-        statement = self.database.insert(issued_cards).values(rows).on_conflict_do_nothing()
         with self.database.sql.begin() as connection:
             # A shown card is in the clinician's click path and is not an acknowledgement:
             # in SQLite WAL mode NORMAL survives a crashed process (not a power cut) and skips
             # the fsync. Feedback, which is acknowledged, is written with FULL.
             self.database.sqlite_sync(connection, "NORMAL")
-            connection.execute(statement)
+            # One statement whatever the number of rows (executemany): compiled once and
+            # cached, where ``.values(rows)`` compiled a new statement for every batch size.
+            connection.execute(self._insert_card, rows)
 
 
 class FeedbackStore:
