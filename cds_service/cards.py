@@ -10,7 +10,6 @@ its reason, and, when the draft had no reason, a clinical-history note for the r
 
 from __future__ import annotations
 
-import copy
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
@@ -44,7 +43,7 @@ from cds_service.orders import ImagingOrder
 from cds_service.pama import PamaRater, cpt_codes, with_rating
 from cds_service.pathway import LastReport, PathwayPosition, Recurrence
 from cds_service.reasoning import CancerEvidence, TreatmentEvidence
-from cds_service.records import OrderFact, PartialDate
+from cds_service.records import OrderFact, PartialDate, json_copy
 from cds_service.rules import RuleId
 from cds_service.wire import Action, Card, Coding, Link, Source, Suggestion
 
@@ -664,11 +663,11 @@ class _Builder:
             resource["requester"] = {"reference": requester}
         for kept in ("category", "priority", "reasonCode", "reasonReference", "note"):
             if kept in original:
-                resource[kept] = copy.deepcopy(original[kept])
+                resource[kept] = json_copy(original[kept])
         return self._with_history(resource)
 
     def updated_draft(self, concern: ConcernChoice | None = None, **changes: Any) -> dict[str, Any]:
-        resource = copy.deepcopy(dict(self.draft.resource))
+        resource = json_copy(dict(self.draft.resource))
         resource.update(changes)
         return self._with_history(resource, concern)
 

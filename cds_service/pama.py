@@ -11,12 +11,12 @@ so too: *not-appropriate*. The CDS Hooks sandbox's PAMA screen reads the rating 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cds_service.codesystems import CPT
 from cds_service.knowledge import RatedProcedure, RatingKnowledge
+from cds_service.records import json_copy
 from cds_service.rules import RuleId
 from cds_service.terminology import Code
 
@@ -62,7 +62,7 @@ class PamaRater:
 
 def with_rating(resource: Mapping[str, Any], rating: str) -> dict[str, Any]:
     """A copy of ``resource`` carrying ``rating`` as its (only) pama-rating extension."""
-    rated = copy.deepcopy(dict(resource))
+    rated: dict[str, Any] = json_copy(dict(resource))
     extensions = [
         e
         for e in rated.get("extension", [])

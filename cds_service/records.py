@@ -12,12 +12,14 @@ validation (``validated``), or it is skipped and counted, never guessed at.
 from __future__ import annotations
 
 import calendar
+import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
+import orjson
 from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.device import Device
@@ -225,6 +227,15 @@ def clean(value: Any) -> Any:
         items = [clean(v) for v in value]
         return [v for v in items if v not in (None, "", {}, [])]
     return value
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON data: an orjson round trip, ~10x faster than ``copy.deepcopy``;
+    ``copy.deepcopy`` for what orjson cannot write (integers past 64 bits, deep nesting)."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except TypeError:
+        return copy.deepcopy(value)
 
 
 def _text(value: Any) -> str | None:
