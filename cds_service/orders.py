@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import structlog
@@ -23,6 +23,8 @@ from cds_service.terminology import Code
 
 ContrastReading = Contrast | Literal["conflicting"]
 log = structlog.get_logger("cds_service.orders")
+#: Distinct order and study names whose reading each process keeps (a few hundred bytes each).
+NAME_READINGS = 4096
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,9 @@ class OrderClassifier:
         self._both = word_pattern(vocab.contrast.withoutAndWith)
         self._without = word_pattern(vocab.contrast.without)
         self._with = word_pattern(vocab.contrast.with_)
+        #: Orderable and study names recur across patients ("MRI NECK W WO CONTRAST"): each
+        #: distinct name is read once per process, the last NAME_READINGS of them kept.
+        self.read_text = lru_cache(maxsize=NAME_READINGS)(self._read_text)
 
     @cached_property
     def coded_keys(self) -> frozenset[tuple[str, str]]:
@@ -135,7 +140,7 @@ class OrderClassifier:
         """Systems whose codes are read from the table (their displays are never parsed)."""
         return frozenset(system for system, _ in self._coded)
 
-    def read_text(self, text: str) -> TextReading:
+    def _read_text(self, text: str) -> TextReading:
         ambiguous = bool(self._ambiguous.search(text.upper()))
         t = normalise_text(text)
         modality = next((m for m, pattern in self._modalities if pattern.search(t)), None)

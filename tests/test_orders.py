@@ -227,3 +227,15 @@ def test_the_head_and_neck_pre_check_admits_every_head_and_neck_name(
     for name, _, regions, _ in ORDER_NAMES:
         if regions & head_neck:
             assert gate.could_match(name), name
+
+
+def test_a_name_is_read_once_per_process_and_kept_within_bounds(knowledge: Knowledge) -> None:
+    from cds_service.orders import NAME_READINGS
+
+    fresh = OrderClassifier(knowledge.imaging)
+    first = fresh.read_text("MRI NECK SOFT TISSUE W WO CONTRAST")
+    assert fresh.read_text("MRI NECK SOFT TISSUE W WO CONTRAST") is first
+    assert first.modality == "MR"
+    assert first.contrast == "without-and-with"
+    info = fresh.read_text.cache_info()
+    assert (info.hits, info.misses, info.maxsize) == (1, 1, NAME_READINGS)
