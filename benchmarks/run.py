@@ -3,10 +3,13 @@
 Measures, on this machine:
 1. in-process latency (p50/p95/p99) of order-select through the Flask test client, for a typical
    (~50 resources), a large (~2,000) and a negative request;
-2. throughput and latency over loopback with gunicorn (2 workers), driven by wrk, for the service
-   and, in the same run and settings, a bare Flask endpoint that parses the same body: the ratio;
-3. the fallback path: 3 missing prefetch keys fetched from a loopback FHIR server;
-4. peak memory (RSS) of a gunicorn worker after the load.
+2. CPU time per in-process call of the cold and session workloads (benchmarks.workload), service
+   and bare endpoint, in interleaved batches;
+3. throughput and latency over loopback with gunicorn (2 workers), driven by wrk, for both
+   workloads, the service and a bare Flask endpoint that parses the same bodies running side by
+   side, in alternating rounds: the ratios;
+4. the fallback path: 3 missing prefetch keys fetched from a loopback FHIR server;
+5. memory (RSS) of the gunicorn workers after warm-up and after the load.
 Prints a table and writes benchmarks/results.json. Targets are in README "Speed".
 """
 
