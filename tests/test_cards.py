@@ -556,7 +556,7 @@ def test_override_reasons_fit_the_problem_the_card_names(engine: CdsEngine) -> N
 def test_json_copy_is_a_deep_copy_of_json_data_whatever_orjson_can_write() -> None:
     from cds_service.records import json_copy
 
-    original = {"a": [{"b": 1.5, "c": "é", "d": None, "e": True}], "big": 2**70}
+    original: dict[str, Any] = {"a": [{"b": 1.5, "c": "é", "d": None, "e": True}], "big": 2**70}
     copied = json_copy(original)  # 2**70: past orjson, copied by copy.deepcopy
     assert copied == original
     assert copied["a"][0] is not original["a"][0]
