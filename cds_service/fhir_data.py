@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from cds_service.errors import InvalidRequestError, PrefetchUnavailableError
 from cds_service.json_limits import MAX_RESOURCE_DEPTH, same_content, too_deep
 from cds_service.knowledge import ServiceDefinition
-from cds_service.records import clean, subject_tie, validated
+from cds_service.records import clean, subject_tie
 from cds_service.wire import HookRequest
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
@@ -146,10 +146,6 @@ def gather(
     return reading
 
 
-def _valid(draft: Mapping[str, Any], patient_id: str) -> bool:  # noqa: ARG001 - DraftCheck
-    return validated(draft) is not None
-
-
 #: Whether a cleaned draft, filled in for the patient in context, is valid FHIR.
 DraftCheck = Callable[[Mapping[str, Any], str], bool]
 
@@ -159,7 +155,7 @@ def draft_orders(
     wanted: set[str] | None,
     patient_id: str,
     limit: int,
-    is_valid: DraftCheck = _valid,
+    is_valid: DraftCheck,
 ) -> list[dict[str, Any]]:
     """Return the draft ServiceRequests (all, or those named in ``wanted``), cleaned and valid.
 
