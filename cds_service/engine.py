@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from cds_service.cards import CardRenderer, OrderingContext, SuggestionStyle, UuidFactory
 from cds_service.contrast import ContrastReader
 from cds_service.errors import InvalidRequestError, UnknownServiceError
-from cds_service.fact_cache import FactCache, content_key, key_prefix
+from cds_service.fact_cache import FactCache, key_prefix, read_through
 from cds_service.fhir_data import PrefetchReading, draft_orders, gather
 from cds_service.guidance import (
     OrderAdvice,
@@ -224,10 +224,10 @@ class CdsEngine:
     def _draft_is_valid(self, draft: Mapping[str, Any], patient_id: str) -> bool:
         """Whether a draft order is valid FHIR, from the fact cache when it holds the answer
         (a session sends the same drafts again with each selection)."""
-        if self.fact_cache is None:
-            return validated(draft) is not None
-        return self.fact_cache.get_or_compute(
-            content_key(key_prefix(f"draft:{self.version}", patient_id), draft),
+        return read_through(
+            self.fact_cache,
+            key_prefix(f"draft:{self.version}", patient_id),
+            draft,
             lambda: validated(draft) is not None,
         )
 

@@ -47,6 +47,16 @@ def content_key(prefix: bytes, resource: Mapping[str, Any]) -> bytes | None:
     return hashlib.sha256(prefix + canonical).digest()
 
 
+def read_through(
+    cache: FactCache | None, prefix: bytes, resource: Mapping[str, Any], read: Callable[[], T]
+) -> T:
+    """What ``read()`` gives for ``resource``: from ``cache`` when there is one and it holds the
+    answer (keyed by ``prefix`` and the resource's content), else read now (and kept)."""
+    if cache is None:
+        return read()
+    return cache.get_or_compute(content_key(prefix, resource), read)
+
+
 @dataclass
 class CacheStats:
     hits: int = 0

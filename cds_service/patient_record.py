@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.codesystems import normalise_code
-from cds_service.fact_cache import FactCache, content_key, key_prefix
+from cds_service.fact_cache import FactCache, key_prefix, read_through
 from cds_service.json_limits import same_content
 from cds_service.knowledge import Knowledge
 from cds_service.names import NameMatcher
@@ -258,11 +258,8 @@ class RecordBuilder:
     ) -> Reading:
         """What the resource reads as for this patient, from the cache when it holds it
         (``prefix``: the cache keys' for this patient)."""
-        if self._cache is None:
-            return self._read_validated(kind, raw, patient_id)
-        return self._cache.get_or_compute(
-            content_key(prefix, raw),
-            lambda: self._read_validated(kind, raw, patient_id),
+        return read_through(
+            self._cache, prefix, raw, lambda: self._read_validated(kind, raw, patient_id)
         )
 
     def _read_validated(self, kind: str, raw: Mapping[str, Any], patient_id: str) -> Reading:
