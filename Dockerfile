@@ -29,4 +29,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
 
-CMD ["gunicorn", "-c", "python:cds_service.gunicorn_conf", "cds_service.app:create_app()"]
+CMD ["gunicorn", "-c", "python:cds_service.web.gunicorn_conf", "cds_service.web.app:create_app()"]

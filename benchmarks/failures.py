@@ -87,7 +87,7 @@ def main() -> None:
         for name, breaker_failures in (("breaker on", "5"), ("breaker off", "1000")):
             label = name.replace(" ", "-")
             process, url = start_gunicorn(
-                "cds_service.app:create_app()",
+                "cds_service.web.app:create_app()",
                 work / label,
                 work / f"{label}.log",
                 CDS_LOG_LEVEL="WARNING",

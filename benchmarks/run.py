@@ -40,9 +40,9 @@ from benchmarks.workload import (
     resource_count,
     session_calls,
 )
-from cds_service.app import create_app, initialise
 from cds_service.config import Settings
-from cds_service.logs import configure_logging
+from cds_service.web.app import create_app, initialise
+from cds_service.web.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "salivary-post-treatment-imaging-order-select"
@@ -210,7 +210,7 @@ def start_gunicorn(
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [gunicorn, "-c", "python:cds_service.gunicorn_conf", app_spec],
+            [gunicorn, "-c", "python:cds_service.web.gunicorn_conf", app_spec],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -373,7 +373,7 @@ def loopback(data_dir: Path, seconds: int, connections: int, rounds: int) -> dic
     servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
         for name, spec in (
-            ("service", "cds_service.app:create_app()"),
+            ("service", "cds_service.web.app:create_app()"),
             ("bare", "benchmarks.bare_app:create_bare_app()"),
         ):
             servers[name] = start_gunicorn(spec, data_dir, data_dir / f"{name}.log")

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cds_service import fhir_build as fb
-from cds_service.codesystems import ICD10CM
+from cds_service.fhir import build as fb
+from cds_service.knowledge.codesystems import ICD10CM
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_VIGNETTE = (

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cds_service.errors import ConfigurationError
+from cds_service.contract.errors import ConfigurationError
 
 LOOPBACK = "loopback"
 

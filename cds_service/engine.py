@@ -15,29 +15,22 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
-from cds_service.cards import CardRenderer, OrderingContext, SuggestionStyle, UuidFactory
-from cds_service.contrast import ContrastReader
-from cds_service.errors import InvalidRequestError, UnknownServiceError
-from cds_service.fact_cache import FactCache, key_prefix, read_through
-from cds_service.fhir_data import PrefetchReading, draft_orders, gather
-from cds_service.guidance import (
+from cds_service.cards.renderer import CardRenderer, OrderingContext, SuggestionStyle, UuidFactory
+from cds_service.clinical.contrast import ContrastReader
+from cds_service.clinical.guidance import (
     OrderAdvice,
     PatientSituation,
     advise,
     find_implant,
     latest_prior_imaging,
 )
-from cds_service.knowledge import Knowledge, KnowledgeError, ServiceDefinition
-from cds_service.names import NameMatcher
-from cds_service.orders import ImagingOrder, OrderClassifier
-from cds_service.pama import cpt_codes
-from cds_service.pathway import PathwayReader
-from cds_service.patient_record import RecordBuilder
-from cds_service.reasoning import find_post_treatment_context
-from cds_service.records import order_fact, validated
-from cds_service.rules import RuleId
-from cds_service.site import NO_SITE, Site, knowledge_version, with_site_orderables
-from cds_service.wire import (
+from cds_service.clinical.orders import ImagingOrder, OrderClassifier
+from cds_service.clinical.pama import cpt_codes
+from cds_service.clinical.pathway import PathwayReader
+from cds_service.clinical.patient_record import RecordBuilder
+from cds_service.clinical.reasoning import find_post_treatment_context
+from cds_service.contract.errors import InvalidRequestError, UnknownServiceError
+from cds_service.contract.wire import (
     Action,
     Card,
     CdsResponse,
@@ -46,9 +39,16 @@ from cds_service.wire import (
     OrderSelectContext,
     OrderSignContext,
 )
+from cds_service.fhir.fact_cache import FactCache, key_prefix, read_through
+from cds_service.fhir.gather import PrefetchReading, draft_orders, gather
+from cds_service.fhir.records import order_fact, validated
+from cds_service.knowledge.loader import Knowledge, KnowledgeError, ServiceDefinition
+from cds_service.knowledge.names import NameMatcher
+from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.site import NO_SITE, Site, knowledge_version, with_site_orderables
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
-    from cds_service.fhir_client import FhirFetcher
+    from cds_service.fhir.client import FhirFetcher
 
 log = structlog.get_logger("cds_service.engine")
 
@@ -351,7 +351,7 @@ class CdsEngine:
         shown_for: Mapping[str, RuleId],
     ) -> list[Action]:
         """PAMA ratings for CPT-coded orders, by procedure code and in agreement with the card
-        shown for each (order-select only; see the service's _config and cds_service.pama)."""
+        shown for each (order-select only; see the service's _config and clinical.pama)."""
         if not service.config.pamaSystemActions:
             return []
         actions = []

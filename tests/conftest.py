@@ -36,13 +36,13 @@ import pytest  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
-from cds_service import fhir_build  # noqa: E402
-from cds_service.app import create_app, initialise  # noqa: E402
+from cds_service.cli.vignettes import VignetteBook  # noqa: E402
+from cds_service.clinical.patient_record import PatientRecord  # noqa: E402
 from cds_service.config import Settings  # noqa: E402
 from cds_service.engine import CdsEngine  # noqa: E402
-from cds_service.knowledge import Knowledge, default_hooks_dir, load_knowledge  # noqa: E402
-from cds_service.patient_record import PatientRecord  # noqa: E402
-from cds_service.vignettes import VignetteBook  # noqa: E402
+from cds_service.fhir import build as fhir_build  # noqa: E402
+from cds_service.knowledge.loader import Knowledge, default_hooks_dir, load_knowledge  # noqa: E402
+from cds_service.web.app import create_app, initialise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "fhir_examples"
@@ -193,7 +193,7 @@ def empty_postgres() -> str:
     url = postgres_url()
     if url is None:
         pytest.skip("PostgreSQL not configured (set CDS_TEST_POSTGRES_URL)")
-    from cds_service.storage import Database
+    from cds_service.store.storage import Database
 
     database = Database(url)
     database.drop_schema()

@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-GUNICORN_ARGV = ["-c", "python:cds_service.gunicorn_conf", "cds_service.app:create_app()"]
+GUNICORN_ARGV = ["-c", "python:cds_service.web.gunicorn_conf", "cds_service.web.app:create_app()"]
 
 
 def free_port() -> int:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from cds_service.card_page import CardPage, CardSet
-from cds_service.cli import main
+from cds_service.cards.page import CardPage, CardSet
+from cds_service.cli.main import main
 from tests.conftest import EXAMPLES
 
 CHROMIUM = Path("/usr/bin/chromium")

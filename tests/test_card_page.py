@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.card_page import CardPage, CardSet
-from cds_service.cli import main
+from cds_service.cards.page import CardPage, CardSet
+from cds_service.cli.main import main
 
 HOSTILE = '<img src=x onerror="alert(1)">'
 

@@ -10,7 +10,7 @@ from typing import Any
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service.engine import CdsEngine
-from cds_service.site import Site, SiteCatalogue
+from cds_service.knowledge.site import Site, SiteCatalogue
 from tests.conftest import (
     SERVICE_ID,
     SIGN_SERVICE_ID,
@@ -554,7 +554,7 @@ def test_override_reasons_fit_the_problem_the_card_names(engine: CdsEngine) -> N
 
 
 def test_json_copy_is_a_deep_copy_of_json_data_whatever_orjson_can_write() -> None:
-    from cds_service.records import json_copy
+    from cds_service.fhir.records import json_copy
 
     original: dict[str, Any] = {"a": [{"b": 1.5, "c": "é", "d": None, "e": True}], "big": 2**70}
     copied = json_copy(original)  # 2**70: past orjson, copied by copy.deepcopy

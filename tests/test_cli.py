@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.cli import main
-from cds_service.fhir_build import draft_order
+from cds_service.cli.main import main
+from cds_service.fhir.build import draft_order
 from tests.conftest import EXAMPLES
 
 POSITIVE = EXAMPLES / "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json"

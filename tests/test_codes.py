@@ -8,8 +8,8 @@ from typing import Any
 
 import simple_icd_10_cm as icd
 
-from cds_service.codesystems import ICD10CM
-from cds_service.knowledge import Knowledge
+from cds_service.knowledge.codesystems import ICD10CM
+from cds_service.knowledge.loader import Knowledge
 from tests.conftest import EXAMPLES, expected_outcomes, vignette, walk
 
 LOCAL_PREFIX = "http://hospital.example.org/"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from cds_service import fhir_build as fb
-from cds_service.codesystems import LOINC
+from cds_service.clinical.guidance import find_implant
 from cds_service.engine import CdsEngine
-from cds_service.guidance import find_implant
+from cds_service.fhir import build as fb
+from cds_service.knowledge.codesystems import LOINC
 from tests.conftest import expected_outcomes, patient_record, vignette
 
 TODAY = date(2026, 11, 24)

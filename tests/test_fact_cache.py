@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from benchmarks.workload import make_request, personalised
-from cds_service.app import build_engine
+from cds_service.cli.vignettes import golden_response
 from cds_service.config import Settings, load_settings
 from cds_service.engine import CdsEngine
-from cds_service.fact_cache import FactCache, content_key, key_prefix
-from cds_service.knowledge import Knowledge
-from cds_service.vignettes import golden_response
+from cds_service.fhir.fact_cache import FactCache, content_key, key_prefix
+from cds_service.knowledge.loader import Knowledge
+from cds_service.web.app import build_engine
 from tests.conftest import EXAMPLES, SERVICE_ID, build_app, vignette, vignette_book
 
 TODAY = date(2026, 11, 24)

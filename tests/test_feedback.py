@@ -11,11 +11,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, text
 
-from cds_service.cli import main
+from cds_service.cli.main import main
 from cds_service.config import Settings
-from cds_service.report import build_report, format_report
-from cds_service.runtime import runtime
-from cds_service.storage import Database, feedback_items, issued_cards
+from cds_service.store.report import build_report, format_report
+from cds_service.store.storage import Database, feedback_items, issued_cards
+from cds_service.web.runtime import runtime
 from tests.conftest import HOOK_URL, SERVICE_ID, body_of, build_app, vignette
 
 FEEDBACK_URL = f"/cds-services/{SERVICE_ID}/feedback"

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from sqlalchemy import select
 
-from cds_service.storage import Database, feedback_items
+from cds_service.store.storage import Database, feedback_items
 from tests.conftest import SERVICE_ID, empty_postgres, vignette
 from tests.live import LiveServer, start_gunicorn
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from cds_service.allowlist import AllowList
-from cds_service.circuit import CircuitBreakers
 from cds_service.config import Settings
-from cds_service.fhir_client import FetchLimits, FhirFetcher
+from cds_service.fhir.allowlist import AllowList
+from cds_service.fhir.circuit import CircuitBreakers
+from cds_service.fhir.client import FetchLimits, FhirFetcher
 from tests.conftest import HOOK_URL, body_of, build_app, vignette
 from tests.faulty_servers import FaultyServer, blackhole, drip, fixed, wait_until
 from tests.fhir_standin import FhirStandIn

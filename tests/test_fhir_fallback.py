@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from cds_service.allowlist import AllowList
 from cds_service.config import Settings
 from cds_service.engine import CdsEngine
-from cds_service.fhir_client import FetchLimits, FhirFetcher
+from cds_service.fhir.allowlist import AllowList
+from cds_service.fhir.client import FetchLimits, FhirFetcher
 from tests.conftest import (
     HOOK_URL,
     USED_PREFETCH_KEYS,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cds_service.cli.vignettes import drift, golden_response
 from cds_service.engine import CdsEngine
-from cds_service.vignettes import drift, golden_response
 from tests.conftest import EXAMPLES, vignette_book
 
 

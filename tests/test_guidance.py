@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cds_service.contrast import ContrastReader
-from cds_service.guidance import (
+from cds_service.clinical.contrast import ContrastReader
+from cds_service.clinical.guidance import (
     CtNeck,
     IncompleteMri,
     MriContraindicated,
@@ -22,12 +22,12 @@ from cds_service.guidance import (
     primary_finding,
     rated_procedure,
 )
-from cds_service.knowledge import Knowledge
-from cds_service.names import NameMatcher
-from cds_service.orders import ImagingOrder, OrderClassifier
-from cds_service.patient_record import PatientRecord
-from cds_service.reasoning import find_post_treatment_context
-from cds_service.records import order_fact
+from cds_service.clinical.orders import ImagingOrder, OrderClassifier
+from cds_service.clinical.patient_record import PatientRecord
+from cds_service.clinical.reasoning import find_post_treatment_context
+from cds_service.fhir.records import order_fact
+from cds_service.knowledge.loader import Knowledge
+from cds_service.knowledge.names import NameMatcher
 from tests.conftest import draft_service_request, patient_record
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"

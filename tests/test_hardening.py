@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from cds_service.allowlist import AllowList
 from cds_service.config import Settings
-from cds_service.records import patient_of
+from cds_service.fhir.allowlist import AllowList
+from cds_service.fhir.records import patient_of
 from tests.conftest import HOOK_URL, body_of, build_app, vignette
 from tests.fhir_standin import Behaviour, FhirStandIn
 

@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from cds_service.errors import UnauthorizedError
-from cds_service.security import JwksCache, TrustedIssuer
+from cds_service.contract.errors import UnauthorizedError
+from cds_service.web.security import JwksCache, TrustedIssuer
 from tests.faulty_servers import FaultyServer, Handler, fixed
 
 

@@ -10,19 +10,19 @@ from typing import Any, get_args
 
 import pytest
 
-from cds_service.app import create_app
-from cds_service.cards import RULES
+from cds_service.cards.renderer import RULES
+from cds_service.clinical.guidance import Finding
 from cds_service.config import Settings
 from cds_service.engine import CdsEngine
-from cds_service.guidance import Finding
-from cds_service.knowledge import KnowledgeError, default_hooks_dir, load_knowledge
-from cds_service.rules import RuleId
-from cds_service.terminology import (
+from cds_service.knowledge.loader import KnowledgeError, default_hooks_dir, load_knowledge
+from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.terminology import (
     CONDITION_VALUESETS,
     OBSERVATION_VALUESETS,
     TREATMENT_VALUESETS,
     ValueSetName,
 )
+from cds_service.web.app import create_app
 from tests.conftest import vignette
 
 Edit = Callable[[Path], object]

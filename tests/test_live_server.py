@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from cds_service.cli import main
+from cds_service.cli.main import main
 from tests.conftest import EXAMPLES, HOOK_URL, ROOT
 from tests.live import GUNICORN_ARGV, LiveServer, free_port, start_gunicorn
 

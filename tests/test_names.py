@@ -6,8 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds_service.knowledge import Knowledge
-from cds_service.names import NameMatcher, UncheckablePatternError, normalise_text, required_words
+from cds_service.knowledge.loader import Knowledge
+from cds_service.knowledge.names import (
+    NameMatcher,
+    UncheckablePatternError,
+    normalise_text,
+    required_words,
+)
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from cds_service.clinical.orders import OrderClassifier
 from cds_service.engine import CdsEngine
-from cds_service.knowledge import Knowledge
-from cds_service.names import NameMatcher, normalise_text
-from cds_service.orders import OrderClassifier
-from cds_service.records import order_fact
+from cds_service.fhir.records import order_fact
+from cds_service.knowledge.loader import Knowledge
+from cds_service.knowledge.names import NameMatcher, normalise_text
 from tests.conftest import draft_service_request as draft
 
 LOCAL = "http://hospital.example.org/fhir/CodeSystem/imaging-orderables"
@@ -230,7 +230,7 @@ def test_the_head_and_neck_pre_check_admits_every_head_and_neck_name(
 
 
 def test_a_name_is_read_once_per_process_and_kept_within_bounds(knowledge: Knowledge) -> None:
-    from cds_service.orders import NAME_READINGS
+    from cds_service.clinical.orders import NAME_READINGS
 
     fresh = OrderClassifier(knowledge.imaging)
     first = fresh.read_text("MRI NECK SOFT TISSUE W WO CONTRAST")

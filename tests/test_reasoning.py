@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from cds_service.knowledge import Knowledge
-from cds_service.patient_record import PatientRecord
-from cds_service.reasoning import find_post_treatment_context
+from cds_service.clinical.patient_record import PatientRecord
+from cds_service.clinical.reasoning import find_post_treatment_context
+from cds_service.knowledge.loader import Knowledge
 from tests.conftest import patient_record
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"

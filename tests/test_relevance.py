@@ -9,8 +9,8 @@ import pytest
 
 from benchmarks.workload import make_request
 from cds_service.engine import CdsEngine
-from cds_service.knowledge import Knowledge
-from cds_service.records import clean, condition_fact, device_fact, prior_imaging_fact
+from cds_service.fhir.records import clean, condition_fact, device_fact, prior_imaging_fact
+from cds_service.knowledge.loader import Knowledge
 from tests.conftest import SERVICE_ID, expected_outcomes, patient_record, vignette
 
 OUTCOMES = expected_outcomes()

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.cli import main
+from cds_service.cli.main import main
 from cds_service.config import Settings
-from cds_service.report import build_report, format_report
-from cds_service.runtime import runtime
+from cds_service.store.report import build_report, format_report
+from cds_service.web.runtime import runtime
 from tests.conftest import SERVICE_ID, body_of, build_app, vignette
 
 HOOK = f"/cds-services/{SERVICE_ID}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.knowledge import default_hooks_dir, load_knowledge
-from cds_service.report_reading import ReportReader
+from cds_service.clinical.report_reading import ReportReader
+from cds_service.knowledge.loader import default_hooks_dir, load_knowledge
 
 READER = ReportReader(load_knowledge(default_hooks_dir()).pathway)
 

@@ -19,8 +19,8 @@ from schemathesis import checks
 from schemathesis.config import SchemathesisConfig
 
 from cds_service.config import Settings
-from cds_service.runtime import runtime
-from cds_service.wire import CdsResponse
+from cds_service.contract.wire import CdsResponse
+from cds_service.web.runtime import runtime
 from tests.conftest import SERVICE_ID, SIGN_SERVICE_ID, build_app, expected_outcomes, vignette
 
 # Built at import for schemathesis, so with its own throwaway database folder.

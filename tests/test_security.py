@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask.testing import FlaskClient
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from cds_service.app import create_app
 from cds_service.config import Settings
-from cds_service.errors import ConfigurationError
-from cds_service.security import SANDBOX_ISSUER, sandbox_issuer
+from cds_service.contract.errors import ConfigurationError
+from cds_service.web.app import create_app
+from cds_service.web.security import SANDBOX_ISSUER, sandbox_issuer
 from tests.conftest import HOOK_URL, SERVICE_ID, build_app, vignette
 from tests.fhir_standin import FhirStandIn
 from tests.live import free_port

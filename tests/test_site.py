@@ -15,17 +15,17 @@ from fhir.resources.R4B.conceptmap import ConceptMap
 from flask import Flask
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, insert, inspect, select
 
-from cds_service.cli import main
+from cds_service.cli.main import main
 from cds_service.config import Settings
+from cds_service.contract.errors import ConfigurationError
 from cds_service.engine import CdsEngine
-from cds_service.errors import ConfigurationError
-from cds_service.knowledge import default_hooks_dir, load_knowledge
-from cds_service.report import build_report
-from cds_service.rules import RuleId
-from cds_service.runtime import runtime
-from cds_service.site import NO_SITE, SiteError, load_site
-from cds_service.storage import Database, issued_cards
-from cds_service.terminology import Code
+from cds_service.knowledge.loader import default_hooks_dir, load_knowledge
+from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.site import NO_SITE, SiteError, load_site
+from cds_service.knowledge.terminology import Code
+from cds_service.store.report import build_report
+from cds_service.store.storage import Database, issued_cards
+from cds_service.web.runtime import runtime
 from tests.conftest import EXAMPLES, body_of, build_app, default_engine, postgres_url, vignette
 
 SITE = EXAMPLES / "site"

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service.engine import CdsEngine
-from cds_service.rules import RuleId
+from cds_service.knowledge.rules import RuleId
 from tests.conftest import (
     HOOK_URL,
     SERVICE_ID,

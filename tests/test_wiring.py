@@ -13,10 +13,10 @@ import structlog
 from flask import Flask
 from sqlalchemy import inspect
 
-from cds_service.app import create_app, initialise
 from cds_service.config import Settings, load_settings
-from cds_service.errors import ConfigurationError
-from cds_service.runtime import runtime
+from cds_service.contract.errors import ConfigurationError
+from cds_service.web.app import create_app, initialise
+from cds_service.web.runtime import runtime
 from tests.conftest import ROOT
 
 
@@ -56,7 +56,7 @@ def test_list_settings_are_typed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def test_gunicorn_reads_the_same_settings() -> None:
     environment = dict(os.environ, CDS_BIND="127.0.0.1:9", CDS_WORKERS="3", CDS_THREADS="5")
-    probe = "import cds_service.gunicorn_conf as c; print(c.bind, c.workers, c.threads)"
+    probe = "import cds_service.web.gunicorn_conf as c; print(c.bind, c.workers, c.threads)"
     done = subprocess.run(
         [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True
     )
@@ -102,7 +102,7 @@ def test_a_500_logs_where_it_happened_but_not_its_message(app: Flask) -> None:
 def test_the_engine_imports_no_storage_or_http_library() -> None:
     probe = (
         "import sys, cds_service.engine; "
-        "print(sorted(m for m in ('sqlalchemy', 'flask', 'requests', 'cds_service.storage') "
+        "print(sorted(m for m in ('sqlalchemy', 'flask', 'requests', 'cds_service.store.storage') "
         "if m in sys.modules))"
     )
     done = subprocess.run(

@@ -1,1 +1,0 @@
-"""HTTP face of the service: thin Flask blueprints over the engine."""

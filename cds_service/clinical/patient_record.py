@@ -1,0 +1,282 @@
+"""Raw FHIR resources -> the PatientRecord the reasoning reads.
+
+Each resource is read once, by the one reader of its type (cds_service.fhir.records), into a small
+fact. Facts that cannot matter to the reasoning (labs, comorbidities, chest X-rays) are dropped
+before the costly part: validating the resource with fhir.resources (~40-90 µs each; a long
+history holds thousands). What decides "can matter" is derived from the knowledge the reasoning
+uses (its value sets, its implant and head and neck patterns), so the filter cannot drift from
+the reasoning. The tests replay every vignette with and without the filter and compare whole
+responses. A resource that is not valid FHIR, or that names another patient, is skipped and
+counted, never guessed at: with less data the service says less.
+
+What a resource reads as depends only on its content and the patient in context: with a fact
+cache (cds_service.fhir.fact_cache), the calls of one ordering session read each resource once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.clinical.orders import OrderClassifier, PriorStudy, StudyReading
+from cds_service.fhir.fact_cache import FactCache, key_prefix, read_through
+from cds_service.fhir.json_limits import same_content
+from cds_service.fhir.records import (
+    AllergyFact,
+    ConditionFact,
+    DeviceFact,
+    ObservationFact,
+    ProcedureFact,
+    allergy_fact,
+    allergy_names,
+    codes_of,
+    condition_codes,
+    condition_fact,
+    device_fact,
+    device_names,
+    observation_fact,
+    prior_imaging_fact,
+    prior_study_names,
+    procedure_fact,
+    subject_tie,
+    text_of,
+    validated,
+)
+from cds_service.knowledge.codesystems import normalise_code
+from cds_service.knowledge.loader import Knowledge
+from cds_service.knowledge.names import NameMatcher
+from cds_service.knowledge.terminology import (
+    CONDITION_VALUESETS,
+    OBSERVATION_VALUESETS,
+    TREATMENT_VALUESETS,
+    Code,
+)
+
+#: Resource types that record a study already done (a completed order, a study, a report).
+PRIOR_STUDY_TYPES = frozenset({"ServiceRequest", "ImagingStudy", "DiagnosticReport"})
+#: Every resource type the reasoning reads.
+READ_TYPES = PRIOR_STUDY_TYPES | {
+    "Condition",
+    "Procedure",
+    "Device",
+    "AllergyIntolerance",
+    "Observation",
+}
+Fact = ConditionFact | ProcedureFact | DeviceFact | PriorStudy | AllergyFact | ObservationFact
+Screen = Callable[[Mapping[str, Any]], bool]
+Reader = Callable[[Mapping[str, Any]], Fact | None]
+
+
+class _Skipped:
+    """A resource that could matter but is not valid FHIR or not this patient's: counted."""
+
+
+SKIPPED = _Skipped()
+#: What one resource reads as: its fact, SKIPPED, or None (it cannot matter).
+Reading = Fact | _Skipped | None
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """The patient's history as the reasoning sees it.
+
+    ``devices_known`` is False when the client neither sent nor nulled device data: the
+    reasoning then cannot claim that nothing contraindicates MRI.
+    """
+
+    patient_id: str
+    conditions: tuple[ConditionFact, ...] = ()
+    procedures: tuple[ProcedureFact, ...] = ()
+    devices: tuple[DeviceFact, ...] = ()
+    prior_studies: tuple[PriorStudy, ...] = ()
+    devices_known: bool = True
+    skipped: int = 0
+    allergies: tuple[AllergyFact, ...] = ()
+    #: eGFR results (the only Observations the reasoning reads).
+    observations: tuple[ObservationFact, ...] = ()
+    #: False when allergy data, or kidney results, were neither sent nor nulled: unknown.
+    allergies_known: bool = True
+    observations_known: bool = True
+
+
+def _keys(codes: Iterable[Code]) -> Iterable[tuple[str, str]]:
+    return ((c.system, normalise_code(c.system, c.code)) for c in codes)
+
+
+class RecordBuilder:
+    """Built once from the knowledge; ``build`` turns one call's resources into a record.
+
+    ``filter_irrelevant=False`` validates every resource the reasoning could read (the tests
+    compare both ways); past studies are always read first, to keep head and neck imaging only.
+    """
+
+    def __init__(
+        self,
+        knowledge: Knowledge,
+        classifier: OrderClassifier,
+        implant_names: NameMatcher,
+        filter_irrelevant: bool = True,
+        fact_cache: FactCache | None = None,
+        knowledge_version: str = "",
+    ) -> None:
+        """``fact_cache``: where readings are kept between calls (None: every call reads every
+        resource); its keys name the knowledge in force (``knowledge_version``: hooks/ and the
+        site folder) and the filter mode, so a cache can never answer for other knowledge."""
+        vs = knowledge.valuesets
+
+        def members(names: Iterable[str]) -> frozenset[tuple[str, str]]:
+            return frozenset(
+                (c.system, normalise_code(c.system, c.code)) for n in names for c in vs.concepts(n)
+            )
+
+        self._condition_codes = members(CONDITION_VALUESETS)
+        self._procedure_codes = members(TREATMENT_VALUESETS)
+        self._implant_names = implant_names
+        self._classifier = classifier
+        self._coded_studies = classifier.coded_keys
+        imaging = knowledge.imaging
+        self._head_neck = imaging.recommendedProtocol.headNeckRegions
+        self._head_neck_names = NameMatcher(
+            [p for r in imaging.text.regions if r.region in self._head_neck for p in r.patterns]
+        )
+        contrast = knowledge.contrast
+        self._allergy_names = NameMatcher([p for a in contrast.agents.values() for p in a.patterns])
+        self._egfr_codes = members(OBSERVATION_VALUESETS)
+        self._egfr_names = NameMatcher(contrast.egfrNamePatterns)
+        self._filter = filter_irrelevant
+        self._cache = fact_cache
+        self._cache_namespace = f"record:{knowledge_version}:{filter_irrelevant}"
+        #: Per resource type: whether it can matter (read before validation), and its reader.
+        self._screens: dict[str, tuple[Screen, Reader]] = {
+            "Condition": (self._condition_matters, condition_fact),
+            "Procedure": (self._procedure_matters, procedure_fact),
+            "Device": (self._device_matters, device_fact),
+            "AllergyIntolerance": (self._allergy_matters, allergy_fact),
+            "Observation": (self._observation_matters, observation_fact),
+        }
+
+    # --- what can matter: read with the same extractors as the facts, before validation ---
+
+    def _condition_matters(self, raw: Mapping[str, Any]) -> bool:
+        if any(k in self._condition_codes for codes in condition_codes(raw) for k in _keys(codes)):
+            return True
+        text = text_of(raw.get("code"))
+        return text is not None and self._implant_names.match(text)
+
+    def _procedure_matters(self, raw: Mapping[str, Any]) -> bool:
+        return any(k in self._procedure_codes for k in _keys(codes_of(raw.get("code"))))
+
+    def _device_matters(self, raw: Mapping[str, Any]) -> bool:
+        return any(self._implant_names.match(name) for name in device_names(raw)[1])
+
+    def _allergy_matters(self, raw: Mapping[str, Any]) -> bool:
+        return any(self._allergy_names.match(name) for name in allergy_names(raw))
+
+    def _observation_matters(self, raw: Mapping[str, Any]) -> bool:
+        code = raw.get("code")
+        if any(k in self._egfr_codes for k in _keys(codes_of(code))):
+            return True
+        name = text_of(code)
+        return name is not None and self._egfr_names.match(name)
+
+    def _prior_reading(self, raw: Mapping[str, Any]) -> StudyReading | None:
+        """How a past study reads, when it was done and is head and neck imaging (else None)."""
+        found = prior_study_names(raw)
+        if found is None:
+            return None
+        codes, texts = found
+        if self._filter and not (
+            any(k in self._coded_studies for k in _keys(codes))
+            or any(self._head_neck_names.could_match(t) for t in texts)
+        ):
+            return None  # neither a known imaging code nor a head and neck word
+        reading = self._classifier.read(codes, list(texts))
+        if reading is None or not reading.covers_any(self._head_neck):
+            return None
+        return reading
+
+    # --- the record ----------------------------------------------------------------------
+
+    def build(
+        self,
+        patient_id: str,
+        resources: Iterable[Mapping[str, Any]],
+        devices_known: bool = True,
+        allergies_known: bool = True,
+        observations_known: bool = True,
+    ) -> PatientRecord:
+        """Resources of the patient in context only (the subject is read as a reference:
+        another patient's, or one that cannot be tied to this patient, is skipped and counted).
+        The same resource twice (two prefetch keys, two pages) counts once; the same id with
+        different content is contradictory: it is left out and counted, so the service says
+        less."""
+        kept: dict[tuple[str, str], Fact] = {}
+        first_seen: dict[tuple[str, str], Mapping[str, Any]] = {}
+        contradictory: set[tuple[str, str]] = set()
+        skipped = 0
+        prefix = b""
+        if self._cache is not None:
+            self._cache.sweep()
+            prefix = key_prefix(self._cache_namespace, patient_id)
+        for raw in resources:
+            kind, rid = raw.get("resourceType"), raw.get("id")
+            if not isinstance(kind, str) or kind not in READ_TYPES:
+                continue  # not a kind the reasoning reads
+            if isinstance(rid, str):
+                key = (kind, rid)
+                earlier = first_seen.setdefault(key, raw)
+                if earlier is not raw and not same_content(earlier, raw):
+                    contradictory.add(key)
+                if key in kept or key in contradictory:
+                    continue
+            reading = self._reading(kind, raw, patient_id, prefix)
+            if reading is None:
+                continue  # cannot matter
+            if isinstance(reading, _Skipped):
+                skipped += 1
+                continue
+            kept[(kind, str(rid))] = reading
+        skipped += sum(1 for key in contradictory if kept.pop(key, None) is not None)
+        facts = list(kept.values())
+        return PatientRecord(
+            patient_id,
+            tuple(f for f in facts if isinstance(f, ConditionFact)),
+            tuple(f for f in facts if isinstance(f, ProcedureFact)),
+            tuple(f for f in facts if isinstance(f, DeviceFact)),
+            tuple(f for f in facts if isinstance(f, PriorStudy)),
+            devices_known,
+            skipped,
+            tuple(f for f in facts if isinstance(f, AllergyFact)),
+            tuple(f for f in facts if isinstance(f, ObservationFact)),
+            allergies_known,
+            observations_known,
+        )
+
+    def _reading(
+        self, kind: str, raw: Mapping[str, Any], patient_id: str, prefix: bytes
+    ) -> Reading:
+        """What the resource reads as for this patient, from the cache when it holds it
+        (``prefix``: the cache keys' for this patient)."""
+        return read_through(
+            self._cache, prefix, raw, lambda: self._read_validated(kind, raw, patient_id)
+        )
+
+    def _read_validated(self, kind: str, raw: Mapping[str, Any], patient_id: str) -> Reading:
+        fact = self._read(kind, raw)
+        if fact is None:
+            return None
+        if validated(raw) is None or subject_tie(raw, patient_id) != "same":
+            return SKIPPED
+        return fact
+
+    def _read(self, kind: str, raw: Mapping[str, Any]) -> Fact | None:
+        """The resource's fact, or None when it cannot matter (screened before validation)."""
+        if kind in PRIOR_STUDY_TYPES:
+            reading = self._prior_reading(raw)  # past studies: read once, the record keeps it
+            prior = prior_imaging_fact(raw) if reading is not None else None
+            return PriorStudy(prior, reading) if prior and reading else None
+        matters, read = self._screens[kind]
+        if self._filter and not matters(raw):
+            return None
+        return read(raw)

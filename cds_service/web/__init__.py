@@ -1,0 +1,5 @@
+"""The HTTP face: the app factory, the blueprints (discovery, hooks, feedback, health, OpenAPI),
+client JWTs, metrics, logging set-up and the gunicorn configuration.
+
+May import: the engine, ``store``, ``config`` and every stage below.
+"""
