@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 import pytest
 
-from cds_service.cards.renderer import RULES
+from cds_service.cards.rules import RULES
 from cds_service.clinical.guidance import Finding
 from cds_service.config import Settings
 from cds_service.engine import CdsEngine
