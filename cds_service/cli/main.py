@@ -324,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServiceError as exc:
         startup.report(exc)
         return startup.EXIT_CONFIGURATION
+    except BrokenPipeError:  # the reader went away (`salivary-cds report | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
