@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from cds_service.config import Settings
 from cds_service.engine import order_key
 from cds_service.knowledge.rules import RuleId
+from cds_service.store.report import build_report, format_report
 from cds_service.store.storage import (
     Database,
     SnoozeStore,
@@ -130,3 +131,18 @@ def test_a_store_that_cannot_answer_says_less(tmp_path: Path) -> None:
     key = snooze.key("pt-1", RuleId.BASELINE_IMAGING_DUE)
     assert key == ""
     assert snooze.snoozed(VIEW_SERVICE_ID, key, RuleId.BASELINE_IMAGING_DUE, 30)
+
+
+def test_the_report_by_rule_counts_patient_view_cards_once_per_chart_session(app: Flask) -> None:
+    """A chart opened twice within the session window is one card shown; its override is
+    counted with its reason (``salivary-cds report --by rule``)."""
+    (first,) = _cards(app, BASELINE)
+    (again,) = _cards(app, BASELINE)
+    _feedback(app, again, "overridden")
+    runtime(app).card_log.flush()
+    rows = {r.rule_id: r for r in build_report(runtime(app).database, by="rule")}
+    row = rows[RuleId.BASELINE_IMAGING_DUE]
+    assert (row.shown, row.accepted, row.overridden) == (1, 0, 1)
+    assert row.top_override_reasons == [(first["overrideReasons"][0]["display"], 1)]
+    table = format_report(list(rows.values()), "table", "rule")
+    assert "baseline-imaging-due" in table
