@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="replay a hook request or a FHIR Bundle")
     replay.add_argument("file", type=Path, help="a hook request (fhir_examples/*.json) or a Bundle")
     replay.add_argument(
-        "--service", default=None, help="service id (default: the only order-select one)"
+        "--service", default=None, help="service id (default: the one for the request's hook)"
     )
     replay.add_argument(
         "--url", default=None, help="base URL of a running service; default in-process"
@@ -150,9 +150,12 @@ def _serve(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     engine = build_engine(load_settings())
     services = engine.knowledge.services
-    service_id = args.service or next(s.id for s in services.values() if s.hook == "order-select")
-    service = engine.service(service_id)
     data = load_json(args.file)
+    # A hook request names its hook: the service that answers it; a Bundle is order-select's.
+    hook = data.get("hook") if isinstance(data, dict) else None
+    wanted = hook if any(s.hook == hook for s in services.values()) else "order-select"
+    service_id = args.service or next(s.id for s in services.values() if s.hook == wanted)
+    service = engine.service(service_id)
     if isinstance(data, dict) and data.get("resourceType") == "Bundle":
         draft = load_json(args.draft) if args.draft else None
         request = request_from_bundle(service, data, draft, args.order_text, args.order_cpt)
