@@ -21,6 +21,7 @@ from cds_service.knowledge.loader import load_knowledge
 from cds_service.knowledge.rules import RuleId
 from cds_service.knowledge.site import NO_SITE
 from tests.conftest import VIEW_SERVICE_ID, body_of, expected_outcomes, vignette
+from tests.test_site import SITE, site_engine
 
 TODAY = date(2026, 11, 24)  # fhir_examples/vignettes.json's "today"
 BASELINE = "patient_view_baseline_mri_due_after_adjuvant_imrt"
@@ -264,3 +265,13 @@ def test_missing_imaging_data_is_a_412_not_a_card(client: FlaskClient) -> None:
     response = client.post(f"/cds-services/{VIEW_SERVICE_ID}", json=body)
     assert response.status_code == 412
     assert "imagingStudies" in json.dumps(body_of(response))
+
+
+def test_the_created_order_carries_the_sites_orderable_first() -> None:
+    engine = site_engine(SITE)
+    outcome = engine.evaluate(VIEW_SERVICE_ID, vignette(BASELINE), today=TODAY)
+    (card,) = outcome.response.cards
+    (suggestion,) = card.suggestions or []
+    coding = (suggestion.actions[0].resource or {})["code"]["coding"]
+    assert coding[0]["system"].startswith("http://example.org")  # the site's orderable
+    assert {c["code"] for c in coding[1:]} >= {"70543", "46310-9"}
