@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from cds_service.cards.model import OrderingContext, SuggestionStyle, UuidFactory
 from cds_service.cards.renderer import CardRenderer
 from cds_service.clinical.contrast import ContrastReader
+from cds_service.clinical.due_imaging import DueImagingReader
 from cds_service.clinical.guidance import (
     OrderAdvice,
     PatientSituation,
@@ -28,8 +29,8 @@ from cds_service.clinical.guidance import (
 from cds_service.clinical.orders import ImagingOrder, OrderClassifier
 from cds_service.clinical.pama import cpt_codes
 from cds_service.clinical.pathway import PathwayReader
-from cds_service.clinical.patient_record import RecordBuilder
-from cds_service.clinical.reasoning import find_post_treatment_context
+from cds_service.clinical.patient_record import PatientRecord, RecordBuilder
+from cds_service.clinical.reasoning import PostTreatmentContext, find_post_treatment_context
 from cds_service.contract.errors import InvalidRequestError, UnknownServiceError
 from cds_service.contract.wire import (
     Action,
@@ -39,6 +40,8 @@ from cds_service.contract.wire import (
     HookRequest,
     OrderSelectContext,
     OrderSignContext,
+    PatientContext,
+    PatientViewContext,
 )
 from cds_service.fhir.fact_cache import FactCache, key_prefix, read_through
 from cds_service.fhir.gather import PrefetchReading, draft_orders, gather
@@ -91,6 +94,26 @@ def order_key(patient_id: str, order_reference: str) -> str:
     return hashlib.sha256(f"{patient_id}\n{order_reference}".encode()).hexdigest()[:16]
 
 
+def snooze_key(patient_id: str, rule: RuleId) -> str:
+    """A patient-view card's key when no snooze store keys it (the command line, tests): the
+    same 64-bit unsalted hash as an order card's, over the patient id and the rule."""
+    return order_key(patient_id, f"rule:{rule}")
+
+
+class Snooze(Protocol):
+    """Has a clinician overridden this rule's patient-view card for this patient lately?
+
+    Answered by the web layer from the feedback store (the engine never imports it). The
+    patient is named only by ``key``: a keyed hash of the patient id and the rule, the same
+    value the issued card is stored with (as its ``order_key``), so neither the store nor the
+    lookup ever holds the patient id in clear.
+    """
+
+    def key(self, patient_id: str, rule: RuleId) -> str: ...
+
+    def snoozed(self, service_id: str, key: str, rule: RuleId, days: int) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The response and what the log line needs (no patient data)."""
@@ -107,6 +130,8 @@ class Outcome:
     unreadable: Mapping[str, str] = field(default_factory=dict)
     #: Rules in silent mode that decided a card this call (recorded in ``issued``, not shown).
     silent_rules: tuple[RuleId, ...] = ()
+    #: patient-view: rules that decided a card kept away by a recent override (snooze).
+    snoozed_rules: tuple[RuleId, ...] = ()
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
@@ -115,7 +140,15 @@ def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
     return InvalidRequestError(f"{where}: {err['msg']}", field=where)
 
 
-def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, DraftOrdersContext]:
+HookContext = DraftOrdersContext | PatientViewContext
+_CONTEXT_MODELS: dict[str, type[HookContext]] = {
+    "order-select": OrderSelectContext,
+    "order-sign": OrderSignContext,
+    "patient-view": PatientViewContext,
+}
+
+
+def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, HookContext]:
     """Validate the wire request for ``service``; raise InvalidRequestError naming the field."""
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object")
@@ -128,7 +161,7 @@ def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, D
             f"hook is {request.hook!r} but service {service.id} answers {service.hook!r}",
             field="hook",
         )
-    model = OrderSelectContext if service.hook == "order-select" else OrderSignContext
+    model = _CONTEXT_MODELS[service.hook]
     try:
         context = model.model_validate(request.context)
     except ValidationError as exc:
@@ -177,6 +210,7 @@ class CdsEngine:
         self.implant_names = NameMatcher(knowledge.safety.implantTextPatterns)
         self.contrast = ContrastReader(knowledge.contrast, knowledge.valuesets)
         self.pathway = PathwayReader(knowledge)
+        self.due_imaging = DueImagingReader(knowledge.pathway)
         self.fact_cache = fact_cache
         self.records = RecordBuilder(
             knowledge,
@@ -200,12 +234,18 @@ class CdsEngine:
         new_uuid: UuidFactory = random_uuid,
         today: date | None = None,
         fetcher: FhirFetcher | None = None,
+        snooze: Snooze | None = None,
     ) -> Outcome:
         """Answer one call. Data comes from prefetch, and from the FHIR server only when a
-        fetcher is given (the HTTP service); the reasoning itself never touches the network."""
+        fetcher is given (the HTTP service); the reasoning itself never touches the network.
+        ``snooze``: who knows recent overrides (patient-view; none: nothing is snoozed)."""
         service = self.service(service_id)
         request, context = parse_request(service, body)
         reading = gather(service, request, fetcher)
+        if isinstance(context, PatientViewContext):
+            return self.decide_patient_view(
+                service, context, reading, new_uuid, today or utc_today(), snooze
+            )
         return self.decide(service, context, reading, new_uuid, today or utc_today())
 
     def _orders(
@@ -232,6 +272,93 @@ class CdsEngine:
             lambda: validated(draft) is not None,
         )
 
+    def _record(self, context: PatientContext, reading: PrefetchReading) -> PatientRecord:
+        return self.records.build(
+            context.patientId,
+            reading.resources,
+            devices_known=DEVICE_PREFETCH_KEY not in reading.missing,
+            allergies_known=ALLERGY_PREFETCH_KEY not in reading.missing,
+            observations_known=OBSERVATION_PREFETCH_KEY not in reading.missing,
+        )
+
+    def _situation(
+        self, record: PatientRecord, clinical: PostTreatmentContext, today: date
+    ) -> PatientSituation:
+        k = self.knowledge
+        return PatientSituation(
+            context=clinical,
+            implant=find_implant(record, k.valuesets, k.safety, self.implant_names, self.contrast),
+            contrast=self.contrast.assess(record, today),
+            devices_known=record.devices_known,
+            latest_prior=latest_prior_imaging(record),
+            today=today,
+            pathway=self.pathway.position(record, clinical),
+        )
+
+    def decide_patient_view(
+        self,
+        service: ServiceDefinition,
+        context: PatientViewContext,
+        reading: PrefetchReading,
+        new_uuid: UuidFactory = random_uuid,
+        today: date | None = None,
+        snooze: Snooze | None = None,
+    ) -> Outcome:
+        """patient-view: at most one info card, for imaging that is due and not ordered
+        (cds_service.clinical.due_imaging); none for a rule that is off, and none for a
+        patient and rule a clinician overrode within the service's ``snoozeDays``."""
+        day = today or utc_today()
+        record = self._record(context, reading)
+        clinical = find_post_treatment_context(record, self.knowledge.valuesets)
+
+        def quiet(in_scope: bool, snoozed: tuple[RuleId, ...] = ()) -> Outcome:
+            return Outcome(
+                CdsResponse(cards=[]),
+                in_scope,
+                0,
+                record.skipped,
+                fetched=reading.fetched,
+                unreadable=reading.unreadable,
+                snoozed_rules=snoozed,
+            )
+
+        if clinical is None:
+            return quiet(False)
+        situation = self._situation(record, clinical, day)
+        finding = self.due_imaging.due(record, clinical, situation.pathway, day)
+        if finding is None or self.site.mode(finding.rule_id) == "off":
+            return quiet(True)
+        rule = finding.rule_id
+        key = snooze.key(context.patientId, rule) if snooze else snooze_key(context.patientId, rule)
+        days = service.config.snoozeDays
+        if snooze is not None and days and snooze.snoozed(service.id, key, rule, days):
+            return quiet(True, (rule,))
+        ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
+        rendered = self.renderer.render_due(
+            finding, situation, ordering, new_uuid, tuple(reading.unreadable)
+        )
+        shown = self.site.mode(rule) == "active"
+        card = rendered.card
+        issued = IssuedCard(
+            card.uuid,
+            rule,
+            tuple(s.uuid for s in card.suggestions or []),
+            shown,
+            key,
+            rendered.suggestion_kinds,
+        )
+        return Outcome(
+            CdsResponse(cards=[card] if shown else []),
+            True,
+            0,
+            record.skipped,
+            (rule,) if shown else (),
+            reading.fetched,
+            (issued,),
+            reading.unreadable,
+            () if shown else (rule,),
+        )
+
     def decide(
         self,
         service: ServiceDefinition,
@@ -242,13 +369,7 @@ class CdsEngine:
     ) -> Outcome:
         orders = self._orders(service, context)
         k = self.knowledge
-        record = self.records.build(
-            context.patientId,
-            reading.resources,
-            devices_known=DEVICE_PREFETCH_KEY not in reading.missing,
-            allergies_known=ALLERGY_PREFETCH_KEY not in reading.missing,
-            observations_known=OBSERVATION_PREFETCH_KEY not in reading.missing,
-        )
+        record = self._record(context, reading)
         if not orders:
             return Outcome(
                 CdsResponse(cards=[]),
@@ -265,17 +386,7 @@ class CdsEngine:
         silent: tuple[RuleId, ...] = ()
         issued: tuple[IssuedCard, ...] = ()
         if clinical is not None:
-            situation = PatientSituation(
-                context=clinical,
-                implant=find_implant(
-                    record, k.valuesets, k.safety, self.implant_names, self.contrast
-                ),
-                contrast=self.contrast.assess(record, today or utc_today()),
-                devices_known=record.devices_known,
-                latest_prior=latest_prior_imaging(record),
-                today=today or utc_today(),
-                pathway=self.pathway.position(record, clinical),
-            )
+            situation = self._situation(record, clinical, today or utc_today())
             history_card = service.config.standaloneHistoryCard
             advice = self._switched(advise(situation, orders, k, standalone_history=history_card))
             ordering = OrderingContext(context.patientId, context.userId, context.encounterId)

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "fhir_examples"
 SERVICE_ID = "salivary-post-treatment-imaging-order-select"
 SIGN_SERVICE_ID = "salivary-post-treatment-imaging-order-sign"
+VIEW_SERVICE_ID = "salivary-post-treatment-imaging-patient-view"
 HOOK_URL = f"/cds-services/{SERVICE_ID}"
 #: The prefetch keys the reasoning reads (the Patient key is advertised but never read).
 USED_PREFETCH_KEYS = (
@@ -145,6 +146,7 @@ def expected_outcomes() -> dict[str, Any]:
             "service": v.service,
             "cards": list(v.cards),
             "pama": [list(p) for p in v.pama],
+            "overridden": list(v.overridden),
         }
         for name, v in vignette_book().vignettes.items()
     }

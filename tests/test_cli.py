@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,17 @@ def test_replay_json_is_the_raw_response(capsys: pytest.CaptureFixture[str]) -> 
 def test_replay_of_a_silent_vignette(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(EXAMPLES / "warthin_tumour_after_parotidectomy.json")]) == 0
     assert "No cards" in capsys.readouterr().out
+
+
+def test_replay_answers_a_request_with_the_service_of_its_hook(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cds_service.engine.utc_today", lambda: date(2026, 11, 24))
+    view = EXAMPLES / "patient_view_baseline_mri_due_after_adjuvant_imrt.json"
+    assert main(["replay", str(view)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[1] INFO: Baseline post-treatment MRI is due")
+    assert "create MRI orbits face neck without and with IV contrast" in out
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from tests.conftest import (
     SERVICE_ID,
     SIGN_SERVICE_ID,
     USED_PREFETCH_KEYS,
+    VIEW_SERVICE_ID,
     body_of,
     build_app,
     vignette,
@@ -24,13 +25,14 @@ from tests.conftest import (
 POSITIVE = "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"
 
 
-def test_discovery_lists_the_service_without_private_config(client: FlaskClient) -> None:
+def test_discovery_lists_the_services_without_private_config(client: FlaskClient) -> None:
     response = client.get("/cds-services")
     assert response.status_code == 200
     services = {s["id"]: s for s in body_of(response)["services"]}
-    assert set(services) == {SERVICE_ID, SIGN_SERVICE_ID}
+    assert set(services) == {SERVICE_ID, SIGN_SERVICE_ID, VIEW_SERVICE_ID}
     assert services[SERVICE_ID]["hook"] == "order-select"
     assert services[SIGN_SERVICE_ID]["hook"] == "order-sign"
+    assert services[VIEW_SERVICE_ID]["hook"] == "patient-view"
     for service in services.values():
         assert service["title"] and service["description"]
         assert set(service["prefetch"]) == {"patient", *USED_PREFETCH_KEYS}

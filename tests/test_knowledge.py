@@ -11,6 +11,7 @@ from typing import Any, get_args
 import pytest
 
 from cds_service.cards.rules import RULES
+from cds_service.clinical.due_imaging import DueImaging
 from cds_service.clinical.guidance import Finding
 from cds_service.config import Settings
 from cds_service.engine import CdsEngine
@@ -307,7 +308,7 @@ def test_an_implant_pattern_added_to_the_knowledge_is_read(hooks_copy: Path) -> 
 def test_every_rule_and_every_finding_has_one_entry() -> None:
     assert set(RULES) == set(RuleId)
     findings = {entry.finding for entry in RULES.values()}
-    assert findings == {*get_args(Finding), None}
+    assert findings == {*get_args(Finding), *get_args(DueImaging), None}
 
 
 def test_every_treatment_code_has_a_short_clinical_name() -> None:

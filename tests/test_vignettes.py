@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from cds_service.cli.vignettes import RecordedOverrides
 from cds_service.engine import CdsEngine
 from cds_service.knowledge.rules import RuleId
 from tests.conftest import (
@@ -17,6 +18,7 @@ from tests.conftest import (
     body_of,
     expected_outcomes,
     vignette,
+    vignette_book,
 )
 
 OUTCOMES = expected_outcomes()
@@ -31,14 +33,23 @@ def test_there_are_enough_vignettes() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(OUTCOMES))
-def test_vignette_gives_expected_cards(client: FlaskClient, engine: CdsEngine, name: str) -> None:
+def test_vignette_gives_expected_cards(
+    client: FlaskClient, engine: CdsEngine, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     expected = OUTCOMES[name]
+    # The day the vignettes were written for: patient-view cards depend on today itself.
+    monkeypatch.setattr("cds_service.engine.utc_today", lambda: vignette_book().today)
+    snooze = None
+    if expected["overridden"]:  # the card comes, a clinician overrides it: then it stays away
+        _override_first_card(client, expected["service"], vignette(name))
+        patient = vignette(name)["context"]["patientId"]
+        snooze = RecordedOverrides(patient, [RuleId(r) for r in expected["overridden"]])
     response = client.post(f"/cds-services/{expected['service']}", json=vignette(name))
     assert response.status_code == 200, response.json
     body = body_of(response)
     cards = body["cards"]
     assert len(cards) == len(expected["cards"])
-    outcome = engine.evaluate(expected["service"], vignette(name))
+    outcome = engine.evaluate(expected["service"], vignette(name), snooze=snooze)
     assert list(outcome.rules) == [want["rule"] for want in expected["cards"]]
     for card, want in zip(cards, expected["cards"], strict=True):
         for text in want["mentions"]:
@@ -55,6 +66,24 @@ def test_vignette_gives_expected_cards(client: FlaskClient, engine: CdsEngine, n
         assert body["extension"]["systemActions"] == body["systemActions"]
     else:
         assert "systemActions" not in body and "extension" not in body
+
+
+def _override_first_card(client: FlaskClient, service: str, body: dict[str, Any]) -> None:
+    first = client.post(f"/cds-services/{service}", json=body)
+    cards = body_of(first)["cards"]
+    assert len(cards) == 1
+    feedback = {
+        "feedback": [
+            {
+                "card": cards[0]["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {"reason": cards[0]["overrideReasons"][0]},
+                "outcomeTimestamp": "2026-11-24T10:00:00Z",
+            }
+        ]
+    }
+    stored = client.post(f"/cds-services/{service}/feedback", json=feedback)
+    assert stored.status_code == 200 and body_of(stored)["stored"] == 1
 
 
 def _post(client: FlaskClient, body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -19,14 +19,17 @@ class CardContext:
 
     k: CardKnowledge
     words: Wording
-    advice: OrderAdvice
+    #: The order the card is about; None for a patient-view card (nothing is being ordered).
+    advice: OrderAdvice | None
     situation: PatientSituation
     history: History
     orders: SuggestionBuilder
 
     @property
     def ordered(self) -> str:
-        """The order as placed, as card markdown."""
+        """The order as placed, as card markdown (order hooks only)."""
+        if self.advice is None:
+            raise TypeError("a patient-view card is about no order")
         return escape(self.advice.order.draft.display)
 
     def text(self, rule: RuleId, name: str, /, **values: object) -> str:

@@ -22,13 +22,15 @@ from cds_service.cards.model import (
     UuidFactory,
 )
 from cds_service.cards.rules import RULES
+from cds_service.cards.rules.due_imaging import PATIENT_VIEW_RULES
 from cds_service.cards.suggestions import SuggestionBuilder, selection_behavior, touches
 from cds_service.cards.wording import Wording, check_wording
+from cds_service.clinical.due_imaging import DueImaging
 from cds_service.clinical.guidance import OrderAdvice, PatientSituation
 from cds_service.clinical.orders import ImagingOrder
 from cds_service.clinical.pama import PamaRater, cpt_codes, with_rating
 from cds_service.contract.wire import Action, Card, Coding, Link, Source
-from cds_service.knowledge.loader import CardKnowledge, RatingKnowledge
+from cds_service.knowledge.loader import CardKnowledge, KnowledgeError, RatingKnowledge
 from cds_service.knowledge.rules import RuleId
 
 
@@ -42,6 +44,9 @@ class CardRenderer:
         agent_labels: Mapping[str, str],
     ) -> None:
         check_wording(knowledge, RULES)
+        for rule in PATIENT_VIEW_RULES:  # a chart opened is no moment for a warning
+            if knowledge.rules[rule].indicator != "info":
+                raise KnowledgeError(f"cards.json: {rule} is a patient-view card: info only")
         self._k = knowledge
         self._words = Wording(knowledge, {rule: entry.texts for rule, entry in RULES.items()})
         self._agent_labels = dict(agent_labels)
@@ -82,6 +87,57 @@ class CardRenderer:
             if (INDICATOR_RANK[card.indicator] >= floor or history) and a.rule_id is not None:
                 rendered.append(RenderedCard(a.rule_id, card, a.order.reference, kinds))
         return rendered
+
+    def render_due(
+        self,
+        finding: DueImaging,
+        situation: PatientSituation,
+        ordering: OrderingContext,
+        new_uuid: UuidFactory,
+        unreadable: Sequence[str] = (),
+    ) -> RenderedCard:
+        """The one patient-view card: imaging that is due, with one suggestion that creates
+        the order (no draft exists), the same safety lines as the order cards and the record's
+        evidence. Its ``order`` is empty: the card is about no order."""
+        rule_id = finding.rule_id
+        history = History(self._k, self._words, situation)
+        orders = SuggestionBuilder(
+            self._k,
+            self._words,
+            history,
+            None,
+            situation,
+            ordering,
+            new_uuid,
+            DEFAULT_STYLE,
+            self.rater,
+        )
+        context = CardContext(self._k, self._words, None, situation, history, orders)
+        rendered = RULES[rule_id].build(context, finding)
+        suggestions = rendered.suggestions
+        cautions = list(dict.fromkeys(self._k.unreadable[key] for key in unreadable))
+        notices = sections.safety_lines(context, self._agent_labels, suggestions)
+        if cautions:
+            notices.insert(0, self._words.common("couldNotCheck", lines=" ".join(cautions)))
+        paragraphs = [
+            rendered.lead,
+            *notices,
+            sections.ratings_table(self._words, self._ratings, self.rater, None, None),
+            *rendered.paragraphs,
+            sections.evidence_markdown(context),
+        ]
+        card = Card(
+            uuid=new_uuid(),
+            summary=rendered.summary,
+            detail="\n\n".join(paragraphs),
+            indicator="info",
+            source=self._source,
+            links=self._links,
+            suggestions=suggestions or None,
+            selectionBehavior="at-most-one" if suggestions else None,
+            overrideReasons=self._reasons(rule_id, rendered.reason_variants),
+        )
+        return RenderedCard(rule_id, card, "", tuple(orders.kinds[s.uuid] for s in suggestions))
 
     def pama_action(self, order: ImagingOrder, rating: str) -> Action | None:
         """The Argonaut PAMA rating as an update of a CPT-coded draft (sandbox PAMA view)."""

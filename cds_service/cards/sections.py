@@ -30,9 +30,10 @@ def safety_lines(
     ordered one and the suggested ones): a recorded contrast allergy, kidney function, an
     MR Conditional or cochlear implant; and, when nothing is safe to suggest, that."""
     words, advice, situation = c.words, c.advice, c.situation
-    if advice.rule_id == RuleId.DISCUSS_WITH_RADIOLOGY:
+    rule_id = advice.rule_id if advice is not None else None
+    if rule_id == RuleId.DISCUSS_WITH_RADIOLOGY:
         return []  # its own text names the implant and the contrast risks
-    ordered = advice.order.modality
+    ordered = advice.order.modality if advice is not None else None  # patient-view: nothing
     involved = set(c.orders.suggested)
     if ordered in ("MR", "MRA", "PET-MR"):
         involved.add("mri-protocol")
@@ -57,11 +58,11 @@ def safety_lines(
     implant = situation.implant
     if implant is not None and "mri-protocol" in involved:
         name = escape(implant.display)
-        if implant.mr_status == "conditional" and advice.rule_id != RuleId.MRI_CONDITIONAL_IMPLANT:
+        if implant.mr_status == "conditional" and rule_id != RuleId.MRI_CONDITIONAL_IMPLANT:
             lines.append(words.common("conditionalLine", implant=name))
         if implant.cochlear and ordered in ("MR", "MRA", "PET-MR"):
             lines.append(words.common("cochlearLine", implant=name))
-    quiet = advice.rule_id == RuleId.MRI_CONDITIONAL_IMPLANT
+    quiet = rule_id == RuleId.MRI_CONDITIONAL_IMPLANT
     if not suggestions and not quiet and (contrast.allergies or kidney is not None):
         lines.append(words.common("noStudyLine"))
     return lines
@@ -72,11 +73,12 @@ def ratings_table(
     ratings: RatingKnowledge,
     rater: PamaRater,
     rated: RatedProcedure | None,
-    order: ImagingOrder,
+    order: ImagingOrder | None,
 ) -> str:
     """The ACR table, the ordered study's row marked: as read from the order, or else as
-    its procedure code is rated (CPT 70543 is the rated MRI's code, whatever the name)."""
-    codes = cpt_codes(order.draft.codes)
+    its procedure code is rated (CPT 70543 is the rated MRI's code, whatever the name).
+    Without an order (patient-view) no row is marked."""
+    codes = cpt_codes(order.draft.codes) if order is not None else ()
     coded = rater.procedure(codes) if rated is None else None
     rows = [words.common("ratingsColumns"), "|---|---|---|"]
     for procedure in ratings.procedures:

@@ -6,6 +6,7 @@ clinical-history note for the radiologist."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from cds_service.cards.history import History
@@ -66,14 +67,15 @@ def selection_behavior(suggestions: list[Suggestion], reference: str) -> str:
 
 
 class SuggestionBuilder:
-    """Builds one card's suggestions for one draft order, and remembers what each does."""
+    """Builds one card's suggestions for one draft order (or, at patient-view, for none: a new
+    order only), and remembers what each does."""
 
     def __init__(
         self,
         k: CardKnowledge,
         words: Wording,
         history: History,
-        advice: OrderAdvice,
+        advice: OrderAdvice | None,
         situation: PatientSituation,
         ordering: OrderingContext,
         new_uuid: UuidFactory,
@@ -90,7 +92,8 @@ class SuggestionBuilder:
         #: The studies this card suggests (for its safety lines).
         self.suggested: set[OrderKey] = set()
         self.advice = advice
-        self.draft: OrderFact = advice.order.draft
+        #: The draft order the card is about; None at patient-view (nothing is being ordered).
+        self.draft: OrderFact | None = advice.order.draft if advice is not None else None
         self.situation = situation
         self.ordering = ordering
         self.new_uuid = new_uuid
@@ -137,7 +140,7 @@ class SuggestionBuilder:
                 }
             )
         resource["reasonCode"] = coded
-        if not self.draft.has_reason:
+        if self.draft is None or not self.draft.has_reason:
             notes = [n for n in resource.get("note", []) if isinstance(n, dict)]
             resource["note"] = [*notes, {"text": self.history.note()}]
         # Built from a validated draft and coded templates: tests/test_cards.py validates every
@@ -146,11 +149,12 @@ class SuggestionBuilder:
 
     def new_order(self, key: OrderKey) -> dict[str, Any]:
         """A new ServiceRequest for ``key``, for the same patient, encounter and requester."""
-        original = self.draft.resource
-        requester = self.draft.requester or (
+        draft = self.draft
+        original: Mapping[str, Any] = draft.resource if draft is not None else {}
+        requester = (draft.requester if draft else None) or (
             self.ordering.user_id if _USER_REFERENCE.match(self.ordering.user_id) else None
         )
-        encounter = self.draft.encounter or (
+        encounter = (draft.encounter if draft else None) or (
             f"Encounter/{self.ordering.encounter_id}" if self.ordering.encounter_id else None
         )
         intent = original.get("intent")  # the draft's, as the clinician's order would be
@@ -159,7 +163,10 @@ class SuggestionBuilder:
             "status": "draft",
             "intent": intent if intent in _REQUEST_INTENTS else "order",
             "code": self._study_code(key),
-            "subject": {"reference": self.draft.subject or f"Patient/{self.ordering.patient_id}"},
+            "subject": {
+                "reference": (draft.subject if draft else None)
+                or f"Patient/{self.ordering.patient_id}"
+            },
         }
         if encounter:
             resource["encounter"] = {"reference": encounter}
@@ -171,7 +178,7 @@ class SuggestionBuilder:
         return self._with_history(resource)
 
     def updated_draft(self, concern: ConcernChoice | None = None, **changes: Any) -> dict[str, Any]:
-        resource = json_copy(dict(self.draft.resource))
+        resource = json_copy(dict(self._draft().resource))
         resource.update(changes)
         return self._with_history(resource, concern)
 
@@ -187,9 +194,15 @@ class SuggestionBuilder:
         """An update of the draft; with PAMA ratings on, rated as updated (``warned``: this
         card still warns against the order as updated)."""
         if self.style.pama and (codes := cpt_codes(resource["code"].get("coding", []))):
-            shown = self.advice.rule_id if warned else None
+            shown = self.advice.rule_id if warned and self.advice is not None else None
             resource = with_rating(resource, self.rater.rating(codes, True, shown))
         return Action(type="update", description=description, resource=resource)
+
+    def _draft(self) -> OrderFact:
+        """The draft a replacement, a deferral or an update acts on (order hooks only)."""
+        if self.draft is None:
+            raise TypeError("no draft order to change: patient-view suggests new orders only")
+        return self.draft
 
     # suggestions ------------------------------------------------------------------------------
 
@@ -209,8 +222,10 @@ class SuggestionBuilder:
             actions = [
                 Action(
                     type="delete",
-                    description=self.words.common("deleteDescription", ordered=self.draft.display),
-                    resourceId=self.draft.reference,
+                    description=self.words.common(
+                        "deleteDescription", ordered=self._draft().display
+                    ),
+                    resourceId=self._draft().reference,
                 ),
                 self._create(key),
             ]

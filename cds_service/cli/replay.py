@@ -140,7 +140,7 @@ def format_response(status: int, body: Any) -> str:
         return f"HTTP {status}: {json.dumps(body, indent=2)}"
     cards = body.get("cards", [])
     if not cards:
-        return "No cards: the service has no advice for this order."
+        return "No cards: the service has no advice here."
     blocks: list[str] = []
     for number, card in enumerate(cards, 1):
         lines = [f"[{number}] {card['indicator'].upper()}: {card['summary']}"]

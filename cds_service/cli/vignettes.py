@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.contract.errors import CdsError, InputFileError
-from cds_service.engine import CdsEngine
+from cds_service.engine import CdsEngine, snooze_key
 from cds_service.fhir import build as fb
 from cds_service.fhir.records import shift_months
 from cds_service.knowledge.loader import Knowledge
+from cds_service.knowledge.rules import RuleId
 
 _RELATIVE = re.compile(r"^today(?:([+-])(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)w)?(?:(\d+)d)?)?$")
 
@@ -104,6 +105,8 @@ class Vignette:
     cards: tuple[dict[str, Any], ...]
     #: PAMA ratings expected as [draft reference, rating].
     pama: tuple[tuple[str, str], ...]
+    #: patient-view: the rules whose card a clinician overrode for this patient lately.
+    overridden: tuple[RuleId, ...] = ()
 
 
 class VignetteBook:
@@ -172,7 +175,7 @@ class VignetteBook:
         for key in self._search_keys[hook]:
             resources = [readers[key](pid, r) for r in entry.get(key, [])]
             prefetch[key] = fb.searchset(resources, typed=key not in untyped)
-        drafts = [self._order(pid, d) for d in entry["drafts"]]
+        drafts = [self._order(pid, d) for d in entry.get("drafts", [])]
         request = fb.hook_request(
             hook,
             pid,
@@ -189,6 +192,7 @@ class VignetteBook:
             request=request,
             cards=tuple(expected.get("cards", ())),
             pama=tuple(tuple(p) for p in expected.get("pama", ())),
+            overridden=tuple(RuleId(r) for r in entry.get("overridden", ())),
         )
 
     def _condition(self, pid: str, r: dict[str, Any]) -> fb.Resource:
@@ -308,17 +312,40 @@ def sequential_uuids() -> Callable[[], str]:
     return lambda: f"00000000-0000-4000-8000-{next(counter):012d}"
 
 
+class RecordedOverrides:
+    """A vignette's overrides as the engine's snooze sees them: the rules a clinician overrode
+    for this patient within the snooze window (the feedback store's answer, as data)."""
+
+    def __init__(self, patient_id: str, rules: Sequence[RuleId]) -> None:
+        self._keys = {snooze_key(patient_id, r) for r in rules}
+
+    def key(self, patient_id: str, rule: RuleId) -> str:
+        return snooze_key(patient_id, rule)
+
+    def snoozed(self, service_id: str, key: str, rule: RuleId, days: int) -> bool:
+        del service_id, rule, days  # the vignette says the override is recent
+        return key in self._keys
+
+
 def golden_response(engine: CdsEngine, vignette: Vignette, today: date) -> dict[str, Any]:
     """The whole response, with uuids counted from 1 and a fixed date, as goldens store it."""
+    snooze = None
+    if vignette.overridden:
+        snooze = RecordedOverrides(vignette.request["context"]["patientId"], vignette.overridden)
     try:
-        outcome = engine.evaluate(vignette.service, vignette.request, sequential_uuids(), today)
+        outcome = engine.evaluate(
+            vignette.service, vignette.request, sequential_uuids(), today, snooze=snooze
+        )
     except CdsError as exc:
         return {"service": vignette.service, "status": exc.status, "response": exc.to_json()}
-    return {
+    golden: dict[str, Any] = {
         "service": vignette.service,
         "rules": [str(r) for r in outcome.rules],
-        "response": outcome.response.to_json(),
     }
+    if outcome.snoozed_rules:
+        golden["snoozed"] = [str(r) for r in outcome.snoozed_rules]
+    golden["response"] = outcome.response.to_json()
+    return golden
 
 
 def dump(value: Any) -> str:

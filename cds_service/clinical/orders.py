@@ -91,6 +91,15 @@ class PriorStudy:
 
 
 @dataclass(frozen=True)
+class PendingOrder:
+    """A head and neck imaging order not yet done (draft, active, on hold), and how it reads:
+    imaging that someone has already asked for is not due."""
+
+    fact: PriorImagingFact
+    reading: StudyReading
+
+
+@dataclass(frozen=True)
 class TextReading:
     modality: Modality | None
     regions: frozenset[str]

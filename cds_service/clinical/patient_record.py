@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.clinical.orders import OrderClassifier, PriorStudy, StudyReading
+from cds_service.clinical.orders import OrderClassifier, PendingOrder, PriorStudy, StudyReading
 from cds_service.fhir.fact_cache import FactCache, key_prefix, read_through
 from cds_service.fhir.json_limits import same_content
 from cds_service.fhir.records import (
@@ -36,6 +36,8 @@ from cds_service.fhir.records import (
     device_fact,
     device_names,
     observation_fact,
+    pending_order_fact,
+    pending_order_names,
     prior_imaging_fact,
     prior_study_names,
     procedure_fact,
@@ -63,7 +65,15 @@ READ_TYPES = PRIOR_STUDY_TYPES | {
     "AllergyIntolerance",
     "Observation",
 }
-Fact = ConditionFact | ProcedureFact | DeviceFact | PriorStudy | AllergyFact | ObservationFact
+Fact = (
+    ConditionFact
+    | ProcedureFact
+    | DeviceFact
+    | PriorStudy
+    | PendingOrder
+    | AllergyFact
+    | ObservationFact
+)
 Screen = Callable[[Mapping[str, Any]], bool]
 Reader = Callable[[Mapping[str, Any]], Fact | None]
 
@@ -98,6 +108,8 @@ class PatientRecord:
     #: False when allergy data, or kidney results, were neither sent nor nulled: unknown.
     allergies_known: bool = True
     observations_known: bool = True
+    #: Head and neck imaging ordered and not yet done (draft, active, on hold).
+    pending_orders: tuple[PendingOrder, ...] = ()
 
 
 def _keys(codes: Iterable[Code]) -> Iterable[tuple[str, str]]:
@@ -144,6 +156,7 @@ class RecordBuilder:
         self._allergy_names = NameMatcher([p for a in contrast.agents.values() for p in a.patterns])
         self._egfr_codes = members(OBSERVATION_VALUESETS)
         self._egfr_names = NameMatcher(contrast.egfrNamePatterns)
+        self._pending_statuses = knowledge.pathway.dueImaging.pendingStatuses
         self._filter = filter_irrelevant
         self._cache = fact_cache
         self._cache_namespace = f"record:{knowledge_version}:{filter_irrelevant}"
@@ -180,9 +193,11 @@ class RecordBuilder:
         name = text_of(code)
         return name is not None and self._egfr_names.match(name)
 
-    def _prior_reading(self, raw: Mapping[str, Any]) -> StudyReading | None:
-        """How a past study reads, when it was done and is head and neck imaging (else None)."""
-        found = prior_study_names(raw)
+    def _prior_reading(
+        self, found: tuple[tuple[Code, ...], tuple[str, ...]] | None
+    ) -> StudyReading | None:
+        """How a past study or a pending order reads (``found``: its codes and names), when it
+        is head and neck imaging (else None)."""
         if found is None:
             return None
         codes, texts = found
@@ -251,6 +266,7 @@ class RecordBuilder:
             tuple(f for f in facts if isinstance(f, ObservationFact)),
             allergies_known,
             observations_known,
+            tuple(f for f in facts if isinstance(f, PendingOrder)),
         )
 
     def _reading(
@@ -273,9 +289,14 @@ class RecordBuilder:
     def _read(self, kind: str, raw: Mapping[str, Any]) -> Fact | None:
         """The resource's fact, or None when it cannot matter (screened before validation)."""
         if kind in PRIOR_STUDY_TYPES:
-            reading = self._prior_reading(raw)  # past studies: read once, the record keeps it
+            reading = self._prior_reading(prior_study_names(raw))  # read once, the record keeps it
             prior = prior_imaging_fact(raw) if reading is not None else None
-            return PriorStudy(prior, reading) if prior and reading else None
+            if prior and reading:
+                return PriorStudy(prior, reading)
+            statuses = self._pending_statuses
+            reading = self._prior_reading(pending_order_names(raw, statuses))
+            pending = pending_order_fact(raw, statuses) if reading is not None else None
+            return PendingOrder(pending, reading) if pending and reading else None
         matters, read = self._screens[kind]
         if self._filter and not matters(raw):
             return None

@@ -67,7 +67,8 @@ class HookRequest(_Request):
     hookInstance: str = Field(min_length=1)
     fhirServer: str | None = Field(default=None, pattern=r"^https?://")
     fhirAuthorization: FhirAuthorization | None = None
-    #: Validated by the hook's own context model (OrderSelectContext, OrderSignContext).
+    #: Validated by the hook's own context model (OrderSelectContext, OrderSignContext,
+    #: PatientViewContext).
     context: dict[str, Any]
     prefetch: dict[str, PrefetchValue] | None = Field(
         default=None,
@@ -79,12 +80,21 @@ class HookRequest(_Request):
     )
 
 
-class DraftOrdersContext(_Request):
-    """What the order hooks' contexts share: who orders, for whom, and the draft orders."""
+class PatientContext(_Request):
+    """What every hook's context holds: who is at the chart, for which patient."""
 
     userId: str = Field(min_length=1)
     patientId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9\-.]+$")
     encounterId: str | None = None
+
+
+class PatientViewContext(PatientContext):
+    """patient-view context (CDS Hooks 2.0): the chart opened; no draft orders."""
+
+
+class DraftOrdersContext(PatientContext):
+    """What the order hooks' contexts share: who orders, for whom, and the draft orders."""
+
     draftOrders: Annotated[dict[str, Any], WithJsonSchema(_DRAFT_ORDERS_SCHEMA)]
 
 

@@ -85,9 +85,10 @@ def procedure(
     text: str | None = None,
     status: str = "completed",
     performed: str | None = None,
-    period: tuple[str, str] | None = None,
+    period: tuple[str, str | None] | None = None,
     reason: str | None = None,
 ) -> Resource:
+    """A Procedure; a ``period`` whose end is None is sent without one (not charted yet)."""
     p: Resource = {
         "resourceType": "Procedure",
         "id": prid,
@@ -100,7 +101,9 @@ def procedure(
     if performed:
         p["performedDateTime"] = performed
     if period:
-        p["performedPeriod"] = {"start": period[0], "end": period[1]}
+        p["performedPeriod"] = {"start": period[0]}
+        if period[1] is not None:
+            p["performedPeriod"]["end"] = period[1]
     if reason:
         p["reasonReference"] = [{"reference": f"Condition/{reason}"}]
     return p
@@ -270,7 +273,8 @@ def hook_request(
     fhir_server: str | None = EXAMPLE_FHIR_BASE,
     untyped_drafts: bool = False,
 ) -> Resource:
-    """A complete CDS Hooks request; order-select gets its selections (default: every draft)."""
+    """A complete CDS Hooks request; order-select gets its selections (default: every draft),
+    patient-view no draft orders."""
     context: dict[str, Any] = {"userId": user, "patientId": pid}
     if encounter:
         context["encounterId"] = encounter
@@ -278,7 +282,8 @@ def hook_request(
         context["selections"] = list(
             selections if selections is not None else (f"ServiceRequest/{d['id']}" for d in drafts)
         )
-    context["draftOrders"] = collection(drafts, typed=not untyped_drafts)
+    if hook != "patient-view":
+        context["draftOrders"] = collection(drafts, typed=not untyped_drafts)
     request: Resource = {
         "hook": hook,
         "hookInstance": hook_instance or str(uuid.uuid5(uuid.NAMESPACE_URL, f"vignette:{pid}")),

@@ -506,6 +506,28 @@ def prior_study_names(r: Mapping[str, Any]) -> tuple[tuple[Code, ...], tuple[str
     return codes_of(r.get("code")), tuple(t for t in [text_of(r.get("code"))] if t)
 
 
+def pending_order_names(
+    r: Mapping[str, Any], statuses: frozenset[str]
+) -> tuple[tuple[Code, ...], tuple[str, ...]] | None:
+    """A ServiceRequest's codes and names when its status is one of ``statuses`` (an order not
+    yet done), else None."""
+    if _text(r.get("resourceType")) != "ServiceRequest" or resource_id(r) is None:
+        return None
+    if _text(r.get("status")) not in statuses:
+        return None
+    return codes_of(r.get("code")), tuple(t for t in [text_of(r.get("code"))] if t)
+
+
+def pending_order_fact(r: Mapping[str, Any], statuses: frozenset[str]) -> PriorImagingFact | None:
+    """An order not yet done (its date: when it is for, else when it was written)."""
+    found = pending_order_names(r, statuses)
+    if found is None:
+        return None
+    codes, texts = found
+    when = _date(r, "occurrenceDateTime", "occurrencePeriod.start", "authoredOn")
+    return PriorImagingFact(f"ServiceRequest/{r['id']}", codes, texts, when, _text(r.get("status")))
+
+
 def prior_imaging_fact(r: Mapping[str, Any]) -> PriorImagingFact | None:
     """A past study, or None when the resource does not say it was done."""
     found = prior_study_names(r)

@@ -61,8 +61,9 @@ class ServiceConfig(_Strict):
     #: Used when present, fetched when missing and a FHIR server may be asked. Other keys
     #: (the Patient) are advertised for clients but never fetched: the reasoning does not use them.
     optionalPrefetch: tuple[str, ...]
-    #: order-select judges the new selections; order-sign every draft being signed.
-    ordersToCheck: Literal["selections", "all-drafts"]
+    #: order-select judges the new selections; order-sign every draft being signed; patient-view
+    #: has no draft orders ("none": it says what is due).
+    ordersToCheck: Literal["selections", "all-drafts", "none"]
     #: Cards below this indicator are not shown (order-sign: warnings, and the standalone
     #: history card, which is shown whatever this says).
     minimumIndicator: Literal["info", "warning", "critical"]
@@ -76,13 +77,16 @@ class ServiceConfig(_Strict):
     #: nothing else to say. Off at order-select (it appeared on every correct selection), on at
     #: order-sign: once per ordering session, at the end, whatever minimumIndicator says.
     standaloneHistoryCard: bool = False
+    #: patient-view: days a card stays away for the patient and rule after a clinician overrode
+    #: it (0: never snoozed). Opening a chart ten times a day must not mean ten cards.
+    snoozeDays: int = Field(default=0, ge=0, le=365)
 
 
 class ServiceDefinition(_Strict):
     """One CDS service: its public discovery entry plus the private ``_config`` block."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9\-_.]+$")
-    hook: Literal["order-select", "order-sign"]
+    hook: Literal["order-select", "order-sign", "patient-view"]
     title: str = Field(min_length=1)
     description: str = Field(min_length=1)
     usageRequirements: str | None = None
@@ -107,6 +111,10 @@ class ServiceDefinition(_Strict):
         )
         if unknown:
             raise ValueError(f"_config names prefetch keys that do not exist: {sorted(unknown)}")
+        if (self.hook == "patient-view") != (self.config.ordersToCheck == "none"):
+            raise ValueError('ordersToCheck is "none" for patient-view, and only for it')
+        if self.config.snoozeDays and self.hook != "patient-view":
+            raise ValueError("snoozeDays is for patient-view: order hooks answer an order")
         return self
 
     def discovery_entry(self) -> dict[str, Any]:
@@ -231,6 +239,9 @@ class RuleWording(_Strict):
     #: for a rule with one); which variants a rule has is declared in the cards' RULES.
     overrideReasons: dict[str, tuple[OverrideReason, ...]]
     texts: dict[str, str]
+    #: Where the rule's sentences come from, when not only the ACR article (cards.json's
+    #: description names that one for every rule).
+    sources: tuple[str, ...] = ()
 
 
 OrderKey = Literal["mri-protocol", "ct-neck-with-contrast"]
@@ -393,6 +404,33 @@ class AccKnowledge(_Strict):
     textPattern: str
 
 
+class DueImagingKnowledge(_Strict):
+    """When imaging is due and nobody ordered it (patient-view): the windows, as data."""
+
+    description: str
+    #: The baseline study: from this many weeks after the last treatment ended...
+    baselineFromWeeks: int = Field(gt=0, le=52)
+    #: ...until this many months after it (later, the record more likely misses outside imaging).
+    baselineUntilMonths: int = Field(gt=0, le=24)
+    #: The follow-up after an indeterminate report: overdue from this many weeks after it...
+    followUpFromWeeks: int = Field(gt=0, le=52)
+    #: ...and no longer said this many months after it.
+    followUpUntilMonths: int = Field(gt=0, le=24)
+    #: The modalities of the studies that count (head and neck CT, MRI, PET/CT).
+    studyModalities: frozenset[str] = Field(min_length=1)
+    #: ServiceRequest statuses of an order still pending (FHIR R4 request-status).
+    pendingStatuses: frozenset[str] = Field(min_length=1)
+    sources: tuple[str, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _windows_open(self) -> DueImagingKnowledge:
+        if self.baselineFromWeeks * 7 >= self.baselineUntilMonths * 28:
+            raise ValueError("dueImaging: the baseline window closes before it opens")
+        if self.followUpFromWeeks * 7 >= self.followUpUntilMonths * 28:
+            raise ValueError("dueImaging: the follow-up window closes before it opens")
+        return self
+
+
 class PathwayKnowledge(_Strict):
     """After the surveillance study: reading the last report, recurrence, the next steps."""
 
@@ -405,6 +443,7 @@ class PathwayKnowledge(_Strict):
     indeterminateFollowUpMonths: tuple[int, int]
     repeatTooSoonWeeks: int = Field(gt=0, le=26)
     acc: AccKnowledge
+    dueImaging: DueImagingKnowledge
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> PathwayKnowledge:

@@ -21,3 +21,6 @@ class RuleId(StrEnum):
     TISSUE_CONFIRMATION_NEXT = "tissue-confirmation-next"
     REPEAT_MRI_TOO_SOON = "repeat-mri-too-soon"
     MISSING_CLINICAL_HISTORY = "missing-clinical-history"
+    #: patient-view: imaging that is due and that nobody has ordered.
+    BASELINE_IMAGING_DUE = "baseline-imaging-due"
+    FOLLOW_UP_IMAGING_OVERDUE = "follow-up-imaging-overdue"

@@ -5,7 +5,9 @@ SQLAlchemy Core over SQLite (a file, WAL mode, by default) or PostgreSQL (``DATA
 - ``FeedbackStore``: what clinicians did with them; idempotent (the same item twice is stored
   once, by a hash of its content); an item about an unknown card is stored and flagged, never
   dropped; committed before the service acknowledges it;
-- ``ReplayStore``: the JWT ids already used, shared by every worker and instance.
+- ``ReplayStore``: the JWT ids already used, shared by every worker and instance;
+- ``SnoozeStore``: whether a patient-view card was overridden lately for a patient and rule,
+  found by a keyed hash (a random salt kept in this database), never by the patient id.
 No patient data is kept. The schema is created by an explicit step (``Database.create_schema``,
 run by ``salivary-cds init-db`` and at gunicorn start-up), never as a side effect of building
 the app. The pure engine never imports this module.
@@ -14,10 +16,12 @@ the app. The pure engine never imports this module.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +33,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
@@ -71,6 +76,18 @@ issued_cards = Table(
     Column("order_key", String(32), nullable=False, server_default=""),
     # What each suggestion does, parallel to suggestion_uuids (JSON array).
     Column("suggestion_kinds", Text, nullable=False, server_default="[]"),
+)
+
+#: patient-view snooze lookups go by (order_key, rule): an index made by create_schema, also on
+#: a table created by an earlier version (create_all adds indexes only with new tables).
+issued_cards_by_key = Index("ix_issued_cards_order_key", issued_cards.c.order_key)
+
+#: Random values the service keeps for itself (the snooze key's salt), created on first use.
+service_salts = Table(
+    "service_salts",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(64), nullable=False),
 )
 
 seen_tokens = Table(
@@ -154,6 +171,7 @@ class Database:
                     connection.execute(text("SELECT pg_advisory_xact_lock(7461203)"))
                 metadata.create_all(connection)
                 _add_missing_columns(connection)
+                issued_cards_by_key.create(connection, checkfirst=True)
         except SQLAlchemyError as exc:
             raise DatabaseUnavailableError(
                 f"database {self.location} cannot be reached: "
@@ -354,6 +372,63 @@ class ReplayStore:
         except SQLAlchemyError as exc:
             log.error("replay-check-failed", error_type=type(exc).__name__)
             raise ReplayCheckUnavailableError("the used-token store does not answer") from None
+
+
+class SnoozeStore:
+    """Has a clinician overridden a patient-view card for this patient and rule lately?
+
+    The issued card is stored with ``key(patient, rule)`` as its order_key: an HMAC-SHA256 of
+    the patient id and rule under a random salt this database keeps (created once), cut to 128
+    bits. Neither the patient id nor an unsalted hash of it (which a list of ids would reverse)
+    is stored; the lookup joins feedback to issued cards by that key. Someone holding the whole
+    database, salt included, could still test candidate ids one by one: the salt protects
+    against precomputed tables and linkage across databases, not against that.
+    """
+
+    SALT_NAME = "snooze-key"
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._salt: bytes | None = None
+
+    def salt(self) -> bytes:
+        if self._salt is None:
+            fresh = secrets.token_hex(32)
+            statement = (
+                self.database.insert(service_salts)
+                .values(name=self.SALT_NAME, value=fresh)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            with self.database.sql.begin() as connection:
+                connection.execute(statement)  # the first worker's salt wins; others read it
+                value = connection.execute(
+                    select(service_salts.c.value).where(service_salts.c.name == self.SALT_NAME)
+                ).scalar_one()
+            self._salt = bytes.fromhex(value)
+        return self._salt
+
+    def key(self, patient_id: str, rule: str) -> str:
+        message = f"{patient_id}\n{rule}".encode()
+        return hmac.new(self.salt(), message, hashlib.sha256).hexdigest()[:32]
+
+    def overridden_since(self, service_id: str, key: str, rule: str, days: int) -> bool:
+        """Whether feedback received in the last ``days`` days overrode a card of ``rule``
+        issued by ``service_id`` under ``key``."""
+        since = datetime.now(UTC) - timedelta(days=days)
+        statement = (
+            select(feedback_items.c.id)
+            .join(issued_cards, issued_cards.c.card_uuid == feedback_items.c.card_uuid)
+            .where(
+                issued_cards.c.order_key == key,
+                issued_cards.c.rule_id == rule,
+                issued_cards.c.service_id == service_id,
+                feedback_items.c.outcome == "overridden",
+                feedback_items.c.received_at >= since,
+            )
+            .limit(1)
+        )
+        with self.database.sql.connect() as connection:
+            return connection.execute(statement).first() is not None
 
 
 def dedup_key(service_id: str, canonical_item: str) -> str:

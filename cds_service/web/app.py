@@ -28,7 +28,13 @@ from cds_service.fhir.fact_cache import FactCache
 from cds_service.knowledge.loader import load_knowledge
 from cds_service.knowledge.site import load_site
 from cds_service.store.card_log import CardLog
-from cds_service.store.storage import Database, FeedbackStore, IssuedCardStore, ReplayStore
+from cds_service.store.storage import (
+    Database,
+    FeedbackStore,
+    IssuedCardStore,
+    ReplayStore,
+    SnoozeStore,
+)
 from cds_service.web.auth import install_authentication
 from cds_service.web.feedback import blueprint as feedback_blueprint
 from cds_service.web.health import blueprint as health_blueprint
@@ -37,6 +43,7 @@ from cds_service.web.openapi import blueprint as openapi_blueprint
 from cds_service.web.runtime import Runtime
 from cds_service.web.security import ClientVerifier, load_trusted_issuers
 from cds_service.web.services import blueprint as services_blueprint
+from cds_service.web.snooze import StoreSnooze
 
 log = structlog.get_logger("cds_service.app")
 
@@ -132,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         verifier=ClientVerifier(
             issuers, leeway=settings.jwt_leeway_seconds, replays=ReplayStore(database)
         ),
+        snooze=StoreSnooze(SnoozeStore(database)),
         readiness={"database": database.reachable},
     ).attach(app)
     install_metrics(app)

@@ -25,6 +25,7 @@ from cds_service.contract.wire import (
     HookRequest,
     OrderSelectContext,
     OrderSignContext,
+    PatientViewContext,
 )
 from cds_service.knowledge.loader import ServiceDefinition
 from cds_service.web.runtime import runtime
@@ -38,11 +39,13 @@ _FEEDBACK_PATH = "/cds-services/{service_id}/feedback"
 _CONTEXTS: dict[str, type[BaseModel]] = {
     "order-select": OrderSelectContext,
     "order-sign": OrderSignContext,
+    "patient-view": PatientViewContext,
 }
 _MODELS: tuple[tuple[type[BaseModel], Literal["validation", "serialization"]], ...] = (
     (HookRequest, "validation"),
     (OrderSelectContext, "validation"),
     (OrderSignContext, "validation"),
+    (PatientViewContext, "validation"),
     (FeedbackRequest, "validation"),
     (CdsResponse, "serialization"),
 )

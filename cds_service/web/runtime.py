@@ -17,6 +17,7 @@ from cds_service.fhir.client import FhirFetcher
 from cds_service.store.card_log import CardLog
 from cds_service.store.storage import Database, FeedbackStore
 from cds_service.web.security import ClientVerifier
+from cds_service.web.snooze import StoreSnooze
 
 _KEY = "salivary_cds"
 
@@ -30,6 +31,8 @@ class Runtime:
     feedback: FeedbackStore
     card_log: CardLog
     verifier: ClientVerifier
+    #: Recent overrides of patient-view cards (the feedback store behind the engine's snooze).
+    snooze: StoreSnooze
     #: Readiness probes by name (/readyz); each answers True when its dependency is usable.
     readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
 

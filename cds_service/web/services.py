@@ -75,7 +75,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
     hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
     bound = log.bind(service=service_id, hookInstance=loggable_hook_instance(hook_instance))
     try:
-        outcome = engine.evaluate(service_id, body, fetcher=running.fetcher)
+        outcome = engine.evaluate(service_id, body, fetcher=running.fetcher, snooze=running.snooze)
     except CdsError as exc:
         bound.info(
             "hook",
@@ -94,6 +94,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
         in_scope=outcome.in_scope,
         orders_checked=outcome.orders_checked,
         rules=list(outcome.rules),
+        snoozed=list(outcome.snoozed_rules),
         fetched=list(outcome.fetched),
         unreadable=dict(outcome.unreadable),
         resources_skipped=outcome.resources_skipped,

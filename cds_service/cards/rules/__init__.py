@@ -3,7 +3,7 @@ rule family. ``RULES`` gathers them; start-up checks cards.json against it."""
 
 from __future__ import annotations
 
-from cds_service.cards.rules import history, implants, pathway, protocol
+from cds_service.cards.rules import due_imaging, history, implants, pathway, protocol
 from cds_service.cards.rules.registry import RuleRendering
 from cds_service.knowledge.rules import RuleId
 
@@ -12,4 +12,5 @@ RULES: dict[RuleId, RuleRendering] = {
     **protocol.RENDERINGS,
     **pathway.RENDERINGS,
     **history.RENDERINGS,
+    **due_imaging.RENDERINGS,
 }
