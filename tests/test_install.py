@@ -167,7 +167,7 @@ def served(installed: Installed, elsewhere: Path) -> Iterator[_Server]:
         process = subprocess.Popen(
             [str(installed.cli), "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
             cwd=elsewhere,
-            env=_environment(elsewhere.parent / "home"),
+            env=_environment(elsewhere.parent / "home", CDS_TRUST_SANBOX="true"),  # a typo
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -202,6 +202,9 @@ def test_serve_from_another_folder_keeps_data_in_the_user_data_directory(
     assert list(elsewhere.iterdir()) == []  # nothing written where it was started
     log = (elsewhere.parent / "serve.log").read_text()
     assert f'"data_dir": "{expected}"' in log  # the start-up log names it too
+    assert (
+        "CDS_TRUST_SANBOX is not a setting and is ignored: did you mean CDS_TRUST_SANDBOX?" in log
+    )
 
 
 def test_the_data_folder_is_where_cds_data_dir_says(installed: Installed, elsewhere: Path) -> None:
