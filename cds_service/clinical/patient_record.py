@@ -148,7 +148,9 @@ class RecordBuilder:
         self._classifier = classifier
         self._coded_studies = classifier.coded_keys
         imaging = knowledge.imaging
-        self._head_neck = imaging.recommendedProtocol.headNeckRegions
+        protocol = imaging.recommendedProtocol
+        # Past studies and pending orders: a PET/CT skull base to mid-thigh images the neck too.
+        self._head_neck = protocol.headNeckRegions | protocol.fieldsIncludingNeck
         self._head_neck_names = NameMatcher(
             [p for r in imaging.text.regions if r.region in self._head_neck for p in r.patterns]
         )

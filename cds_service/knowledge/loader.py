@@ -167,6 +167,9 @@ class RecommendedProtocol(_Strict):
     description: str
     modality: Modality
     headNeckRegions: frozenset[str]
+    #: Wider fields that include the neck (PET/CT skull base to mid-thigh): a past study or a
+    #: pending order of such a field is head and neck imaging, though no MRI is held to it.
+    fieldsIncludingNeck: frozenset[str] = frozenset()
     requiredRegions: tuple[RegionRequirement, ...]
     contrast: Contrast
 
