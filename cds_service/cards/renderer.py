@@ -401,10 +401,17 @@ class CardRenderer:
         words = self._words
         if pathway.recurrence is not None:
             recurrence = build.recurrence_phrase(pathway.recurrence)
-            return [words.common("restagingLine", recurrence=recurrence)]
+            key = "restagingLineProven" if pathway.recurrence.proven else "restagingLine"
+            return [words.common(key, recurrence=recurrence), *build.acc_chest()]
         report = pathway.last_report
-        if report is not None and report.reading.branch == "positive":
-            return [words.common("positiveLine", report=build.report_phrase(report))]
+        if report is not None and report.tissue_next:
+            return [
+                words.common(
+                    "positiveLine",
+                    report=build.report_phrase(report),
+                    judgement=build.judgement(report),
+                )
+            ]
         return []
 
     def _evidence_markdown(self, situation: PatientSituation, build: _Builder) -> str:
@@ -422,7 +429,7 @@ class CardRenderer:
             recurrence = build.recurrence_phrase(pathway.recurrence)
             lines.append(words.common("evidenceRecurrence", recurrence=recurrence))
         if pathway.adenoid_cystic:
-            lines.append(words.common("accLine"))
+            lines.append(words.common("accLine", nerves=build.acc_nerves()))
         heading = words.common("evidenceHeading")
         return f"**{heading}**\n\n" + "\n".join(f"- {line}" for line in lines)
 
@@ -532,16 +539,31 @@ class _Builder:
     def report_parts(self, report: LastReport) -> dict[str, str]:
         """The last report as modality, date and finding ("MRI", "2026-08-03", "NI-RADS 2b")."""
         reading = report.reading
-        finding = (
-            self.k.niradsFinding.format(category=reading.category)
-            if reading.category
-            else self.k.reportFindings[reading.branch]
-        )
+        if reading is None:
+            finding = self.k.reportUnread  # not clear: the reader is sent to the report
+        elif reading.category:
+            finding = self.k.niradsFinding.format(category=reading.category)
+        else:
+            finding = self.k.reportFindings[reading.branch]
         return {
             "modality": self.k.modalityNames.get(report.modality, report.modality),
             "date": report.date.text,
             "finding": finding,
         }
+
+    def judgement(self, report: LastReport) -> str:
+        """What the report said, in its own strength ("highly suspicious for recurrence")."""
+        return self.k.reportFindings[report.reading.branch if report.reading else "positive"]
+
+    def acc_nerves(self) -> str:
+        """The nerves an adenoid cystic carcinoma of this gland follows (pathway.json)."""
+        return self.situation.pathway.acc_nerves
+
+    def acc_chest(self) -> list[str]:
+        """Restaging an adenoid cystic carcinoma names CT chest (its lung metastases)."""
+        if not self.situation.pathway.adenoid_cystic:
+            return []
+        return [self.words.common("accChestLine")]
 
     def report_phrase(self, report: LastReport) -> str:
         parts = self.report_parts(report)
@@ -589,7 +611,9 @@ class _Builder:
             if last
             else "",
             prior=prior,
-            hallmark=words.common("accHallmark") if pathway.adenoid_cystic else "",
+            hallmark=words.common("accHallmark", nerves=self.acc_nerves())
+            if pathway.adenoid_cystic
+            else "",
         )
 
     def _with_history(
@@ -950,18 +974,25 @@ class _Builder:
     def recurrence_restaging(self, finding: RecurrenceRestaging) -> _Rendered:
         rule = finding.rule_id
         recurrence = self.recurrence_phrase(finding.recurrence)
+        proven = finding.recurrence.proven  # tissue has spoken: never ask for it again
         return _Rendered(
-            self.k.rules[rule].summary,
+            self.text(rule, "summaryProven") if proven else self.k.rules[rule].summary,
             self.text(rule, "lead", recurrence=recurrence, ordered=self.ordered),
-            [self.text(rule, "problem")],
+            [self.text(rule, "problemProven" if proven else "problem"), *self.acc_chest()],
             [],
         )
 
     def tissue_confirmation_next(self, finding: TissueConfirmationNext) -> _Rendered:
         rule = finding.rule_id
+        highly = finding.report.branch == "highly-suspicious"  # NI-RADS 3: not "positive"
         return _Rendered(
-            self.k.rules[rule].summary,
-            self.text(rule, "lead", report=self.report_phrase(finding.report)),
+            self.text(rule, "summaryHighlySuspicious") if highly else self.k.rules[rule].summary,
+            self.text(
+                rule,
+                "lead",
+                report=self.report_phrase(finding.report),
+                judgement=self.judgement(finding.report),
+            ),
             [self.text(rule, "problem")],
             [],
         )
@@ -1105,12 +1136,21 @@ RULES: dict[RuleId, RuleRendering] = {
     RuleId.RECURRENCE_RESTAGING: RuleRendering(
         RecurrenceRestaging,
         _Builder.recurrence_restaging,
-        {"lead": _needs("recurrence", "ordered"), "problem": _needs()},
+        {
+            "lead": _needs("recurrence", "ordered"),
+            "problem": _needs(),
+            "summaryProven": _needs(),
+            "problemProven": _needs(),
+        },
     ),
     RuleId.TISSUE_CONFIRMATION_NEXT: RuleRendering(
         TissueConfirmationNext,
         _Builder.tissue_confirmation_next,
-        {"lead": _needs("report"), "problem": _needs()},
+        {
+            "lead": _needs("report", "judgement"),
+            "problem": _needs(),
+            "summaryHighlySuspicious": _needs(),
+        },
     ),
     RuleId.REPEAT_MRI_TOO_SOON: RuleRendering(
         RepeatMriTooSoon,
@@ -1163,10 +1203,12 @@ COMMON_TEXTS: dict[str, frozenset[str]] = {
     "evidenceHistology": _needs("histology"),
     "evidenceLastReport": _needs("modality", "date", "finding"),
     "evidenceRecurrence": _needs("recurrence"),
-    "accHallmark": _needs(),
-    "accLine": _needs(),
+    "accHallmark": _needs("nerves"),
+    "accLine": _needs("nerves"),
+    "accChestLine": _needs(),
     "restagingLine": _needs("recurrence"),
-    "positiveLine": _needs("report"),
+    "restagingLineProven": _needs("recurrence"),
+    "positiveLine": _needs("report", "judgement"),
     "historyTreatment": _needs("display", "date_phrase"),
     "historyPrior": _needs("prior", "date"),
     "createDescription": _needs("alternative"),
