@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.clinical.orders import OrderClassifier, PriorStudy, StudyReading
+from cds_service.clinical.report_text import compile_linear
 from cds_service.fhir.fact_cache import FactCache, key_prefix, read_through
 from cds_service.fhir.json_limits import same_content
 from cds_service.fhir.records import (
@@ -100,6 +101,10 @@ class PatientRecord:
     observations_known: bool = True
 
 
+#: A procedure name longer than this is not read for a biopsy.
+_MAX_NAME = 500
+
+
 def _keys(codes: Iterable[Code]) -> Iterable[tuple[str, str]]:
     return ((c.system, normalise_code(c.system, c.code)) for c in codes)
 
@@ -132,6 +137,10 @@ class RecordBuilder:
 
         self._condition_codes = members(CONDITION_VALUESETS)
         self._procedure_codes = members(TREATMENT_VALUESETS)
+        #: A biopsy or FNA is kept by its name (clinical.pathway: tissue sampled after a report).
+        self._sampling_names = [
+            compile_linear(p) for p in knowledge.pathway.tissueSampling.procedurePatterns
+        ]
         self._implant_names = implant_names
         self._classifier = classifier
         self._coded_studies = classifier.coded_keys
@@ -165,7 +174,15 @@ class RecordBuilder:
         return text is not None and self._implant_names.match(text)
 
     def _procedure_matters(self, raw: Mapping[str, Any]) -> bool:
-        return any(k in self._procedure_codes for k in _keys(codes_of(raw.get("code"))))
+        codes = codes_of(raw.get("code"))
+        if any(k in self._procedure_codes for k in _keys(codes)):
+            return True
+        names = [text_of(raw.get("code")), *(c.display for c in codes)]
+        return any(
+            n and len(n) <= _MAX_NAME and p.search(n.lower())
+            for n in names
+            for p in self._sampling_names
+        )
 
     def _device_matters(self, raw: Mapping[str, Any]) -> bool:
         return any(self._implant_names.match(name) for name in device_names(raw)[1])
