@@ -89,7 +89,10 @@ def test_a_positive_report_is_named_in_a_card_about_something_else(engine: CdsEn
     draft = body["context"]["draftOrders"]["entry"][0]["resource"]
     draft["code"] = {"text": "MRI NECK W WO CONTRAST"}
     [card] = _cards(engine, body)
-    assert "**Last report highly suspicious for recurrence** (MRI 2026-11-10: NI-RADS 3)" in card["detail"]
+    assert (
+        "**Last report highly suspicious for recurrence** (MRI 2026-11-10: NI-RADS 3)"
+        in card["detail"]
+    )
 
 
 def test_a_metastasis_counts_only_confirmed_and_active(engine: CdsEngine) -> None:

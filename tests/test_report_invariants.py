@@ -64,14 +64,41 @@ def test_no_card_states_a_category_or_judgement_the_report_does_not(
 
 _WORDS = st.sampled_from(
     [
-        "neck", "primary", "nodes", "level", "II", "3", "4 mm", "2 cm", "2026-01-02", "stable",
-        "no", "evidence", "of", "recurrence", "consistent with", "suspicious", ".", ",", ";",
-        "\n", "IMPRESSION:", "ADDENDUM:", "category", "2b", "1", "biopsy", "prior", " ",
+        "neck",
+        "primary",
+        "nodes",
+        "level",
+        "II",
+        "3",
+        "4 mm",
+        "2 cm",
+        "2026-01-02",
+        "stable",
+        "no",
+        "evidence",
+        "of",
+        "recurrence",
+        "consistent with",
+        "suspicious",
+        ".",
+        ",",
+        ";",
+        "\n",
+        "IMPRESSION:",
+        "ADDENDUM:",
+        "category",
+        "2b",
+        "1",
+        "biopsy",
+        "prior",
+        " ",
     ]
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(_WORDS, max_size=60))
 def test_without_the_label_no_category_is_ever_stated(engine: CdsEngine, words: list[str]) -> None:
     rules, said = _said(engine, _with_report(" ".join(words)))
@@ -99,9 +126,7 @@ BAD_REPORTS: dict[str, tuple[str | None, dict[str, Any]]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REPORTS))
-def test_bad_report_text_gives_no_pathway_card_and_no_500(
-    client: FlaskClient, case: str
-) -> None:
+def test_bad_report_text_gives_no_pathway_card_and_no_500(client: FlaskClient, case: str) -> None:
     conclusion, extra = BAD_REPORTS[case]
     body = _with_report(conclusion, **extra)
     body["context"]["draftOrders"]["entry"][0]["resource"]["code"] = {

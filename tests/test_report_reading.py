@@ -65,8 +65,11 @@ def test_a_size_count_level_or_date_never_becomes_a_category(row: Row) -> None:
 @pytest.mark.parametrize(
     ("text", "category"),
     [
-        ("No evidence of recurrence. Small bilateral level II lymph nodes 4 mm, stable. "
-         "NI-RADS 1.", "1"),
+        (
+            "No evidence of recurrence. Small bilateral level II lymph nodes 4 mm, stable. "
+            "NI-RADS 1.",
+            "1",
+        ),
         ("Neck 3 subcentimeter nodes, unchanged, NI-RADS 1", "1"),
         ("NI-RADS 1. Primary site 2 cm area of fibrosis", "1"),
         ("IMPRESSION: NI-RADS 3.\nADDENDUM: Revised to NI-RADS 1 after review of the PET.", "1"),
@@ -147,18 +150,63 @@ _PASSES = 4 + sum(
     )
 )
 #: Parser steps per token at most (label spellings and site phrases tried at each token).
-_STEPS_PER_CHAR = 4 + len(PATHWAY.nirads.labels) + 2 * sum(
-    len(v) for v in PATHWAY.nirads.sites.values()
+_STEPS_PER_CHAR = (
+    4 + len(PATHWAY.nirads.labels) + 2 * sum(len(v) for v in PATHWAY.nirads.sites.values())
 )
 
 _ATOMS = st.sampled_from(
     [
-        "NI-RADS", "NIRADS", "NI RADS", "ni-rads", "neck", "primary", "site", "nodes", "category",
-        ":", " ", "  ", "\n", "-", "(", ")", ",", ";", ".", "1", "2", "2a", "2b", "3", "4",
-        "vs", "or", "/", "=", "no", "not", "previously", "prior", "impression:", "addendum:",
-        "findings:", "history:", "recurrence", "consistent with", "suspicious for",
-        "cannot be excluded", "biopsy-proven", "status post", "mri", "recommend", "x",
-        "\u200b", "\u2013", "Ｎ", "é", "\U0001f600",
+        "NI-RADS",
+        "NIRADS",
+        "NI RADS",
+        "ni-rads",
+        "neck",
+        "primary",
+        "site",
+        "nodes",
+        "category",
+        ":",
+        " ",
+        "  ",
+        "\n",
+        "-",
+        "(",
+        ")",
+        ",",
+        ";",
+        ".",
+        "1",
+        "2",
+        "2a",
+        "2b",
+        "3",
+        "4",
+        "vs",
+        "or",
+        "/",
+        "=",
+        "no",
+        "not",
+        "previously",
+        "prior",
+        "impression:",
+        "addendum:",
+        "findings:",
+        "history:",
+        "recurrence",
+        "consistent with",
+        "suspicious for",
+        "cannot be excluded",
+        "biopsy-proven",
+        "status post",
+        "mri",
+        "recommend",
+        "x",
+        "\u200b",
+        "\u2013",
+        "Ｎ",
+        "é",
+        "\U0001f600",
     ]
 )
 

@@ -85,7 +85,7 @@ class ReportReader:
         self._rank = nirads.rank
         self._branches = nirads.branches
         self._sections = Sectionizer(pathway, compile, self.work)
-        self._nirads = NiradsParser(pathway, compile, self.work)
+        self._nirads = NiradsParser(pathway, self.work)
         wording = pathway.wording
         self._split = compile(wording.clauseSplit)
         self._hedges = [compile(p) for p in wording.hedges]

@@ -7,8 +7,9 @@ label "NI-RADS" governs is a category ("NI-RADS 2b", "NI-RADS: Primary 2a, Neck 
 NI-RADS 1"); a statement about a prior study ("previously described NI-RADS 3 nodule") or under a
 negation never decides; two categories offered as alternatives ("2b vs 3") mean the report is
 not sure, and then neither is the service. Every step is linear in the text: the tokens come from
-one RE2 scan (RE2 never backtracks), the statement parser only moves forward with a bounded look
-back, and what it has seen since the last boundary is kept as flags, never re-read. ``Work``
+one hand-written pass, the statement parser only moves forward with a bounded look back, and what
+it has seen since the last boundary is kept as flags, never re-read; section headers are found by
+RE2, which never backtracks. ``Work``
 counts both so that a test can bound them without a clock (issue 26, finding 1).
 """
 
@@ -27,8 +28,8 @@ from cds_service.knowledge.loader import NiradsCategory, PathwayKnowledge
 _DASHES = dict.fromkeys(
     map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"), "-"
 )
-#: Tokens: words, numbers (with a decimal part and a unit or letter suffix), line ends, marks.
-_TOKEN = r"[a-z]+|\d+(?:\.\d+)?[a-z]*|\n|[^\s]"  # noqa: S105 (a pattern, not a secret)
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
+_DIGITS = frozenset("0123456789")
 #: Where what was seen before a label stops counting (a new sentence, clause or list item).
 _BOUNDARIES = frozenset({".", ";", "\n", ",", ":", "!", "?"})
 #: Between two site entries of one NI-RADS statement ("Primary 2a, Neck 1").
@@ -145,9 +146,8 @@ class _Scan:
 class NiradsParser:
     """NI-RADS statements in a text, from the label's spellings and site words (pathway.json)."""
 
-    def __init__(self, pathway: PathwayKnowledge, compile: Compile, work: Work) -> None:
+    def __init__(self, pathway: PathwayKnowledge, work: Work) -> None:
         k = pathway.nirads
-        self._token = compile(_TOKEN)
         self._labels = sorted((tuple(label.split()) for label in k.labels), key=len, reverse=True)
         self._sites = sorted(
             ((tuple(words.split()), site) for site, names in k.sites.items() for words in names),
@@ -163,8 +163,37 @@ class NiradsParser:
         self._work = work
 
     def tokens(self, text: str) -> list[str]:
-        self._work.scanned += len(text)
-        return [_group(m) for m in self._token.finditer(text)]
+        """Words (a-z runs), numbers (digits, a decimal part, a unit or letter suffix: "2b",
+        "4mm", "1.5"), line ends and single marks; other whitespace separates. One pass by
+        hand: a regex engine's per-match cost is what made RE2's finditer slow here."""
+        self.work_scanned(len(text))
+        found: list[str] = []
+        i, n = 0, len(text)
+        while i < n:
+            c = text[i]
+            start = i
+            if c in _LETTERS:
+                while i < n and text[i] in _LETTERS:
+                    i += 1
+            elif c in _DIGITS:
+                while i < n and text[i] in _DIGITS:
+                    i += 1
+                if i + 1 < n and text[i] == "." and text[i + 1] in _DIGITS:
+                    i += 1
+                    while i < n and text[i] in _DIGITS:
+                        i += 1
+                while i < n and text[i] in _LETTERS:
+                    i += 1
+            elif c == "\n" or not c.isspace():
+                i += 1
+            else:
+                i += 1
+                continue
+            found.append(text[start:i])
+        return found
+
+    def work_scanned(self, count: int) -> None:
+        self._work.scanned += count
 
     def statements(self, text: str) -> list[Statement]:
         tokens = self.tokens(text)
@@ -284,11 +313,6 @@ class NiradsParser:
             if token in self._after:
                 return True
         return False
-
-
-def _group(match: Match) -> str:
-    token: str = match.group(0)  # type: ignore[attr-defined]
-    return token
 
 
 def _category(token: str) -> NiradsCategory:
