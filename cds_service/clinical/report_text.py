@@ -66,7 +66,9 @@ def compile_linear(pattern: str) -> Matcher:
 
 @dataclass
 class Work:
-    """What reading one report cost: characters handed to a pattern, parser steps."""
+    """What reading reports cost: characters handed to a pattern, parser steps. Counted for
+    the tests' work bound only; the service's one reader is shared by threads, so there the
+    totals are approximate and never read."""
 
     scanned: int = 0
     steps: int = 0
