@@ -33,6 +33,11 @@ def knowledge_codes(knowledge: Knowledge) -> dict[tuple[str, str], str]:
     codes.update(
         {(c.system, c.code): c.display for o in knowledge.cards.orders.values() for c in o.coding}
     )
+    pathway = knowledge.pathway
+    codes.update({(c.system, c.code): c.display for c in pathway.tissueSampling.reportCategories})
+    codes.update(
+        {(c.system, c.code): c.display for cs in pathway.acc.glandCodes.values() for c in cs}
+    )
     return codes
 
 

@@ -264,3 +264,18 @@ def test_the_override_reason_radiologist_recommended_is_offered(engine: CdsEngin
         [card] = _cards(engine, vignette(name))
         codes = [r["code"] for r in card["overrideReasons"]]
         assert "radiologist-recommended" in codes, name
+
+
+def test_a_pathology_report_after_the_report_means_no_card_asks_for_tissue(
+    engine: CdsEngine,
+) -> None:
+    body = vignette("cytopathology_report_after_nirads_3_new_mri")
+    assert _rules(engine, body) == []
+    cytology = next(r for r in _reports(body) if r["id"] == "cytology-fna")
+    cytology["status"] = "preliminary"  # not final: tissue not yet reported
+    assert _rules(engine, body) == ["tissue-confirmation-next"]
+    cytology["status"] = "final"
+    cytology["category"] = []
+    assert _rules(engine, body) == []  # named so: "FNA cytology"
+    cytology["code"] = {"text": "Chest X-ray"}
+    assert _rules(engine, body) == ["tissue-confirmation-next"]

@@ -131,7 +131,10 @@ class PathwayReader:
         )
 
     def _sampled_since(self, record: PatientRecord, since: PartialDate) -> bool:
-        """A completed biopsy or FNA on or after the report's day (by the Procedure's name)."""
+        """A completed biopsy or FNA (by the Procedure's name), or a final pathology or
+        cytology report, on or after the report's day."""
+        if any(t.date is not None and t.date.value >= since.value for t in record.tissue_reports):
+            return True
         for procedure in record.procedures:
             when = procedure.performed_start or procedure.performed_end
             if procedure.status != "completed" or when is None or when.value < since.value:

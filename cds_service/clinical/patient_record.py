@@ -29,6 +29,7 @@ from cds_service.fhir.records import (
     DeviceFact,
     ObservationFact,
     ProcedureFact,
+    TissueReportFact,
     allergy_fact,
     allergy_names,
     codes_of,
@@ -40,8 +41,11 @@ from cds_service.fhir.records import (
     prior_imaging_fact,
     prior_study_names,
     procedure_fact,
+    resource_id,
     subject_tie,
     text_of,
+    tissue_report_fact,
+    tissue_report_names,
     validated,
 )
 from cds_service.knowledge.codesystems import normalise_code
@@ -64,7 +68,15 @@ READ_TYPES = PRIOR_STUDY_TYPES | {
     "AllergyIntolerance",
     "Observation",
 }
-Fact = ConditionFact | ProcedureFact | DeviceFact | PriorStudy | AllergyFact | ObservationFact
+Fact = (
+    ConditionFact
+    | ProcedureFact
+    | DeviceFact
+    | PriorStudy
+    | AllergyFact
+    | ObservationFact
+    | TissueReportFact
+)
 Screen = Callable[[Mapping[str, Any]], bool]
 Reader = Callable[[Mapping[str, Any]], Fact | None]
 
@@ -99,6 +111,8 @@ class PatientRecord:
     #: False when allergy data, or kidney results, were neither sent nor nulled: unknown.
     allergies_known: bool = True
     observations_known: bool = True
+    #: Final pathology or cytology reports (tissue examined): clinical.pathway reads their dates.
+    tissue_reports: tuple[TissueReportFact, ...] = ()
 
 
 #: A procedure name longer than this is not read for a biopsy.
@@ -138,9 +152,11 @@ class RecordBuilder:
         self._condition_codes = members(CONDITION_VALUESETS)
         self._procedure_codes = members(TREATMENT_VALUESETS)
         #: A biopsy or FNA is kept by its name (clinical.pathway: tissue sampled after a report).
-        self._sampling_names = [
-            compile_linear(p) for p in knowledge.pathway.tissueSampling.procedurePatterns
-        ]
+        sampling = knowledge.pathway.tissueSampling
+        self._sampling_names = [compile_linear(p) for p in sampling.procedurePatterns]
+        self._tissue_report_names = [compile_linear(p) for p in sampling.reportPatterns]
+        self._tissue_report_codes = frozenset((c.system, c.code) for c in sampling.reportCategories)
+        self._tissue_report_statuses = knowledge.pathway.reportStatuses
         self._implant_names = implant_names
         self._classifier = classifier
         self._coded_studies = classifier.coded_keys
@@ -196,6 +212,17 @@ class RecordBuilder:
             return True
         name = text_of(code)
         return name is not None and self._egfr_names.match(name)
+
+    def _tissue_report(self, raw: Mapping[str, Any]) -> bool:
+        """A final report of examined tissue: a pathology or cytology category (HL7 v2-0074),
+        or a name that says so ("Surgical pathology report", "FNA cytology")."""
+        if raw.get("status") not in self._tissue_report_statuses or resource_id(raw) is None:
+            return False
+        categories, names = tissue_report_names(raw)
+        if any((c.system, c.code) in self._tissue_report_codes for c in categories):
+            return True
+        said = [n.lower() for n in names if len(n) <= _MAX_NAME]
+        return any(p.search(n) for n in said for p in self._tissue_report_names)
 
     def _prior_reading(self, raw: Mapping[str, Any]) -> StudyReading | None:
         """How a past study reads, when it was done and is head and neck imaging (else None)."""
@@ -268,6 +295,7 @@ class RecordBuilder:
             tuple(f for f in facts if isinstance(f, ObservationFact)),
             allergies_known,
             observations_known,
+            tuple(f for f in facts if isinstance(f, TissueReportFact)),
         )
 
     def _reading(
@@ -292,7 +320,11 @@ class RecordBuilder:
         if kind in PRIOR_STUDY_TYPES:
             reading = self._prior_reading(raw)  # past studies: read once, the record keeps it
             prior = prior_imaging_fact(raw) if reading is not None else None
-            return PriorStudy(prior, reading) if prior and reading else None
+            if prior and reading:
+                return PriorStudy(prior, reading)
+            if kind == "DiagnosticReport" and self._tissue_report(raw):
+                return tissue_report_fact(raw)
+            return None
         matters, read = self._screens[kind]
         if self._filter and not matters(raw):
             return None

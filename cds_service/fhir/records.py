@@ -221,6 +221,28 @@ class PriorImagingFact:
         return next((c.display for c in self.codes if c.display), self.reference)
 
 
+@dataclass(frozen=True)
+class TissueReportFact:
+    """A final pathology or cytology DiagnosticReport: tissue was examined on that day."""
+
+    reference: str
+    date: PartialDate | None
+
+
+def tissue_report_names(r: Mapping[str, Any]) -> tuple[tuple[Code, ...], tuple[str, ...]]:
+    """A DiagnosticReport's category codings, and its names (code text and displays)."""
+    categories = tuple(c for concept in _objects(r.get("category")) for c in codes_of(concept))
+    code = r.get("code")
+    names = [text_of(code), *(c.display for c in codes_of(code))]
+    return categories, tuple(n for n in names if n)
+
+
+def tissue_report_fact(r: Mapping[str, Any]) -> TissueReportFact:
+    return TissueReportFact(
+        f"DiagnosticReport/{resource_id(r)}", _date(r, "effectiveDateTime", "issued")
+    )
+
+
 def clean(value: Any) -> Any:
     """Drop nulls, empty strings, empty objects and empty arrays, recursively.
 

@@ -452,6 +452,10 @@ class RoutineReasons(_Strict):
 class TissueSampling(_Strict):
     description: str
     procedurePatterns: tuple[str, ...] = Field(min_length=1)
+    #: A DiagnosticReport of examined tissue: by category (HL7 v2-0074), else by name.
+    reportCategories: tuple[WireCoding, ...] = Field(min_length=1)
+    reportPatterns: tuple[str, ...] = Field(min_length=1)
+    source: str
 
 
 class PathwayKnowledge(_Strict):
@@ -486,6 +490,7 @@ class PathwayKnowledge(_Strict):
             *self.wording.historical,
             *self.wording.recommendsMri,
             *self.tissueSampling.procedurePatterns,
+            *self.tissueSampling.reportPatterns,
             *(p for patterns in self.acc.glandPatterns.values() for p in patterns),
         ]
         for pattern in linear:  # report text: RE2 only, linear time on any input
