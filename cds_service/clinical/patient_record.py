@@ -216,7 +216,10 @@ class RecordBuilder:
     def _tissue_report(self, raw: Mapping[str, Any]) -> bool:
         """A final report of examined tissue: a pathology or cytology category (HL7 v2-0074),
         or a name that says so ("Surgical pathology report", "FNA cytology")."""
-        if raw.get("status") not in self._tissue_report_statuses or resource_id(raw) is None:
+        status = raw.get("status")  # any JSON value: a list is unhashable
+        if not isinstance(status, str) or status not in self._tissue_report_statuses:
+            return False
+        if resource_id(raw) is None:
             return False
         categories, names = tissue_report_names(raw)
         if any((c.system, c.code) in self._tissue_report_codes for c in categories):
