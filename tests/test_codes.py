@@ -33,6 +33,11 @@ def knowledge_codes(knowledge: Knowledge) -> dict[tuple[str, str], str]:
     codes.update(
         {(c.system, c.code): c.display for o in knowledge.cards.orders.values() for c in o.coding}
     )
+    pathway = knowledge.pathway
+    codes.update({(c.system, c.code): c.display for c in pathway.tissueSampling.reportCategories})
+    codes.update(
+        {(c.system, c.code): c.display for cs in pathway.acc.glandCodes.values() for c in cs}
+    )
     return codes
 
 
@@ -68,7 +73,11 @@ def test_every_icd10cm_code_in_the_examples_is_real() -> None:
 
 
 def test_every_vignette_code_is_known_and_displayed_as_checked(knowledge: Knowledge) -> None:
-    known = knowledge_codes(knowledge) | background_codes()
+    own = {
+        (knowledge.cards.clinicalConcernSystem, c.code): c.display
+        for c in knowledge.cards.clinicalConcerns
+    }  # the service's own reasons for the exam (cards.json), as a client sends them back
+    known = knowledge_codes(knowledge) | background_codes() | own
     seen = 0
     for where, coding in vignette_codings():
         system = coding["system"]

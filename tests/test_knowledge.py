@@ -51,7 +51,19 @@ PATHWAY = "knowledge/pathway.json"
 NEGATIVE_CASES: dict[str, tuple[Edit, str]] = {
     "report-reading pattern that does not compile": (
         _edit_json(PATHWAY, lambda d: d["wording"]["hedges"].append("(unclosed")),
-        "does not compile",
+        "is not RE2",
+    ),
+    "report-reading pattern that could backtrack (RE2 refuses it)": (
+        _edit_json(PATHWAY, lambda d: d["wording"]["hedges"].append("(?<!highly )suspicious")),
+        "is not RE2",
+    ),
+    "adenoid cystic carcinoma gland without nerves": (
+        _edit_json(PATHWAY, lambda d: d["acc"]["nerves"].pop("sublingual")),
+        "names no nerves",
+    ),
+    "routine reasons missing": (
+        _edit_json(PATHWAY, lambda d: d.pop("routineReasons")),
+        "routineReasons",
     ),
     "follow-up interval the wrong way round": (
         _edit_json(PATHWAY, lambda d: d.update(indeterminateFollowUpMonths=[3, 2])),

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from cds_service.engine import CdsEngine
-from tests.conftest import SERVICE_ID, vignette
+from tests.conftest import SERVICE_ID, SIGN_SERVICE_ID, vignette
 
 
 def _rules(engine: CdsEngine, body: dict[str, Any]) -> list[str]:
@@ -89,7 +89,10 @@ def test_a_positive_report_is_named_in_a_card_about_something_else(engine: CdsEn
     draft = body["context"]["draftOrders"]["entry"][0]["resource"]
     draft["code"] = {"text": "MRI NECK W WO CONTRAST"}
     [card] = _cards(engine, body)
-    assert "**Last report positive for recurrence** (MRI 2026-11-10: NI-RADS 3)" in card["detail"]
+    assert (
+        "**Last report highly suspicious for recurrence** (MRI 2026-11-10: NI-RADS 3)"
+        in card["detail"]
+    )
 
 
 def test_a_metastasis_counts_only_confirmed_and_active(engine: CdsEngine) -> None:
@@ -143,3 +146,136 @@ def test_pet_too_early_recommends_deferring_and_offers_mri_only_for_a_concern(
     assert mri["isRecommended"] is False
     assert mri["label"].endswith("now, only for a specific clinical concern")
     assert "mimic recurrence on MRI too" in card["detail"]
+
+
+# --- issue 24: each silent vignette speaks when the one fact that silences it is changed ---
+
+
+def _draft(body: dict[str, Any]) -> dict[str, Any]:
+    draft: dict[str, Any] = body["context"]["draftOrders"]["entry"][0]["resource"]
+    return draft
+
+
+def test_a_new_symptom_silences_the_too_soon_card_and_routine_surveillance_does_not(
+    engine: CdsEngine,
+) -> None:
+    body = vignette("indeterminate_mri_new_facial_weakness_repeat_mri")
+    assert _rules(engine, body) == []
+    concern = _draft(body)["reasonCode"][0]
+    concern["coding"][0].update(code="routine-surveillance", display="Routine surveillance")
+    concern["text"] = "Routine surveillance"
+    assert _rules(engine, body) == ["repeat-mri-too-soon"]
+    concern["coding"][0]["system"] = "http://hl7.org/fhir/sid/icd-10-cm"
+    concern["coding"][0]["code"] = "R29.810"  # any other reason: may be a symptom
+    assert _rules(engine, body) == []
+
+
+def test_the_too_soon_card_follows_an_mri_that_does_not_recommend_one(engine: CdsEngine) -> None:
+    body = vignette("indeterminate_ct_recommends_mri_three_weeks_later")
+    assert _rules(engine, body) == []
+    report = _reports(body)[0]
+    report["code"] = {"text": "MRI ORBITS FACE NECK W WO CONTRAST"}
+    assert _rules(engine, body) == []  # the radiologist recommended the MRI
+    report["conclusion"] = "Indeterminate soft tissue in the left parotid bed."
+    assert _rules(engine, body) == ["repeat-mri-too-soon"]
+
+
+def test_a_biopsy_after_the_report_means_no_card_asks_for_tissue(engine: CdsEngine) -> None:
+    body = vignette("biopsy_after_nirads_3_report_new_mri")
+    assert _rules(engine, body) == []
+    entries = body["prefetch"]["procedures"]["entry"]
+    fna = next(e for e in entries if e["resource"]["id"] == "us-fna")
+    fna["resource"]["performedDateTime"] = "2026-09-01"  # before the report: not since
+    assert _rules(engine, body) == ["tissue-confirmation-next"]
+    entries.remove(fna)
+    assert _rules(engine, body) == ["tissue-confirmation-next"]
+
+
+def test_a_metastasis_is_a_recurrence_only_when_new_after_treatment(engine: CdsEngine) -> None:
+    staging = vignette("nodal_metastasis_c77_coded_at_staging_full_protocol")
+    assert _rules(engine, staging) == []
+    nodes = next(
+        e["resource"]
+        for e in staging["prefetch"]["conditions"]["entry"]
+        if e["resource"]["id"] == "neck-nodes-staging"
+    )
+    nodes["onsetDateTime"] = "2026-10-24"
+    assert _rules(engine, staging) == ["recurrence-restaging"]
+    del nodes["onsetDateTime"]
+    nodes.pop("recordedDate", None)
+    assert _rules(engine, staging) == []  # no date: not counted (say less)
+    lung = vignette("acc_known_stable_lung_metastasis_full_protocol")
+    assert _rules(engine, lung) == []
+    mets = next(
+        e["resource"]
+        for e in lung["prefetch"]["conditions"]["entry"]
+        if e["resource"]["id"] == "lung-mets"
+    )
+    mets["onsetDateTime"] = "2026-10-01"  # after the last MRI: new
+    assert _rules(engine, lung) == ["recurrence-restaging"]
+
+
+def test_the_reports_the_old_reader_overcalled_speak_when_they_do_say_it(engine: CdsEngine) -> None:
+    for name in (
+        "nirads_1_small_level_ii_nodes_full_protocol",
+        "nirads_1_three_subcentimeter_nodes_full_protocol",
+        "addendum_revises_nirads_3_down_to_1_new_mri",
+        "interval_resolution_of_nirads_3_nodule_new_mri",
+        "status_post_parotidectomy_for_recurrence_in_2023_negative_mri",
+    ):
+        body = vignette(name)
+        assert _rules(engine, body) == [], name
+        _reports(body)[0]["conclusion"] = "NI-RADS 3. Enlarging node."
+        assert _rules(engine, body) == ["tissue-confirmation-next"], name
+
+
+def test_the_nerves_named_are_the_glands(engine: CdsEngine) -> None:
+    smg = json.dumps(_cards(engine, vignette("submandibular_acc_recurrence_restaging_ct_chest")))
+    assert "lingual nerve (V3) and the hypoglossal nerve (CN XII)" in smg
+    assert "CN VII) nerves to the skull base" not in smg
+    assert "restaging includes CT chest" in smg
+    signed = engine.evaluate(
+        SIGN_SERVICE_ID, vignette("full_protocol_without_clinical_history_prior_mri")
+    )
+    parotid = json.dumps(signed.response.to_json()["cards"])
+    assert "auriculotemporal branch of the mandibular nerve (V3)" in parotid
+    assert "CT chest" not in parotid  # not restaging
+
+
+def test_a_biopsy_proven_recurrence_never_asks_for_tissue(engine: CdsEngine) -> None:
+    body = vignette("nirads_4_recurrence_mri_neck_restaging")
+    _draft(body)["code"] = {
+        "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "70543"}],
+        "text": "MRI ORBITS FACE NECK W WO CONTRAST",
+    }
+    [card] = _cards(engine, body)
+    assert card["summary"].startswith("Biopsy-proven recurrence on record")
+    assert "tissue confirmation" not in json.dumps(card).lower()
+    _reports(body)[0]["conclusion"] = "NI-RADS 4: enlarging mass in the parotid bed."
+    [card] = _cards(engine, body)
+    assert "tissue confirmation" in card["summary"]
+
+
+def test_the_override_reason_radiologist_recommended_is_offered(engine: CdsEngine) -> None:
+    for name in (
+        "indeterminate_mri_repeat_after_three_weeks",
+        "positive_report_new_surveillance_mri",
+    ):
+        [card] = _cards(engine, vignette(name))
+        codes = [r["code"] for r in card["overrideReasons"]]
+        assert "radiologist-recommended" in codes, name
+
+
+def test_a_pathology_report_after_the_report_means_no_card_asks_for_tissue(
+    engine: CdsEngine,
+) -> None:
+    body = vignette("cytopathology_report_after_nirads_3_new_mri")
+    assert _rules(engine, body) == []
+    cytology = next(r for r in _reports(body) if r["id"] == "cytology-fna")
+    cytology["status"] = "preliminary"  # not final: tissue not yet reported
+    assert _rules(engine, body) == ["tissue-confirmation-next"]
+    cytology["status"] = "final"
+    cytology["category"] = []
+    assert _rules(engine, body) == []  # named so: "FNA cytology"
+    cytology["code"] = {"text": "Chest X-ray"}
+    assert _rules(engine, body) == ["tissue-confirmation-next"]

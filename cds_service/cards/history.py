@@ -51,16 +51,31 @@ class History:
     def report_parts(self, report: LastReport) -> dict[str, str]:
         """The last report as modality, date and finding ("MRI", "2026-08-03", "NI-RADS 2b")."""
         reading = report.reading
-        finding = (
-            self.k.niradsFinding.format(category=reading.category)
-            if reading.category
-            else self.k.reportFindings[reading.branch]
-        )
+        if reading is None:
+            finding = self.k.reportUnread  # not clear: the reader is sent to the report
+        elif reading.category:
+            finding = self.k.niradsFinding.format(category=reading.category)
+        else:
+            finding = self.k.reportFindings[reading.branch]
         return {
             "modality": self.k.modalityNames.get(report.modality, report.modality),
             "date": report.date.text,
             "finding": finding,
         }
+
+    def judgement(self, report: LastReport) -> str:
+        """What the report said, in its own strength ("highly suspicious for recurrence")."""
+        return self.k.reportFindings[report.reading.branch if report.reading else "positive"]
+
+    def acc_nerves(self) -> str:
+        """The nerves an adenoid cystic carcinoma of this gland follows (pathway.json)."""
+        return self.situation.pathway.acc_nerves
+
+    def acc_chest(self) -> list[str]:
+        """Restaging an adenoid cystic carcinoma names CT chest (its lung metastases)."""
+        if not self.situation.pathway.adenoid_cystic:
+            return []
+        return [self.words.common("accChestLine")]
 
     def report_phrase(self, report: LastReport) -> str:
         parts = self.report_parts(report)
@@ -109,5 +124,7 @@ class History:
             if last
             else "",
             prior=prior,
-            hallmark=words.common("accHallmark") if pathway.adenoid_cystic else "",
+            hallmark=words.common("accHallmark", nerves=self.acc_nerves())
+            if pathway.adenoid_cystic
+            else "",
         )

@@ -102,10 +102,17 @@ def pathway_lines(c: CardContext, advice: OrderAdvice) -> list[str]:
     pathway = c.situation.pathway
     if pathway.recurrence is not None:
         recurrence = c.history.recurrence_phrase(pathway.recurrence)
-        return [c.words.common("restagingLine", recurrence=recurrence)]
+        key = "restagingLineProven" if pathway.recurrence.proven else "restagingLine"
+        return [c.words.common(key, recurrence=recurrence), *c.history.acc_chest()]
     report = pathway.last_report
-    if report is not None and report.reading.branch == "positive":
-        return [c.words.common("positiveLine", report=c.history.report_phrase(report))]
+    if report is not None and report.tissue_next:
+        return [
+            c.words.common(
+                "positiveLine",
+                report=c.history.report_phrase(report),
+                judgement=c.history.judgement(report),
+            )
+        ]
     return []
 
 
@@ -153,6 +160,6 @@ def evidence_markdown(c: CardContext) -> str:
         recurrence = history.recurrence_phrase(pathway.recurrence)
         lines.append(words.common("evidenceRecurrence", recurrence=recurrence))
     if pathway.adenoid_cystic:
-        lines.append(words.common("accLine"))
+        lines.append(words.common("accLine", nerves=history.acc_nerves()))
     heading = words.common("evidenceHeading")
     return f"**{heading}**\n\n" + "\n".join(f"- {line}" for line in lines)

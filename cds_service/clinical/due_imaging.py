@@ -123,7 +123,7 @@ class DueImagingReader:
         if any(s.fact.date is None for s in studies):
             return None  # a study we cannot place in time may be the one that is due
         report = pathway.last_report
-        if report is not None and report.reading.branch == "indeterminate":
+        if report is not None and report.branch == "indeterminate":
             first, _ = span(report.date)
             if first > last.latest:  # a surveillance report, after the treatment
                 return self._follow_up(report, studies, today)

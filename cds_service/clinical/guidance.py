@@ -405,11 +405,20 @@ def _pathway_finding(
     if pathway.recurrence is not None:
         return RecurrenceRestaging(order, pathway.recurrence)
     report = pathway.last_report
-    if report is None:
-        return None
-    if report.reading.branch == "positive" and order.modality != "PET-CT":
+    if report is None or report.reading is None:
+        return None  # no report, or one that says nothing clear: "see the report", no card
+    branch = report.reading.branch
+    if branch in ("positive", "highly-suspicious") and order.modality != "PET-CT":
+        if not report.tissue_next:
+            return None  # tissue has been sampled since: never ask for it again
         return TissueConfirmationNext(order, report)  # PET/CT may clarify: not discouraged
-    if report.reading.branch == "indeterminate" and order.modality in MRI_MODALITIES:
+    if (
+        branch == "indeterminate"
+        and report.modality == "MR"  # the guidance's short interval follows an MRI, not a CT
+        and order.modality in MRI_MODALITIES
+        and not report.reading.recommends_mri  # the radiologist asked for this MRI
+        and routine_only(order, situation, knowledge)  # a symptom: imaging is needed now
+    ):
         k = knowledge.pathway
         draft = order.draft
         scan = draft.occurrence.value if draft.occurrence else situation.today
@@ -420,6 +429,26 @@ def _pathway_finding(
                 order, report, scan, shift_months(reported, low), shift_months(reported, high)
             )
     return None
+
+
+def routine_only(order: ImagingOrder, situation: PatientSituation, knowledge: Knowledge) -> bool:
+    """The order gives no reason, or only routine surveillance and the treated cancer itself.
+    Any other reason (the service's own clinical concerns, a symptom code or text, a
+    referenced Condition) may be a new symptom: then nothing suggests waiting."""
+    draft = order.draft
+    cancer = situation.context.cancer
+    routine = knowledge.pathway.routineReasons.concernCodes
+    concern_system = knowledge.cards.clinicalConcernSystem
+    for code in draft.reason_codes:
+        if code.system == concern_system and code.code in routine:
+            continue
+        if (code.system, code.code) == (cancer.code.system, cancer.code.code):
+            continue
+        return False
+    if any(ref != cancer.condition.reference for ref in draft.reason_references):
+        return False
+    coded_texts = {c.display for c in draft.reason_codes if c.display}
+    return all(t in coded_texts or t == cancer.display for t in draft.reason_texts)
 
 
 def _order_finding(

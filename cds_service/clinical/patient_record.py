@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.clinical.orders import OrderClassifier, PendingOrder, PriorStudy, StudyReading
+from cds_service.clinical.report_text import compile_linear
 from cds_service.fhir.fact_cache import FactCache, key_prefix, read_through
 from cds_service.fhir.json_limits import same_content
 from cds_service.fhir.records import (
@@ -28,6 +29,7 @@ from cds_service.fhir.records import (
     DeviceFact,
     ObservationFact,
     ProcedureFact,
+    TissueReportFact,
     allergy_fact,
     allergy_names,
     codes_of,
@@ -41,8 +43,11 @@ from cds_service.fhir.records import (
     prior_imaging_fact,
     prior_study_names,
     procedure_fact,
+    resource_id,
     subject_tie,
     text_of,
+    tissue_report_fact,
+    tissue_report_names,
     validated,
 )
 from cds_service.knowledge.codesystems import normalise_code
@@ -73,6 +78,7 @@ Fact = (
     | PendingOrder
     | AllergyFact
     | ObservationFact
+    | TissueReportFact
 )
 Screen = Callable[[Mapping[str, Any]], bool]
 Reader = Callable[[Mapping[str, Any]], Fact | None]
@@ -110,6 +116,12 @@ class PatientRecord:
     observations_known: bool = True
     #: Head and neck imaging ordered and not yet done (draft, active, on hold).
     pending_orders: tuple[PendingOrder, ...] = ()
+    #: Final pathology or cytology reports (tissue examined): clinical.pathway reads their dates.
+    tissue_reports: tuple[TissueReportFact, ...] = ()
+
+
+#: A procedure name longer than this is not read for a biopsy.
+_MAX_NAME = 500
 
 
 def _keys(codes: Iterable[Code]) -> Iterable[tuple[str, str]]:
@@ -144,6 +156,12 @@ class RecordBuilder:
 
         self._condition_codes = members(CONDITION_VALUESETS)
         self._procedure_codes = members(TREATMENT_VALUESETS)
+        #: A biopsy or FNA is kept by its name (clinical.pathway: tissue sampled after a report).
+        sampling = knowledge.pathway.tissueSampling
+        self._sampling_names = [compile_linear(p) for p in sampling.procedurePatterns]
+        self._tissue_report_names = [compile_linear(p) for p in sampling.reportPatterns]
+        self._tissue_report_codes = frozenset((c.system, c.code) for c in sampling.reportCategories)
+        self._tissue_report_statuses = knowledge.pathway.reportStatuses
         self._implant_names = implant_names
         self._classifier = classifier
         self._coded_studies = classifier.coded_keys
@@ -180,7 +198,15 @@ class RecordBuilder:
         return text is not None and self._implant_names.match(text)
 
     def _procedure_matters(self, raw: Mapping[str, Any]) -> bool:
-        return any(k in self._procedure_codes for k in _keys(codes_of(raw.get("code"))))
+        codes = codes_of(raw.get("code"))
+        if any(k in self._procedure_codes for k in _keys(codes)):
+            return True
+        names = [text_of(raw.get("code")), *(c.display for c in codes)]
+        return any(
+            n and len(n) <= _MAX_NAME and p.search(n.lower())
+            for n in names
+            for p in self._sampling_names
+        )
 
     def _device_matters(self, raw: Mapping[str, Any]) -> bool:
         return any(self._implant_names.match(name) for name in device_names(raw)[1])
@@ -194,6 +220,20 @@ class RecordBuilder:
             return True
         name = text_of(code)
         return name is not None and self._egfr_names.match(name)
+
+    def _tissue_report(self, raw: Mapping[str, Any]) -> bool:
+        """A final report of examined tissue: a pathology or cytology category (HL7 v2-0074),
+        or a name that says so ("Surgical pathology report", "FNA cytology")."""
+        status = raw.get("status")  # any JSON value: a list is unhashable
+        if not isinstance(status, str) or status not in self._tissue_report_statuses:
+            return False
+        if resource_id(raw) is None:
+            return False
+        categories, names = tissue_report_names(raw)
+        if any((c.system, c.code) in self._tissue_report_codes for c in categories):
+            return True
+        said = [n.lower() for n in names if len(n) <= _MAX_NAME]
+        return any(p.search(n) for n in said for p in self._tissue_report_names)
 
     def _prior_reading(
         self, found: tuple[tuple[Code, ...], tuple[str, ...]] | None
@@ -269,6 +309,7 @@ class RecordBuilder:
             allergies_known,
             observations_known,
             tuple(f for f in facts if isinstance(f, PendingOrder)),
+            tuple(f for f in facts if isinstance(f, TissueReportFact)),
         )
 
     def _reading(
@@ -295,6 +336,8 @@ class RecordBuilder:
             prior = prior_imaging_fact(raw) if reading is not None else None
             if prior and reading:
                 return PriorStudy(prior, reading)
+            if kind == "DiagnosticReport" and self._tissue_report(raw):
+                return tissue_report_fact(raw)
             statuses = self._pending_statuses
             reading = self._prior_reading(pending_order_names(raw, statuses))
             pending = pending_order_fact(raw, statuses) if reading is not None else None

@@ -69,6 +69,12 @@ class PostTreatmentContext:
     cancer: CancerEvidence
     treatments: tuple[TreatmentEvidence, ...]
 
+    def treatment_end(self) -> PartialDate | None:
+        """When the last completed treatment ended (or started, when no end is recorded)."""
+        ends = [t.procedure.performed_end or t.procedure.performed_start for t in self.treatments]
+        known = [e for e in ends if e is not None]
+        return max(known, key=lambda d: d.value) if known else None
+
     def radiotherapy_end(self) -> PartialDate | None:
         """When the last completed radiotherapy (or chemoradiotherapy) ended, if recorded."""
         ends = [

@@ -136,6 +136,10 @@ class OrderFact:
     has_reason: bool
     occurrence: PartialDate | None
     resource: Mapping[str, Any] = field(repr=False, compare=False)
+    #: The order's reasons: codes (reasonCode codings), free texts, referenced resources.
+    reason_codes: tuple[Code, ...] = ()
+    reason_texts: tuple[str, ...] = ()
+    reason_references: tuple[str, ...] = ()
 
     @property
     def reference(self) -> str:
@@ -203,15 +207,40 @@ class PriorImagingFact:
     date: PartialDate | None
     #: The resource's status (a report is read for its findings only when final).
     status: str | None = None
-    #: A DiagnosticReport's conclusion, and its conclusionCode texts and displays: what the
-    #: radiologist concluded (NI-RADS category, or wording), read by clinical.report_reading.
-    conclusion: tuple[str, ...] = ()
+    #: A DiagnosticReport's conclusion (the impression, possibly with sections and addenda):
+    #: what the radiologist concluded, read by clinical.report_reading. presentedForm (the
+    #: whole report, often a PDF) is not read: findings and history never decide.
+    conclusion: str | None = None
+    #: Its conclusionCode texts and displays: a coded category wins over the text.
+    coded_conclusion: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:
         if self.texts:
             return self.texts[0]
         return next((c.display for c in self.codes if c.display), self.reference)
+
+
+@dataclass(frozen=True)
+class TissueReportFact:
+    """A final pathology or cytology DiagnosticReport: tissue was examined on that day."""
+
+    reference: str
+    date: PartialDate | None
+
+
+def tissue_report_names(r: Mapping[str, Any]) -> tuple[tuple[Code, ...], tuple[str, ...]]:
+    """A DiagnosticReport's category codings, and its names (code text and displays)."""
+    categories = tuple(c for concept in _objects(r.get("category")) for c in codes_of(concept))
+    code = r.get("code")
+    names = [text_of(code), *(c.display for c in codes_of(code))]
+    return categories, tuple(n for n in names if n)
+
+
+def tissue_report_fact(r: Mapping[str, Any]) -> TissueReportFact:
+    return TissueReportFact(
+        f"DiagnosticReport/{resource_id(r)}", _date(r, "effectiveDateTime", "issued")
+    )
 
 
 def clean(value: Any) -> Any:
@@ -399,6 +428,7 @@ def procedure_fact(p: Mapping[str, Any]) -> ProcedureFact | None:
 def order_fact(s: Mapping[str, Any], known_systems: frozenset[str]) -> OrderFact:
     """Build an OrderFact; displays of codings from unknown (local) systems are kept as text."""
     code = s.get("code")
+    reasons = _objects(s.get("reasonCode"))
     return OrderFact(
         id=resource_id(s) or "",
         codes=codes_of(code),
@@ -413,9 +443,14 @@ def order_fact(s: Mapping[str, Any], known_systems: frozenset[str]) -> OrderFact
         subject=_reference(s.get("subject")),
         encounter=_reference(s.get("encounter")),
         requester=_reference(s.get("requester")),
-        has_reason=bool(_objects(s.get("reasonCode")) or _objects(s.get("reasonReference"))),
+        has_reason=bool(reasons or _objects(s.get("reasonReference"))),
         occurrence=_date(s, "occurrenceDateTime", "occurrencePeriod.start"),
         resource=s,
+        reason_codes=tuple(c for concept in reasons for c in codes_of(concept)),
+        reason_texts=tuple(t for concept in reasons if (t := text_of(concept))),
+        reason_references=tuple(
+            ref for r in _objects(s.get("reasonReference")) if (ref := _reference(r))
+        ),
     )
 
 
@@ -541,12 +576,14 @@ def prior_imaging_fact(r: Mapping[str, Any]) -> PriorImagingFact | None:
     else:
         when = _date(r, "occurrenceDateTime", "occurrencePeriod.end", "authoredOn")
     codes, texts = found
-    conclusion: tuple[str, ...] = ()
+    conclusion: str | None = None
+    coded: tuple[str, ...] = ()
     if kind == "DiagnosticReport":
-        said = [_text(r.get("conclusion"))]
+        conclusion = _text(r.get("conclusion"))
+        said: list[str | None] = []
         for concept in _objects(r.get("conclusionCode")):
             said.append(text_of(concept))
             said += [c.display for c in codes_of(concept)]
-        conclusion = tuple(dict.fromkeys(t for t in said if t))
+        coded = tuple(dict.fromkeys(t for t in said if t))
     status = _text(r.get("status"))
-    return PriorImagingFact(f"{kind}/{r['id']}", codes, texts, when, status, conclusion)
+    return PriorImagingFact(f"{kind}/{r['id']}", codes, texts, when, status, conclusion, coded)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import re2
 from fhir.resources.R4B.valueset import ValueSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -34,7 +35,13 @@ REQUIRED_VALUESETS = frozenset(ValueSetName)
 
 NiradsCategory = Literal["0", "1", "2a", "2", "2b", "3", "4"]
 Branch = Literal[
-    "incomplete", "negative", "low-suspicion-mucosal", "indeterminate", "positive", "recurrence"
+    "incomplete",
+    "negative",
+    "low-suspicion-mucosal",
+    "indeterminate",
+    "highly-suspicious",
+    "positive",
+    "recurrence",
 ]
 
 Modality = Literal["MR", "MRA", "CT", "CTA", "PET-CT", "PET-MR", "US", "XR", "NM", "FL", "MG"]
@@ -270,6 +277,8 @@ class CardKnowledge(_Strict):
     #: How a report's branch is said, and its NI-RADS category.
     reportFindings: dict[Branch, str]
     niradsFinding: str
+    #: What the history note and the evidence say of a report that concluded nothing clear.
+    reportUnread: str
     #: EHR billing suffixes cut from displays before a radiologist reads them: in Epic problem
     #: names "(HCC)" flags a risk-adjustment category, and reads as hepatocellular carcinoma.
     billingSuffixes: tuple[str, ...]
@@ -371,24 +380,51 @@ class SafetyKnowledge(_Strict):
 
 
 class NiradsReading(_Strict):
-    """How an NI-RADS category is found in a report's conclusion, and what it means."""
+    """How a NI-RADS statement is found in a report (the label governs the number), and what
+    each category means. Words are matched as tokens of the lower-cased text."""
 
-    mention: str
-    direct: str
-    labelled: str
+    #: The label's spellings, as tokens ("ni - rads", "nirads").
+    labels: tuple[str, ...] = Field(min_length=1)
+    #: Site words per site ("primary", "neck"), as tokens.
+    sites: dict[str, tuple[str, ...]]
+    #: Tokens skipped between the label and the number ("category", ":", "(").
+    fillers: frozenset[str]
+    versions: frozenset[str]
+    #: Between two categories, they are alternatives ("2b vs 3"): the report is not sure.
+    alternatives: frozenset[str]
+    #: Before the label in the same clause, or right after the number: a prior study.
+    historyBefore: frozenset[str]
+    historyAfter: frozenset[str]
+    negations: frozenset[str]
     #: Which category is higher when primary and neck differ (the higher drives management).
     rank: dict[NiradsCategory, int]
     branches: dict[NiradsCategory, Branch]
 
 
 class WordingReading(_Strict):
-    """The guidance's positive / negative / indeterminate, from conclusion wording."""
+    """The guidance's branches from conclusion wording (RE2 patterns, lower-cased text)."""
 
     clauseSplit: str
     hedges: tuple[str, ...] = Field(min_length=1)
     negations: tuple[str, ...] = Field(min_length=1)
     positive: tuple[str, ...] = Field(min_length=1)
+    highlySuspicious: tuple[str, ...] = Field(min_length=1)
     negative: tuple[str, ...] = Field(min_length=1)
+    #: Tissue has confirmed it ("biopsy-proven recurrence"): no more asking for a biopsy.
+    proven: tuple[str, ...] = Field(min_length=1)
+    #: A clause about the past ("status post", "history of", "in 2023"): it never makes the
+    #: reading worse (its positive and hedged phrases are not read).
+    historical: tuple[str, ...] = Field(min_length=1)
+    #: The radiologist recommends an MRI.
+    recommendsMri: tuple[str, ...] = Field(min_length=1)
+
+
+class ReportSections(_Strict):
+    """Section headers inside a conclusion and which kinds of section decide."""
+
+    description: str
+    header: str
+    kinds: dict[Literal["impression", "supersedes", "recommendation"], tuple[str, ...]]
 
 
 class RecurrenceEvidence(_Strict):
@@ -405,6 +441,36 @@ class AccKnowledge(_Strict):
     #: Where the codes were checked (shared/clinical/codes.md names the public sources).
     source: str
     textPattern: str
+    #: Which gland the cancer is in: by its ICD-10-CM code, else by name (RE2 patterns).
+    glandCodes: dict[str, tuple[WireCoding, ...]]
+    glandPatterns: dict[str, tuple[str, ...]]
+    #: The nerves its perineural spread follows, per gland ("default" when none is recorded).
+    nerves: dict[str, str]
+    nervesSource: str
+    lungSource: str
+
+    @model_validator(mode="after")
+    def _every_gland_named(self) -> AccKnowledge:
+        if "default" not in self.nerves:
+            raise ValueError("acc.nerves needs a 'default' (the gland not recorded)")
+        missing = (set(self.glandCodes) | set(self.glandPatterns)) - set(self.nerves)
+        if missing:
+            raise ValueError(f"acc.nerves names no nerves for {sorted(missing)}")
+        return self
+
+
+class RoutineReasons(_Strict):
+    description: str
+    concernCodes: frozenset[str] = Field(min_length=1)
+
+
+class TissueSampling(_Strict):
+    description: str
+    procedurePatterns: tuple[str, ...] = Field(min_length=1)
+    #: A DiagnosticReport of examined tissue: by category (HL7 v2-0074), else by name.
+    reportCategories: tuple[WireCoding, ...] = Field(min_length=1)
+    reportPatterns: tuple[str, ...] = Field(min_length=1)
+    source: str
 
 
 class DueImagingKnowledge(_Strict):
@@ -440,6 +506,9 @@ class PathwayKnowledge(_Strict):
     description: str
     reportStatuses: frozenset[str]
     reportModalities: frozenset[str]
+    #: A conclusion or coded text longer than this is not read (no radiologist writes it).
+    maxReportChars: int = Field(gt=0, le=100_000)
+    sections: ReportSections
     nirads: NiradsReading
     wording: WordingReading
     recurrence: RecurrenceEvidence
@@ -447,25 +516,35 @@ class PathwayKnowledge(_Strict):
     repeatTooSoonWeeks: int = Field(gt=0, le=26)
     acc: AccKnowledge
     dueImaging: DueImagingKnowledge
+    tissueSampling: TissueSampling
+    routineReasons: RoutineReasons
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> PathwayKnowledge:
-        patterns = [
-            self.nirads.mention,
-            self.nirads.direct,
-            self.nirads.labelled,
+        linear = [
+            self.sections.header,
             self.wording.clauseSplit,
-            self.acc.textPattern,
             *self.wording.hedges,
             *self.wording.negations,
             *self.wording.positive,
+            *self.wording.highlySuspicious,
             *self.wording.negative,
+            *self.wording.proven,
+            *self.wording.historical,
+            *self.wording.recommendsMri,
+            *self.tissueSampling.procedurePatterns,
+            *self.tissueSampling.reportPatterns,
+            *(p for patterns in self.acc.glandPatterns.values() for p in patterns),
         ]
-        for pattern in patterns:
+        for pattern in linear:  # report text: RE2 only, linear time on any input
             try:
-                re.compile(pattern, re.IGNORECASE)
-            except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} does not compile: {exc}") from exc
+                re2.compile("(?i)" + pattern)
+            except re2.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not RE2 (linear time): {exc}") from exc
+        try:
+            re.compile(self.acc.textPattern, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"pattern {self.acc.textPattern!r} does not compile: {exc}") from exc
         if set(self.nirads.rank) != set(self.nirads.branches):
             raise ValueError("every NI-RADS category needs a rank and a branch")
         low, high = self.indeterminateFollowUpMonths

@@ -47,19 +47,26 @@ def pet_too_early(c: CardContext, finding: PetTooEarly) -> Rendered:
 def recurrence_restaging(c: CardContext, finding: RecurrenceRestaging) -> Rendered:
     rule = finding.rule_id
     recurrence = c.history.recurrence_phrase(finding.recurrence)
+    proven = finding.recurrence.proven  # tissue has spoken: never ask for it again
     return Rendered(
-        c.summary(rule),
+        c.text(rule, "summaryProven") if proven else c.summary(rule),
         c.text(rule, "lead", recurrence=recurrence, ordered=c.ordered),
-        [c.text(rule, "problem")],
+        [c.text(rule, "problemProven" if proven else "problem"), *c.history.acc_chest()],
         [],
     )
 
 
 def tissue_confirmation_next(c: CardContext, finding: TissueConfirmationNext) -> Rendered:
     rule = finding.rule_id
+    highly = finding.report.branch == "highly-suspicious"  # NI-RADS 3: not "positive"
     return Rendered(
-        c.summary(rule),
-        c.text(rule, "lead", report=c.history.report_phrase(finding.report)),
+        c.text(rule, "summaryHighlySuspicious") if highly else c.summary(rule),
+        c.text(
+            rule,
+            "lead",
+            report=c.history.report_phrase(finding.report),
+            judgement=c.history.judgement(finding.report),
+        ),
         [c.text(rule, "problem")],
         [],
     )
@@ -114,12 +121,21 @@ RENDERINGS: dict[RuleId, RuleRendering] = {
     RuleId.RECURRENCE_RESTAGING: RuleRendering(
         RecurrenceRestaging,
         recurrence_restaging,
-        {"lead": needs("recurrence", "ordered"), "problem": needs()},
+        {
+            "lead": needs("recurrence", "ordered"),
+            "problem": needs(),
+            "summaryProven": needs(),
+            "problemProven": needs(),
+        },
     ),
     RuleId.TISSUE_CONFIRMATION_NEXT: RuleRendering(
         TissueConfirmationNext,
         tissue_confirmation_next,
-        {"lead": needs("report"), "problem": needs()},
+        {
+            "lead": needs("report", "judgement"),
+            "problem": needs(),
+            "summaryHighlySuspicious": needs(),
+        },
     ),
     RuleId.REPEAT_MRI_TOO_SOON: RuleRendering(
         RepeatMriTooSoon,
