@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cds_service.cards.page import CardPage, CardSet
+from cds_service.cli import simulate
 from cds_service.cli.onboarding import (
     OrderableChecker,
     draft_conceptmap,
@@ -128,6 +129,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=["table", "csv", "json"], default="table")
     report.add_argument("--database-url", default=None, help="default: DATABASE_URL, else SQLite")
     report.add_argument("--top", type=int, default=3, help="override reasons shown per row")
+    report.add_argument(
+        "--html", type=Path, default=None, help="also write an HTML page with plots here"
+    )
+    simulate.add_parser(commands)
     return parser
 
 
@@ -251,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cards": _cards,
         "report": _report,
         "orderables": _orderables,
+        "simulate": simulate.run,
     }
     try:
         if args.command != "serve":  # gunicorn's configuration sets up the service's logging
