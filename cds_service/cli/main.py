@@ -38,6 +38,7 @@ from cds_service.contract.errors import InputFileError, ServiceError
 from cds_service.engine import CdsEngine
 from cds_service.knowledge.loader import load_knowledge
 from cds_service.store.report import build_report, format_report
+from cds_service.store.report_page import write_page
 from cds_service.store.storage import Database
 from cds_service.web.app import build_engine, initialise
 from cds_service.web.logs import configure_logging
@@ -240,9 +241,15 @@ def _report(args: argparse.Namespace) -> int:
             args.until,
             timedelta(minutes=args.session_minutes),
         )
+        if args.html:
+            write_page(
+                database, args.html, args.since, args.until, timedelta(minutes=args.session_minutes)
+            )
     finally:
         database.dispose()
     print(format_report(rows, args.format, args.by))
+    if args.html:
+        print(f"report page written to {args.html}")
     return 0
 
 

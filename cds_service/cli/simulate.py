@@ -90,6 +90,9 @@ class Result:
     tally: Tally
     written: list[Path]
     per_order: Path | None
+    #: Seconds DuckDB took to read the export; seconds for everything.
+    load_seconds: float = 0.0
+    seconds: float = 0.0
 
 
 def build_simulation_engine(site_dir: Path | None) -> CdsEngine:
@@ -122,6 +125,7 @@ def simulate(
     orders_file = OrdersCsv(out / PER_ORDER_FILE) if per_order else None
     try:
         with BulkExport(export, memory_limit, threads, work_dir) as bulk:
+            loaded = time.monotonic() - started
             total, _patients = bulk.order_count(window)
             bar = progress(total) if progress else None
             for pid, rows in bulk.patients(window):
@@ -146,7 +150,8 @@ def simulate(
         seconds=time.monotonic() - started,
     )
     written = _write(tally, facts, engine, out)
-    return Result(tally, written, orders_file.path if orders_file else None)
+    per_order_path = orders_file.path if orders_file else None
+    return Result(tally, written, per_order_path, loaded, facts.seconds)
 
 
 def _window_text(window: Window) -> str:
