@@ -33,6 +33,8 @@ from cds_service.simulate.snapshot import PatientHistory
 from cds_service.simulate.tally import Tally
 
 TALLY_FILE = "simulation.json"
+#: Fact cache entries (resources and drafts read): a long record's worth, a few times over.
+FACT_CACHE_ENTRIES = 10_000
 
 
 def _instant(text: str) -> datetime:
@@ -96,12 +98,14 @@ class Result:
 
 
 def build_simulation_engine(site_dir: Path | None) -> CdsEngine:
-    """The engine as the service builds it, with the given site folder, and a fact cache (a
-    patient's resources are read again for each of their orders)."""
+    """The engine as the service builds it, with the given site folder, and a fact cache: a
+    patient's resources are read again for each of their orders. Its keys include the patient,
+    and patients come one after another, so a few patients' worth of entries is enough (and
+    keeps the cache from growing with the export)."""
     settings = load_settings()
     knowledge = load_knowledge(settings.hooks_dir)
     site = load_site(site_dir or settings.site_dir, knowledge.imaging.study_keys())
-    return CdsEngine(knowledge, site=site, fact_cache=FactCache(50_000, 3600.0))
+    return CdsEngine(knowledge, site=site, fact_cache=FactCache(FACT_CACHE_ENTRIES, 3600.0))
 
 
 def simulate(

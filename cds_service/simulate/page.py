@@ -148,7 +148,10 @@ def html_page(t: Tally, facts: RunFacts, orders: Mapping[str, str]) -> str:
             ["Imaging orders in scope (treated major salivary gland cancer)", t.in_scope],
             ["Imaging orders with a card", t.with_card],
             ["Cards per 100 imaging orders", _rate(t.per_100(sum(t.cards.values())))],
-            ["Orders the engine refused", ", ".join(f"{k}: {v}" for k, v in t.errors.items())],
+            [
+                "Imaging orders the engine refused",
+                ", ".join(f"{k}: {v}" for k, v in sorted(t.errors.items())) or "none",
+            ],
             [
                 "Undated resources left out",
                 ", ".join(f"{k}: {v}" for k, v in sorted(t.undated_left_out.items())) or "none",

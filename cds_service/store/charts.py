@@ -34,17 +34,25 @@ svg text{font-family:inherit;font-size:12px;fill:#222}
 """
 
 
+#: Characters of a bar's label drawn (the whole label is in its tooltip).
+_LABEL_CHARS = 54
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
+
+
 def _number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
 def bar_chart(
-    items: Sequence[tuple[str, float]], caption: str, unit: str = "", width: int = 720
+    items: Sequence[tuple[str, float]], caption: str, unit: str = "", width: int = 860
 ) -> str:
     """Horizontal bars, one per (label, value), labelled with their value."""
     if not items:
         return f'<p class="note">{escape(caption)}: nothing to plot.</p>'
-    row, label_w, top = 24, 280, 8
+    row, label_w, top = 24, 400, 8
     plot_w = width - label_w - 90
     most = max(v for _, v in items) or 1.0
     height = top + row * len(items) + 8
@@ -56,7 +64,7 @@ def bar_chart(
         y = top + i * row
         w = max(0.0, plot_w * value / most)
         parts.append(
-            f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">{escape(label[:48])}</text>'
+            f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">{escape(_short(label))}</text>'
             f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 8}" '
             f'fill="{PALETTE[0]}"><title>{escape(label)}: {_number(value)}{escape(unit)}</title>'
             f'</rect><text x="{label_w + w + 6:.1f}" y="{y + 16}">{_number(value)}'
@@ -79,7 +87,7 @@ def line_chart(
     values = [v for s in series.values() for v in s if v is not None]
     if not x_labels or not values:
         return f'<p class="note">{escape(caption)}: nothing to plot.</p>'
-    left, right, top, bottom = 56, 16, 12, 40
+    left, right, top, bottom = 56, 32, 12, 40
     legend_h = 18 * len(series)
     plot_w, plot_h = width - left - right, height - top - bottom
     ceiling = y_max if y_max is not None else (max(values) or 1.0)
@@ -101,9 +109,10 @@ def line_chart(
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
             f"{_number(ceiling * fraction)}{escape(unit)}</text>"
         )
-    every = max(1, len(x_labels) // 12)
+    fits = max(2, int(plot_w // (7 * max(len(label) for label in x_labels) + 12)))
+    every = -(-len(x_labels) // fits)  # ceiling: labels never overlap
     for i, label in enumerate(x_labels):
-        if i % every == 0 or i == len(x_labels) - 1:
+        if i % every == 0:
             x, _ = xy(i, 0)
             parts.append(
                 f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
@@ -142,6 +151,7 @@ def _polyline(points: list[str], colour: str) -> str:
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A table; numbers are right-aligned."""
     head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    thead = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
     body = []
     for row in rows:
         cells = []
@@ -151,7 +161,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
             klass = ' class="n"' if numeric else ""
             cells.append(f"<td{klass}>{escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<table>{thead}<tbody>{''.join(body)}</tbody></table>"
 
 
 def page(title: str, sections: Sequence[tuple[str, str]], intro: str = "") -> str:
