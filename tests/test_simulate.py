@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import shutil
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -352,3 +353,28 @@ def test_progress_line() -> None:
     quiet = io.StringIO()
     Progress(10, quiet, enabled=False).advance(5)
     assert quiet.getvalue() == ""
+
+
+def test_without_duckdb_the_command_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "duckdb", None)  # import duckdb -> ImportError
+    assert cli.main(["simulate", str(SYNTHEA), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "simulate needs DuckDB: pip install 'salivary-imaging-cds[simulate]'" in err
+
+
+def test_duckdb_is_kept_offline(tmp_path: Path) -> None:
+    with BulkExport(SYNTHEA, work_dir=tmp_path) as bulk:
+        settings = dict(
+            bulk._db.execute(
+                "SELECT name, value FROM duckdb_settings() WHERE name LIKE 'auto%_known_extensions'"
+            ).fetchall()
+        )
+        assert bulk.counts["Patient"] == 13
+        assert list(tmp_path.iterdir())  # its private folder, under --work-dir
+    assert settings == {
+        "autoinstall_known_extensions": "false",
+        "autoload_known_extensions": "false",
+    }
+    assert not list(tmp_path.iterdir())  # removed: it held patient data

@@ -174,6 +174,10 @@ class BulkExport:
         self._dir = Path(tempfile.mkdtemp(prefix="salivary-simulate-", dir=work_dir))
         self._db = duckdb.connect(str(self._dir / "export.duckdb"))
         settings = {
+            # Never reach for the network: the JSON reader is linked into DuckDB's wheel, and a
+            # hospital's batch host is usually offline.
+            "autoinstall_known_extensions": "false",
+            "autoload_known_extensions": "false",
             "memory_limit": memory_limit,
             "temp_directory": str(self._dir / "spill"),
             "preserve_insertion_order": "false",
