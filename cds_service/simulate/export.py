@@ -178,6 +178,7 @@ class BulkExport:
             # hospital's batch host is usually offline.
             "autoinstall_known_extensions": "false",
             "autoload_known_extensions": "false",
+            "enable_progress_bar": "false",  # ours is on stderr; DuckDB's would garble it
             "memory_limit": memory_limit,
             "temp_directory": str(self._dir / "spill"),
             "preserve_insertion_order": "false",
