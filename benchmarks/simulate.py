@@ -80,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--memory-limit", default="1GB", help="DuckDB's memory limit")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON written")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="simulate-bench-") as tmp:
@@ -95,8 +96,12 @@ def main() -> None:
                 flush=True,
             )
     parent_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    RESULTS.write_text(
-        json.dumps({"runs": rows, "writer_peak_rss_mb": parent_rss}, indent=2) + "\n",
+    args.results.write_text(
+        json.dumps(
+            {"memory_limit": args.memory_limit, "runs": rows, "writer_peak_rss_mb": parent_rss},
+            indent=2,
+        )
+        + "\n",
         encoding="utf-8",
     )
 

@@ -380,3 +380,20 @@ def test_duckdb_is_kept_offline_and_quiet(tmp_path: Path) -> None:
         "enable_progress_bar": "false",  # DuckDB's own bar would garble ours and batch logs
     }
     assert not list(tmp_path.iterdir())  # removed: it held patient data
+
+
+def test_an_order_without_authored_on_is_counted_not_simulated(
+    engine: CdsEngine, tmp_path: Path
+) -> None:
+    export = tmp_path / "undated"
+    export.mkdir()
+    dated = fb.service_request(
+        "p1", "o1", text="MRI NECK W WO CONTRAST", status="completed", authored="2024-01-02"
+    )
+    undated = fb.service_request("p1", "o2", text="MRI NECK W WO CONTRAST", status="completed")
+    lines = [json.dumps(dated), json.dumps(undated)]
+    (export / "ServiceRequest.ndjson").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tally = simulate(engine, export, tmp_path / "out", Window()).tally
+    assert (tally.service_requests, tally.undated_orders) == (1, 1)
+    html = (tmp_path / "out" / "simulation.html").read_text(encoding="utf-8")
+    assert "without a readable authoredOn" in html

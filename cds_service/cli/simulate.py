@@ -131,6 +131,7 @@ def simulate(
         with BulkExport(export, memory_limit, threads, work_dir) as bulk:
             loaded = time.monotonic() - started
             total, _patients = bulk.order_count(window)
+            tally.undated_orders = bulk.undated_orders(window)
             bar = progress(total) if progress else None
             for pid, rows in bulk.patients(window):
                 history = PatientHistory(pid, rows)

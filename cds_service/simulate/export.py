@@ -243,7 +243,8 @@ class BulkExport:
         return int(orders), int(patients)
 
     def undated_orders(self, window: Window) -> int:
-        """ServiceRequests of the partition without a readable ``authoredOn``."""
+        """ServiceRequests of the partition without a readable ``authoredOn`` (whatever the
+        window: when they were placed cannot be told)."""
         part = f" AND {partition_sql('pid', window.part, window.of)}" if window.of > 1 else ""
         (count,) = self._db.execute(
             f"SELECT count(*) FROM res WHERE kind = 'ServiceRequest' AND authored IS NULL{part}"  # noqa: S608

@@ -144,6 +144,7 @@ def html_page(t: Tally, facts: RunFacts, orders: Mapping[str, str]) -> str:
             ["Knowledge version", facts.knowledge_version],
             ["Patients with an order in the window", t.patients],
             ["ServiceRequests in the window", t.service_requests],
+            ["ServiceRequests without a readable authoredOn (not simulated)", t.undated_orders],
             ["Imaging orders", t.imaging],
             ["Imaging orders in scope (treated major salivary gland cancer)", t.in_scope],
             ["Imaging orders with a card", t.with_card],

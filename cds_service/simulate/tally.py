@@ -54,6 +54,8 @@ class Tally:
     in_scope: int = 0
     with_card: int = 0
     patients: int = 0
+    #: ServiceRequests of these patients without a readable ``authoredOn``: not simulated.
+    undated_orders: int = 0
     cards: Counter[str] = field(default_factory=Counter)
     silent: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -154,6 +156,7 @@ class Tally:
             "in_scope": self.in_scope,
             "with_card": self.with_card,
             "patients": self.patients,
+            "undated_orders": self.undated_orders,
             "cards": dict(sorted(self.cards.items())),
             "silent": dict(sorted(self.silent.items())),
             "errors": dict(sorted(self.errors.items())),
@@ -177,6 +180,7 @@ class Tally:
             in_scope=int(data["in_scope"]),
             with_card=int(data["with_card"]),
             patients=int(data["patients"]),
+            undated_orders=int(data.get("undated_orders", 0)),
             cards=Counter(data["cards"]),
             silent=Counter(data["silent"]),
             errors=Counter(data["errors"]),
@@ -191,7 +195,14 @@ class Tally:
 
     def merge(self, other: Tally) -> None:
         """Add another partition's tally (disjoint patients: patient counts add up)."""
-        for name in ("service_requests", "imaging", "in_scope", "with_card", "patients"):
+        for name in (
+            "service_requests",
+            "imaging",
+            "in_scope",
+            "with_card",
+            "patients",
+            "undated_orders",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for counter in (
             "cards",
