@@ -13,7 +13,10 @@ import gzip
 import io
 import json
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +29,11 @@ from cds_service.cli.simulate import TALLY_FILE, merge, simulate
 from cds_service.engine import CdsEngine
 from cds_service.fhir import build as fb
 from cds_service.knowledge.loader import load_knowledge
+from cds_service.simulate import tally as tally_module
 from cds_service.simulate.export import BulkExport, Row, Window, export_files, partition_of
 from cds_service.simulate.page import PER_ORDER_FILE
 from cds_service.simulate.progress import Progress
-from cds_service.simulate.run import Simulator
+from cds_service.simulate.run import OrderOutcome, Simulator
 from cds_service.simulate.snapshot import PatientHistory
 from cds_service.simulate.tally import Tally
 
@@ -397,3 +401,45 @@ def test_an_order_without_authored_on_is_counted_not_simulated(
     assert (tally.service_requests, tally.undated_orders) == (1, 1)
     html = (tmp_path / "out" / "simulation.html").read_text(encoding="utf-8")
     assert "without a readable authoredOn" in html
+
+
+def test_distinct_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every order a free-text name of its own must not grow memory without end."""
+    monkeypatch.setattr(tally_module, "MAX_NAMES", 2)
+    tally = Tally()
+    for patient in ("p1", "p2"):
+        outcomes = [
+            OrderOutcome(patient, f"{patient}-{n}", "2024-01-02", f"NOTE {patient} {n}", False)
+            for n in range(3)
+        ]
+        tally.add_patient(outcomes, {})
+    assert len(tally.not_imaging) == 3
+    assert tally.not_imaging[tally_module.OVERFLOW_NAME].orders == 4
+    assert tally.not_imaging[tally_module.OVERFLOW_NAME].patients == 2
+
+
+def test_sigterm_deletes_the_duckdb_folder(tmp_path: Path) -> None:
+    """A batch scheduler's SIGTERM mid-run: the private DuckDB folder (patient data) goes."""
+    export = tmp_path / "export"
+    ExportWriter(load_knowledge(None)).write(export, 1500)
+    work = tmp_path / "work"
+    work.mkdir()
+    command = [
+        sys.executable,
+        "-m",
+        "cds_service.cli.main",
+        "simulate",
+        str(export),
+        "--out",
+        str(tmp_path / "out"),
+        "--work-dir",
+        str(work),
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        deadline = time.monotonic() + 60
+        while not any(work.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(work.iterdir()), "the run never started"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert not any(work.iterdir())

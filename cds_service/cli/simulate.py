@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -185,6 +186,10 @@ def merge(engine: CdsEngine, folders: list[Path], out: Path) -> list[Path]:
     return _write(total, facts, engine, out)
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run(args: argparse.Namespace) -> int:
     """The command: progress on stderr when it is a terminal, a summary on stdout."""
     engine = build_simulation_engine(args.site)
@@ -203,17 +208,23 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     tty = sys.stderr.isatty()
-    result = simulate(
-        engine,
-        args.export,
-        args.out,
-        window,
-        args.per_order,
-        args.memory_limit,
-        args.threads,
-        args.work_dir,
-        lambda total: Progress(total, sys.stderr, tty),
-    )
+    # A batch scheduler stops a job with SIGTERM: exit through the finally blocks, so that the
+    # DuckDB folder (patient data) is deleted.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        result = simulate(
+            engine,
+            args.export,
+            args.out,
+            window,
+            args.per_order,
+            args.memory_limit,
+            args.threads,
+            args.work_dir,
+            lambda total: Progress(total, sys.stderr, tty),
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     t = result.tally
     print(
         f"{t.service_requests} orders in the window, {t.imaging} imaging, {t.in_scope} in scope, "

@@ -172,31 +172,35 @@ class BulkExport:
             raise InputFileError(f"{root}: no NDJSON file of {', '.join(RESOURCE_TYPES)}")
         # The database holds patient data: a private folder, removed by close().
         self._dir = Path(tempfile.mkdtemp(prefix="salivary-simulate-", dir=work_dir))
-        self._db = duckdb.connect(str(self._dir / "export.duckdb"))
-        settings = {
-            # Never reach for the network: the JSON reader is linked into DuckDB's wheel, and a
-            # hospital's batch host is usually offline.
-            "autoinstall_known_extensions": "false",
-            "autoload_known_extensions": "false",
-            "enable_progress_bar": "false",  # ours is on stderr; DuckDB's would garble it
-            "memory_limit": memory_limit,
-            "temp_directory": str(self._dir / "spill"),
-            "preserve_insertion_order": "false",
-            "TimeZone": "UTC",
-        }
-        for name, value in settings.items():
-            self._db.execute(f"SET {name} = {_sql_string(value)}")
-        if threads:
-            self._db.execute(f"SET threads = {int(threads)}")
-        self._db.execute(
-            "CREATE TABLE res (pid VARCHAR, kind VARCHAR, at_us BIGINT, authored BIGINT, "
-            "body VARCHAR)"
-        )
-        #: Resources read per type (lines of the right resourceType with a patient).
-        self.counts: dict[str, int] = {}
-        for kind, paths in self.files.items():
-            if paths:
-                self._load(kind, paths)
+        try:
+            self._db = duckdb.connect(str(self._dir / "export.duckdb"))
+            settings = {
+                # Never reach for the network: the JSON reader is linked into DuckDB's wheel, and a
+                # hospital's batch host is usually offline.
+                "autoinstall_known_extensions": "false",
+                "autoload_known_extensions": "false",
+                "enable_progress_bar": "false",  # ours is on stderr; DuckDB's would garble it
+                "memory_limit": memory_limit,
+                "temp_directory": str(self._dir / "spill"),
+                "preserve_insertion_order": "false",
+                "TimeZone": "UTC",
+            }
+            for name, value in settings.items():
+                self._db.execute(f"SET {name} = {_sql_string(value)}")
+            if threads:
+                self._db.execute(f"SET threads = {int(threads)}")
+            self._db.execute(
+                "CREATE TABLE res (pid VARCHAR, kind VARCHAR, at_us BIGINT, authored BIGINT, "
+                "body VARCHAR)"
+            )
+            #: Resources read per type (lines of the right resourceType with a patient).
+            self.counts: dict[str, int] = {}
+            for kind, paths in self.files.items():
+                if paths:
+                    self._load(kind, paths)
+        except BaseException:  # an unreadable export, or SIGTERM while loading: leave nothing
+            self.close()
+            raise
 
     def _load(self, kind: str, paths: list[Path]) -> None:
         patient = (
@@ -274,7 +278,9 @@ class BulkExport:
             yield current, rows
 
     def close(self) -> None:
-        self._db.close()
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> BulkExport:

@@ -12,8 +12,7 @@ something about one patient). Partitions hold disjoint patients, so their tallie
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,9 @@ from cds_service.simulate.run import OrderOutcome
 MIN_PATIENTS_PER_NAME = 2
 #: Names listed per table at most (the most frequent first).
 TOP_NAMES = 50
+#: Distinct names counted per table; further names are counted together under OVERFLOW_NAME.
+MAX_NAMES = 20_000
+OVERFLOW_NAME = "(names beyond the first 20,000)"
 
 
 def _key(*parts: str) -> str:
@@ -32,11 +34,6 @@ def _key(*parts: str) -> str:
 
 def _split(key: str) -> list[str]:
     return key.split("\x1f")
-
-
-def _patient_hash(patient_id: str) -> str:
-    """Distinct patients per name are counted by a truncated hash, never by id."""
-    return hashlib.sha256(patient_id.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -70,24 +67,26 @@ class Tally:
     region_unread: dict[str, NameCount] = field(default_factory=dict)
     #: Resources left out of every snapshot for want of a date, by type.
     undated_left_out: Counter[str] = field(default_factory=Counter)
-    _seen: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
+    #: The patient number that last counted for each name: patients come one after another, so
+    #: distinct patients per name are counted without keeping any patient (memory stays bounded).
+    _last: dict[str, int] = field(default_factory=dict, repr=False)
 
     def add_patient(self, outcomes: Iterable[OrderOutcome], undated: Mapping[str, int]) -> None:
-        """Count one patient's orders (a patient is counted once, with an order or not)."""
+        """Count one patient's orders; each patient's orders are added in one call."""
         self.patients += 1
         self.undated_left_out.update(undated)
         for o in outcomes:
-            self.add(o)
+            self._add(o)
 
-    def add(self, o: OrderOutcome) -> None:
+    def _add(self, o: OrderOutcome) -> None:
         self.service_requests += 1
         if not o.imaging:
-            self._name(self.not_imaging, "n", o.name, o.patient_id)
+            self._name(self.not_imaging, "n", o.name)
             return
         self.imaging += 1
         self.months_imaging[o.month] += 1
         if o.region_unread:
-            self._name(self.region_unread, "r", o.name, o.patient_id)
+            self._name(self.region_unread, "r", o.name)
         if o.error:
             self.errors[o.error] += 1
             return
@@ -103,15 +102,16 @@ class Tally:
             self.cards[c.rule] += 1
             self.months_cards[_key(o.month, c.rule)] += 1
             for kind in dict.fromkeys(c.suggestion_kinds) or ("(no suggestion)",):
-                self._name(self.changes, "c", _key(o.name, c.rule, kind), o.patient_id)
+                self._name(self.changes, "c", _key(o.name, c.rule, kind))
 
-    def _name(self, table: dict[str, NameCount], tag: str, key: str, patient_id: str) -> None:
+    def _name(self, table: dict[str, NameCount], tag: str, key: str) -> None:
+        if key not in table and len(table) >= MAX_NAMES:
+            key = OVERFLOW_NAME  # a free-text name per order must not grow memory without end
         count = table.setdefault(key, NameCount())
         count.orders += 1
-        seen = self._seen[_key(tag, key)]
-        hashed = _patient_hash(patient_id)
-        if hashed not in seen:
-            seen.add(hashed)
+        last = _key(tag, key)
+        if self._last.get(last) != self.patients:
+            self._last[last] = self.patients
             count.patients += 1
 
     # --- what the report shows ---------------------------------------------------------------
