@@ -25,7 +25,7 @@ import pytest
 
 from benchmarks.bulk_export import EXPECTED, ExportWriter, codebook
 from cds_service.cli import main as cli
-from cds_service.cli.simulate import TALLY_FILE, merge, simulate
+from cds_service.cli.simulate import TALLY_FILE, build_simulation_engine, merge, simulate
 from cds_service.engine import CdsEngine
 from cds_service.fhir import build as fb
 from cds_service.knowledge.loader import load_knowledge
@@ -443,3 +443,13 @@ def test_sigterm_deletes_the_duckdb_folder(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 128 + signal.SIGTERM
     assert not any(work.iterdir())
+
+
+def test_the_site_folder_decides_what_is_shown(built: Path, tmp_path: Path) -> None:
+    """The example site has pet-too-early in silent mode: decided and counted, not shown."""
+    site = build_simulation_engine(Path(__file__).parents[1] / "fhir_examples" / "site")
+    tally = simulate(site, built, tmp_path, Window()).tally
+    assert tally.silent == {"pet-too-early": 3}
+    assert "pet-too-early" not in tally.cards
+    rules = (tmp_path / "simulation-by-rule.csv").read_text(encoding="utf-8")
+    assert "pet-too-early,0,0.0,0.0,3" in rules

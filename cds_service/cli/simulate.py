@@ -63,29 +63,41 @@ def add_parser(commands: Any) -> None:
         "simulate",
         help="what the service would have said over a bulk FHIR export (a report, no PHI)",
     )
-    p.add_argument("export", type=Path, nargs="?", help="the export folder (NDJSON, .gz or not)")
-    p.add_argument("--since", type=_instant, default=None, help="orders authored from (ISO)")
-    p.add_argument("--until", type=_instant, default=None, help="orders authored before (ISO)")
-    p.add_argument("--site", type=Path, default=None, help="site folder (default CDS_SITE_DIR)")
-    p.add_argument("--out", type=Path, default=Path("simulation"), help="report folder")
+    p.add_argument(
+        "export",
+        type=Path,
+        nargs="?",
+        metavar="EXPORT_DIR",
+        help="the export folder (NDJSON, .gz or not)",
+    )
+    p.add_argument("--since", type=_instant, metavar="DATE", help="orders authored from (ISO)")
+    p.add_argument("--until", type=_instant, metavar="DATE", help="orders authored before (ISO)")
+    p.add_argument("--site", type=Path, metavar="DIR", help="site folder (default CDS_SITE_DIR)")
+    p.add_argument(
+        "--out", type=Path, default=Path("simulation"), metavar="DIR", help="report folder"
+    )
     p.add_argument(
         "--per-order",
         action="store_true",
         help=f"also write {PER_ORDER_FILE}: every order and card, with patient ids (PHI)",
     )
     p.add_argument(
-        "--partition", type=_partition, default=(1, 1), help="K/N: the K-th of N patient sets"
+        "--partition",
+        type=_partition,
+        default=(1, 1),
+        metavar="K/N",
+        help="K/N: the K-th of N patient sets",
     )
     p.add_argument(
         "--merge",
         type=Path,
         nargs="+",
-        default=None,
+        metavar="DIR",
         help=f"add up the {TALLY_FILE} of these partition folders into --out (no export read)",
     )
     p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, help="DuckDB's (e.g. 2GB)")
     p.add_argument("--threads", type=int, default=None, help="DuckDB's threads (default: all)")
-    p.add_argument("--work-dir", type=Path, default=None, help="where DuckDB's file goes")
+    p.add_argument("--work-dir", type=Path, metavar="DIR", help="where DuckDB's file goes")
 
 
 @dataclass(frozen=True)
