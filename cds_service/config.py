@@ -7,7 +7,11 @@ names its environment variable, instead of surfacing later as a wrong answer.
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +29,31 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from cds_service.contract.errors import ConfigurationError
 
 LOOPBACK = "loopback"
+#: The origin of the public CDS Hooks sandbox, a browser app: trusting its JWTs
+#: (CDS_TRUST_SANDBOX) is of use only if its pages may call the service (CORS).
+SANDBOX_ORIGIN = "https://sandbox.cds-hooks.org"
+#: The folder under the per-user data directory that holds the default SQLite file.
+DATA_FOLDER_NAME = "salivary-imaging-cds"
+#: ``CDS_`` variables that are not settings but are read by someone else on purpose: the test
+#: harness's PostgreSQL (``tests/``, ``scripts/test.sh``). Never warned about.
+OTHER_CDS_VARIABLES = frozenset({"CDS_TEST_POSTGRES_URL"})
+
+
+def default_data_dir() -> Path:
+    """Where data lives when ``CDS_DATA_DIR`` is not set: the per-user data directory of the XDG
+    Base Directory specification (``$XDG_DATA_HOME``, else ``~/.local/share``), never the folder
+    the service happens to be started from. The Docker image sets ``CDS_DATA_DIR`` (its volume)."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / DATA_FOLDER_NAME
+    try:
+        home = Path.home()
+    except RuntimeError:  # no HOME and no password entry (a container's numeric user)
+        raise ConfigurationError(
+            "no home folder to keep the SQLite database in: set CDS_DATA_DIR to a writable "
+            "folder (or DATABASE_URL)"
+        ) from None
+    return home / ".local" / "share" / DATA_FOLDER_NAME
 
 
 def _comma_list(value: Any) -> Any:
@@ -123,9 +152,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "CDS_DATABASE_URL", "database_url"),
-        pattern=r"^(sqlite|postgresql)(\+\w+)?://",
     )
-    data_dir: Path = Path("var")
+    #: Folder of the default SQLite file (when no DATABASE_URL). Unset: the per-user data
+    #: directory (``default_data_dir``); a relative path is taken from the start-up folder.
+    data_dir: Path = Field(default_factory=default_data_dir)
 
     #: gunicorn: where to listen, how many worker processes and threads per worker.
     bind: str = Field(default="127.0.0.1:8080", pattern=r"^(unix:\S+|\[?[\w.:\-]+\]?:\d{1,5})$")
@@ -145,6 +175,16 @@ class Settings(BaseSettings):
     def _issuers_json(cls, value: Any) -> Any:
         if isinstance(value, str):
             return json.loads(value) if value.strip() else ()
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError(
+                "not a SQLite or PostgreSQL URL: use postgresql+psycopg://USER@HOST:PORT/NAME "
+                "or sqlite:////path/to/file.sqlite3"
+            )
         return value
 
     @field_validator("fhir_allowlist")
@@ -168,23 +208,75 @@ class Settings(BaseSettings):
         return self.fhir_allowlist
 
     def allowed_origins(self) -> list[str]:
+        """Unset: any origin in development; in production none, except the sandbox's own
+        origin when the sandbox is trusted (its calls come from a browser page)."""
         if self.cors_origins is None:
-            return ["*"] if self.environment == "development" else []
+            if self.environment == "development":
+                return ["*"]
+            return [SANDBOX_ORIGIN] if self.trust_sandbox else []
         return list(self.cors_origins)
 
+    def data_folder(self) -> Path:
+        """``data_dir`` as an absolute path (what the start-up log and ``/readyz`` name)."""
+        return self.data_dir.expanduser().absolute()
+
     def sqlite_default_url(self) -> str:
-        """The embedded default: a SQLite file under ``data_dir``."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{(self.data_dir / 'cds_service.sqlite3').resolve()}"
+        """The embedded default: a SQLite file under ``data_dir``, which is created if need be."""
+        folder = self.data_folder()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"data folder {folder} cannot be created ({exc.strerror or exc}): set "
+                "CDS_DATA_DIR to a writable folder, or DATABASE_URL"
+            ) from None
+        return f"sqlite:///{folder.resolve() / 'cds_service.sqlite3'}"
 
     def database(self) -> str:
         return self.database_url or self.sqlite_default_url()
 
+    def database_source(self) -> str:
+        """Which setting chose the database, for error messages: the variable that was set."""
+        if self.database_url is None:
+            return f"CDS_DATA_DIR ({self.data_folder()})"
+        return "DATABASE_URL" if "DATABASE_URL" in os.environ else environment_name("database_url")
+
+
+#: Environment variables named by their own name rather than ``CDS_`` + the field's name.
+_ALIASES = {"database_url": "DATABASE_URL", "metrics_dir": "PROMETHEUS_MULTIPROC_DIR"}
+
 
 def environment_name(field: str) -> str:
-    """The environment variable that sets ``field``."""
-    aliases = {"database_url": "DATABASE_URL", "metrics_dir": "PROMETHEUS_MULTIPROC_DIR"}
-    return aliases.get(field, f"CDS_{field.upper()}")
+    """The environment variable that sets ``field`` (a field name, or the alias pydantic
+    reports a value under). ``DATABASE_URL`` is named as set: ``CDS_DATABASE_URL`` is its
+    alternative spelling."""
+    key = field.lower()
+    if key in ("database_url", "cds_database_url") and "DATABASE_URL" not in os.environ:
+        return "CDS_DATABASE_URL" if "CDS_DATABASE_URL" in os.environ else "DATABASE_URL"
+    if key.startswith("cds_"):
+        key = key[4:]
+    return _ALIASES.get(key, f"CDS_{key.upper()}")
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``CDS_`` variable the service reads."""
+    names = {f"CDS_{field.upper()}" for field in Settings.model_fields}
+    return frozenset(names | {"CDS_DATABASE_URL"} | OTHER_CDS_VARIABLES)
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``CDS_`` variable that is no setting (a typo is otherwise silently
+    ignored), naming the closest known one: ``CDS_REQUIRE_AUTHH is not a setting: did you mean
+    CDS_REQUIRE_AUTH?``"""
+    known = known_variables()
+    warnings = []
+    for name in sorted(os.environ if environ is None else environ):
+        if not name.startswith("CDS_") or name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known - OTHER_CDS_VARIABLES), n=1)
+        hint = f"did you mean {close[0]}?" if close else "see README 'Configuration'"
+        warnings.append(f"{name} is not a setting and is ignored: {hint}")
+    return warnings
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -195,7 +287,8 @@ def load_settings(**overrides: Any) -> Settings:
         problems = []
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "settings"
-            problems.append(f"{environment_name(field)}: {err['msg']}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{environment_name(field)}: {message}")
         raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
     except ValueError as exc:  # e.g. a list setting that is not valid JSON
         raise ConfigurationError(f"invalid settings: {exc}") from None

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
-from cds_service.cards.renderer import CardRenderer, OrderingContext, SuggestionStyle, UuidFactory
+from cds_service.cards.model import OrderingContext, SuggestionStyle, UuidFactory
+from cds_service.cards.renderer import CardRenderer
 from cds_service.clinical.contrast import ContrastReader
 from cds_service.clinical.guidance import (
     OrderAdvice,

@@ -98,3 +98,17 @@ def test_vignettes_check_and_rewrite(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["vignettes", "--examples", str(root)]) == 0
     assert "1 files changed" in capsys.readouterr().out
     assert (EXAMPLES / golden.relative_to(root)).read_text() == golden.read_text()
+
+
+def test_replay_sends_a_request_to_the_service_of_its_hook(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An order-sign request goes to the order-sign service without --service: there the full
+    protocol without a reason gets the standalone history card (at order-select: silence)."""
+    request = EXAMPLES / "order_sign_full_protocol.json"
+    assert json.loads(request.read_text(encoding="utf-8"))["hook"] == "order-sign"
+    assert main(["replay", str(request)]) == 0
+    assert "Add the clinical history to this imaging order" in capsys.readouterr().out
+    select = "salivary-post-treatment-imaging-order-select"
+    assert main(["replay", str(request), "--service", select]) == 1  # the flag still wins
+    assert "hook is 'order-sign' but service" in capsys.readouterr().out

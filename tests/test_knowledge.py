@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 import pytest
 
-from cds_service.cards.renderer import RULES
+from cds_service.cards.rules import RULES
 from cds_service.clinical.guidance import Finding
 from cds_service.config import Settings
 from cds_service.engine import CdsEngine
@@ -318,3 +318,19 @@ def test_every_treatment_code_has_a_short_clinical_name() -> None:
         for concept in valuesets.concepts(name):
             assert concept.short_name, (name, concept.code)
             assert ";" not in concept.short_name and len(concept.short_name) <= 60
+
+
+def test_each_service_description_says_which_indicators_it_returns(engine: CdsEngine) -> None:
+    """Discovery is what an EHR's integrator reads: the order-sign service returns an info card
+    (the clinical history, once per session), so its text must not say "only warnings"."""
+    goldens = Path(__file__).resolve().parent.parent / "fhir_examples" / "golden"
+    shown: dict[str, set[str]] = {}
+    for path in goldens.glob("*.json"):
+        golden = json.loads(path.read_text(encoding="utf-8"))
+        cards = golden["response"].get("cards", [])
+        shown.setdefault(golden["service"], set()).update(c["indicator"] for c in cards)
+    sign = next(s for s in engine.knowledge.services.values() if s.hook == "order-sign")
+    assert "info" in shown[sign.id]
+    text = f"{sign.description} {sign.usageRequirements}"
+    assert "only warnings" not in text
+    assert "information card" in text and "clinical history" in text

@@ -60,18 +60,25 @@ ORDER_NAMES: list[tuple[str, str | None, frozenset[str], str]] = [
     ("CT CHEST W CONTRAST", "CT", frozenset({"chest"}), "with"),
     ("CTA NECK W CONTRAST", "CTA", NECK, "with"),
     ("CT ANGIOGRAPHY HEAD AND NECK", "CTA", frozenset({"head", "neck"}), "unspecified"),
+    # The PET/CT field names the skull base only as its upper limit: not a skull-base study.
     (
         "PET/CT SKULL BASE TO MID-THIGH",
         "PET-CT",
-        frozenset({"skull-base", "skull-base-to-mid-thigh"}),
+        frozenset({"skull-base-to-mid-thigh"}),
         "unspecified",
     ),
     ("NM PET CT FDG WHOLE BODY", "PET-CT", frozenset({"skull-base-to-mid-thigh"}), "unspecified"),
     (
         "FDG PET-CT SKULL BASE TO MIDTHIGH",
         "PET-CT",
-        frozenset({"skull-base", "skull-base-to-mid-thigh"}),
+        frozenset({"skull-base-to-mid-thigh"}),
         "unspecified",
+    ),
+    (
+        "MRI FACE NECK SKULL BASE W WO",
+        "MR",
+        frozenset({"face", "neck", "skull-base"}),
+        "without-and-with",
     ),
     ("PET/MRI HEAD NECK", "PET-MR", frozenset({"head", "neck"}), "unspecified"),
     ("US NECK SOFT TISSUE", "US", NECK, "unspecified"),

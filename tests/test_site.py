@@ -456,3 +456,18 @@ def test_a_bad_export_is_refused_with_its_line(
     export.write_text(content)
     assert main(["orderables", str(export)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_standard_pet_ct_orderable_reads_as_the_rated_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ "SKULL BASE TO MID THIGH" is the PET/CT field; its upper limit is no second region, so
+    the onboarding check does not flag the standard orderable as inexact."""
+    export = tmp_path / "export.csv"
+    export.write_text(
+        "code,name\nP1,PET CT SKULL BASE TO MID THIGH\nP2,NM PET/CT SKULL BASE TO MIDTHIGH\n"
+    )
+    assert main(["orderables", str(export), "--system", SITE_SYSTEM]) == 0
+    out = capsys.readouterr().out
+    assert "2 read cleanly as a known study, 0 to review" in out
+    assert "also names skull-base" not in out

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,15 +33,22 @@ from cds_service.cli.vignettes import (
     default_examples_dir,
     drift,
     golden_response,
+    packaged_examples_dir,
     write_examples,
 )
-from cds_service.config import load_settings
-from cds_service.contract.errors import InputFileError, ServiceError
+from cds_service.config import load_settings, unknown_variables
+from cds_service.contract.errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    InputFileError,
+    ServiceError,
+)
 from cds_service.engine import CdsEngine
 from cds_service.knowledge.loader import load_knowledge
 from cds_service.store.report import build_report, format_report
 from cds_service.store.report_page import write_page
 from cds_service.store.storage import Database
+from cds_service.web import startup
 from cds_service.web.app import build_engine, initialise
 from cds_service.web.logs import configure_logging
 
@@ -68,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="replay a hook request or a FHIR Bundle")
     replay.add_argument("file", type=Path, help="a hook request (fhir_examples/*.json) or a Bundle")
     replay.add_argument(
-        "--service", default=None, help="service id (default: the only order-select one)"
+        "--service",
+        default=None,
+        help="service id (default: the one for the request's hook; a Bundle: order-select)",
     )
     replay.add_argument(
         "--url", default=None, help="base URL of a running service; default in-process"
@@ -137,14 +148,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_bind_free(bind: str) -> None:
+    """A taken port is one line naming what to change, not gunicorn's five retries."""
+    if bind.startswith("unix:"):
+        return
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return  # gunicorn says what else is wrong with the address
+            raise ConfigurationError(
+                f"{bind} is already in use: pass --bind 127.0.0.1:PORT to salivary-cds serve, "
+                "or set CDS_BIND, with a free port"
+            ) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     if args.bind:
         os.environ["CDS_BIND"] = args.bind
     if args.workers:
         os.environ["CDS_WORKERS"] = str(args.workers)
-    gunicorn = Path(sys.executable).with_name("gunicorn")
+    _check_bind_free(load_settings().bind)
+    # gunicorn as a module of this interpreter: found wherever the package is installed.
     argv = [
-        str(gunicorn),
+        sys.executable,
+        "-m",
+        "gunicorn",
         "-c",
         "python:cds_service.web.gunicorn_conf",
         "cds_service.web.app:create_app()",
@@ -153,12 +187,32 @@ def _serve(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execv does not return
 
 
+def _replay_service(services: Mapping[str, str], data: object, chosen: str | None) -> str:
+    """``--service``, else the service of the request's hook, else (a Bundle) order-select."""
+    if chosen:
+        return chosen
+    hook = data.get("hook") if isinstance(data, dict) else None
+    if isinstance(hook, str) and hook:
+        if hook not in services:
+            raise ReplayError(
+                f"no service answers hook {hook!r} (hooks: {', '.join(sorted(services))}); "
+                "pass --service"
+            )
+        return services[hook]
+    return services["order-select"]
+
+
 def _replay(args: argparse.Namespace) -> int:
-    engine = build_engine(load_settings())
-    services = engine.knowledge.services
-    service_id = args.service or next(s.id for s in services.values() if s.hook == "order-select")
-    service = engine.service(service_id)
+    if not args.file.exists():
+        raise ReplayError(
+            f"{args.file}: no such file (the example requests are installed in "
+            f"{default_examples_dir()})"
+        )
     data = load_json(args.file)
+    engine = build_engine(load_settings())
+    by_hook: dict[str, str] = {s.hook: s.id for s in engine.knowledge.services.values()}
+    service_id = _replay_service(by_hook, data, args.service)
+    service = engine.service(service_id)
     if isinstance(data, dict) and data.get("resourceType") == "Bundle":
         draft = load_json(args.draft) if args.draft else None
         request = request_from_bundle(service, data, draft, args.order_text, args.order_cpt)
@@ -178,6 +232,11 @@ def _vignettes(args: argparse.Namespace) -> int:
     root = args.examples or default_examples_dir()
     engine = CdsEngine(load_knowledge(load_settings().hooks_dir))
     book = VignetteBook.load(engine.knowledge, root)
+    if not args.check and root == packaged_examples_dir():
+        raise InputFileError(
+            f"the installed examples ({root}) are not written over: pass --examples with a "
+            "checkout's fhir_examples/, or --check to compare"
+        )
     if args.check:
         stale = drift(book, engine, root)
         for path in stale:
@@ -230,9 +289,13 @@ def _init_db(_args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     settings = load_settings()
-    database = Database(args.database_url or settings.database())
+    source = "--database-url" if args.database_url else settings.database_source()
     try:
+        database = Database(args.database_url or settings.database())
         database.create_schema()
+    except DatabaseUnavailableError as exc:
+        raise DatabaseUnavailableError(f"{exc} (check {source})") from exc
+    try:
         rows = build_report(
             database,
             args.by,
@@ -268,10 +331,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command != "serve":  # gunicorn's configuration sets up the service's logging
             configure_logging(load_settings().log_level)
+            for warning in unknown_variables():
+                startup.warn(warning)
         return commands[args.command](args)
     except ServiceError as exc:
-        print(f"salivary-cds: {exc}", file=sys.stderr)
-        return 2
+        startup.report(exc)
+        return startup.EXIT_CONFIGURATION
+    except BrokenPipeError:  # the reader went away (`salivary-cds report | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -29,8 +29,16 @@ from cds_service.knowledge.loader import Knowledge
 _RELATIVE = re.compile(r"^today(?:([+-])(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)w)?(?:(\d+)d)?)?$")
 
 
+def packaged_examples_dir() -> Path:
+    """fhir_examples/ as an installed wheel holds it (``cds_service/_examples``)."""
+    return Path(__file__).resolve().parents[1] / "_examples"
+
+
 def default_examples_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "fhir_examples"
+    """The installed wheel's copy of fhir_examples/, else the repository's (editable installs):
+    so ``vignettes --check`` and ``cards --html`` work from any folder."""
+    packaged = packaged_examples_dir()
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "fhir_examples"
 
 
 def resolve_date(text: str, today: date) -> str:
@@ -116,7 +124,16 @@ class VignetteBook:
     @classmethod
     def load(cls, knowledge: Knowledge, examples: Path | None = None) -> VignetteBook:
         root = examples or default_examples_dir()
-        data = json.loads((root / "vignettes.json").read_text(encoding="utf-8"))
+        source = root / "vignettes.json"
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InputFileError(
+                f"{source} cannot be read ({exc.strerror or exc}): --examples names the folder "
+                "holding vignettes.json (a checkout's fhir_examples/)"
+            ) from None
+        except ValueError as exc:
+            raise InputFileError(f"{source}: not valid JSON ({exc})") from None
         codebook = Codebook.of(knowledge, data["systems"], root / "background-codes.json")
         return cls(data, knowledge, codebook)
 

@@ -140,11 +140,35 @@ class OrderClassifier:
         """Systems whose codes are read from the table (their displays are never parsed)."""
         return frozenset(system for system, _ in self._coded)
 
+    def _named_regions(self, text: str) -> frozenset[str]:
+        """The regions a normalised name names. A region named only inside the wider words of
+        another is not named: "SKULL BASE TO MID THIGH" is the PET/CT field, not also the
+        skull base."""
+        spans = {
+            region: [m.span() for m in pattern.finditer(text)] for region, pattern in self._regions
+        }
+        wider = [(region, span) for region, found in spans.items() for span in found]
+
+        def inside(region: str, span: tuple[int, int]) -> bool:
+            return any(
+                other != region
+                and start <= span[0]
+                and span[1] <= end
+                and end - start > span[1] - span[0]
+                for other, (start, end) in wider
+            )
+
+        return frozenset(
+            region
+            for region, found in spans.items()
+            if found and not all(inside(region, s) for s in found)
+        )
+
     def _read_text(self, text: str) -> TextReading:
         ambiguous = bool(self._ambiguous.search(text.upper()))
         t = normalise_text(text)
         modality = next((m for m, pattern in self._modalities if pattern.search(t)), None)
-        regions = frozenset(r for r, pattern in self._regions if pattern.search(t))
+        regions = self._named_regions(t)
         has_without, has_with = bool(self._without.search(t)), bool(self._with.search(t))
         contrast: Contrast
         if self._both.search(t) or (has_without and has_with):

@@ -19,6 +19,10 @@ class ConfigurationError(ServiceError):
     """Settings, knowledge or trust configuration that the service refuses to start with."""
 
 
+class DatabaseUnavailableError(ConfigurationError):
+    """The feedback database cannot be opened, reached or written at start-up."""
+
+
 class InputFileError(ServiceError):
     """A file handed to the command line (replay, onboarding) cannot be used."""
 

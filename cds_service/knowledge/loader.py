@@ -63,7 +63,8 @@ class ServiceConfig(_Strict):
     optionalPrefetch: tuple[str, ...]
     #: order-select judges the new selections; order-sign every draft being signed.
     ordersToCheck: Literal["selections", "all-drafts"]
-    #: Cards below this indicator are not shown (order-sign shows only warnings).
+    #: Cards below this indicator are not shown (order-sign: warnings, and the standalone
+    #: history card, which is shown whatever this says).
     minimumIndicator: Literal["info", "warning", "critical"]
     #: Return the Argonaut PAMA rating as an update system action (CDS Hooks sandbox PAMA view)
     #: and on every update of a CPT-coded order. The PAMA program is paused: false turns both off.

@@ -45,7 +45,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.contract.errors import ReplayCheckUnavailableError
+from cds_service.contract.errors import DatabaseUnavailableError, ReplayCheckUnavailableError
 
 log = structlog.get_logger("cds_service.storage")
 
@@ -132,18 +132,33 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.sql = _sql_engine(url)
+        self.location = database_location(url)
+        try:
+            self.sql = _sql_engine(url)
+        except (SQLAlchemyError, ImportError) as exc:  # e.g. a driver that is not installed
+            raise DatabaseUnavailableError(
+                f"database {self.location} cannot be used: {_first_line(exc)}"
+            ) from exc
         self.dialect = self.sql.dialect.name
         self.insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
 
     def create_schema(self) -> None:
         """Create missing tables. On PostgreSQL under an advisory lock: several instances
-        starting at once behind a load balancer would otherwise race to create the same table."""
-        with self.sql.begin() as connection:
-            if self.dialect == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(7461203)"))
-            metadata.create_all(connection)
-            _add_missing_columns(connection)
+        starting at once behind a load balancer would otherwise race to create the same table.
+
+        A database that cannot be reached or written is a ``DatabaseUnavailableError`` naming
+        it (never its password) and the driver's reason, in one line."""
+        try:
+            with self.sql.begin() as connection:
+                if self.dialect == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(7461203)"))
+                metadata.create_all(connection)
+                _add_missing_columns(connection)
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailableError(
+                f"database {self.location} cannot be reached: "
+                f"{_first_line(getattr(exc, 'orig', None) or exc)}"
+            ) from exc
 
     def drop_schema(self) -> None:
         """Tests only: start from an empty database."""
@@ -185,6 +200,25 @@ def _add_missing_columns(connection: Connection) -> None:
                 )
             )
             log.info("column-added", table=table.name, column=column.name)
+
+
+def database_location(url: str) -> str:
+    """Where the data lives, safe to log and to show on ``/readyz``: a SQLite file's path, or a
+    server database as ``postgresql://host:port/name`` (no user, no password)."""
+    try:
+        parsed = make_url(url)
+    except (SQLAlchemyError, ValueError):
+        return "an unreadable database URL"
+    if parsed.get_backend_name() == "sqlite":
+        return f"sqlite:///{parsed.database}" if parsed.database else "sqlite (in memory)"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.get_backend_name()}://{parsed.host or 'localhost'}{port}/{parsed.database}"
+
+
+def _first_line(exc: BaseException) -> str:
+    """A driver's message without SQLAlchemy's appended statement and background link."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _sql_engine(url: str) -> Engine:

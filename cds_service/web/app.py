@@ -19,7 +19,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from cds_service.config import Settings, load_settings
-from cds_service.contract.errors import CdsError, ConfigurationError
+from cds_service.contract.errors import CdsError, ConfigurationError, DatabaseUnavailableError
 from cds_service.engine import CdsEngine
 from cds_service.fhir.allowlist import AllowList
 from cds_service.fhir.circuit import CircuitBreakers
@@ -42,16 +42,34 @@ log = structlog.get_logger("cds_service.app")
 
 
 def initialise(settings: Settings) -> None:
-    """The one-time start-up step: create the database tables if they do not exist."""
-    database = Database(settings.database())
+    """The one-time start-up step: create the database tables if they do not exist. A database
+    that cannot be used stops start-up in one line naming the setting that chose it."""
     try:
-        database.create_schema()
-    finally:
-        database.dispose()
+        database = Database(settings.database())
+        try:
+            database.create_schema()
+        finally:
+            database.dispose()
+    except DatabaseUnavailableError as exc:
+        raise DatabaseUnavailableError(f"{exc} (check {settings.database_source()})") from exc
+
+
+def _check_folders(settings: Settings) -> None:
+    """A configured folder that is not there is named with its variable and what to do."""
+    folders = {
+        "CDS_HOOKS_DIR": (settings.hooks_dir, "unset it to use the packaged knowledge"),
+        "CDS_SITE_DIR": (settings.site_dir, "unset it to run without a site configuration"),
+    }
+    for variable, (folder, remedy) in folders.items():
+        if folder is not None and not folder.is_dir():
+            raise ConfigurationError(
+                f"{variable}={folder}: no such folder ({remedy}, or name an existing folder)"
+            )
 
 
 def build_engine(settings: Settings) -> CdsEngine:
     """The engine for these settings: hooks/ knowledge and the site folder, both validated."""
+    _check_folders(settings)
     knowledge = load_knowledge(settings.hooks_dir)
     site = load_site(settings.site_dir, knowledge.imaging.study_keys())
     cache = (
@@ -71,8 +89,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     database = Database(settings.database())
     issuers = load_trusted_issuers(settings)
     if settings.auth_required() and not issuers:
-        raise ConfigurationError("authentication is required but no trusted issuer is configured")
+        raise ConfigurationError(
+            "authentication is required (CDS_REQUIRE_AUTH, on in production) but no trusted "
+            "issuer is configured: set CDS_TRUSTED_ISSUERS or CDS_TRUSTED_ISSUERS_FILE, or "
+            "CDS_TRUST_SANDBOX=true, or CDS_REQUIRE_AUTH=false"
+        )
     engine = build_engine(settings)
+    log.info(
+        "storage",
+        database=database.location,
+        data_dir=None if settings.database_url else str(settings.data_folder()),
+    )
     log.info(
         "knowledge",
         version=engine.version,

@@ -4,7 +4,10 @@ Start: gunicorn -c python:cds_service.web.gunicorn_conf 'cds_service.web.app:cre
 
 Everything comes from the service's one ``Settings`` object (CDS_BIND, CDS_WORKERS, CDS_THREADS,
 ...), so a bad value stops start-up naming its variable. This is an entry point: it configures
-logging and runs the one-time start-up step (database tables) before the workers fork.
+logging, warns about ``CDS_`` variables that are no setting, and runs the one-time start-up step
+(database tables) before the app is loaded and the workers fork. A start-up error (settings,
+database, knowledge, site, trust) ends the master in one line with exit code 2
+(``cds_service.web.startup``).
 """
 
 import os
@@ -16,11 +19,23 @@ from typing import Any
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cds-metrics-")
 
-from cds_service.config import load_settings
+import structlog
+
+from cds_service.config import load_settings, unknown_variables
+from cds_service.contract.errors import ServiceError
+from cds_service.web import startup
+from cds_service.web.app import initialise
 from cds_service.web.logs import configure_logging
 
-settings = load_settings()
-configure_logging(settings.log_level)
+startup.install_excepthook()  # the app is loaded (preload_app) outside this module
+try:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    for warning in unknown_variables():
+        structlog.get_logger("cds_service.config").warning("unknown-variable", message=warning)
+    initialise(settings)  # the database tables, once, in the master
+except ServiceError as exc:
+    startup.fail(exc)
 
 bind = settings.bind
 workers = settings.workers
@@ -68,13 +83,6 @@ def _install_json_errors() -> None:
 
 
 _install_json_errors()
-
-
-def on_starting(server: Any) -> None:  # noqa: ARG001 - gunicorn's hook signature
-    """Create the database tables once, in the master, before the app is loaded."""
-    from cds_service.web.app import initialise
-
-    initialise(settings)
 
 
 def child_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's hook signature

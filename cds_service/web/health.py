@@ -18,7 +18,8 @@ def healthz() -> ResponseReturnValue:
 
 @blueprint.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """Knowledge loaded and every registered dependency (the database) reachable."""
+    """Knowledge loaded and every registered dependency (the database) reachable; names where
+    the data lives."""
     running = runtime()
     checks: dict[str, str] = {"knowledge": "ok" if running.engine.knowledge.services else "missing"}
     for name, probe in running.readiness.items():
@@ -31,5 +32,8 @@ def readyz() -> ResponseReturnValue:
         "status": "ready" if ready else "not-ready",
         "checks": checks,
         "knowledgeVersion": running.engine.version,
+        # Where the data lives (a SQLite file's path, or the server database's host and name;
+        # never a user or password): what an operator looking for the data needs first.
+        "database": running.database.location,
     }
     return jsonify(body), (200 if ready else 503)

@@ -65,9 +65,14 @@ def load_trusted_issuers(settings: Settings) -> tuple[TrustedIssuer, ...]:
         try:
             raw = json.loads(settings.trusted_issuers_file.read_text(encoding="utf-8"))
             configs += [TrustedIssuerConfig.model_validate(entry) for entry in raw]
-        except (OSError, ValueError, TypeError) as exc:
+        except OSError as exc:
             raise ConfigurationError(
-                f"CDS_TRUSTED_ISSUERS_FILE {settings.trusted_issuers_file}: {exc}"
+                f"CDS_TRUSTED_ISSUERS_FILE={settings.trusted_issuers_file} cannot be read "
+                f"({exc.strerror or exc}): name a JSON file of issuers, or unset it"
+            ) from None
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                f"CDS_TRUSTED_ISSUERS_FILE={settings.trusted_issuers_file}: {exc}"
             ) from None
     issuers = [TrustedIssuer.from_config(c) for c in configs]
     if settings.trust_sandbox and not any(i.iss == SANDBOX_ISSUER for i in issuers):

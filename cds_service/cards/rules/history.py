@@ -1,0 +1,37 @@
+"""The card for an order that gives no reason: the history as one-click reasons for the exam
+(shown on its own at order-sign; on other cards it is folded into their suggestions)."""
+
+from __future__ import annotations
+
+from cds_service.cards.context import CardContext
+from cds_service.cards.model import Rendered
+from cds_service.cards.rules.registry import RuleRendering
+from cds_service.cards.wording import needs
+from cds_service.knowledge.rules import RuleId
+
+
+def history_only(c: CardContext, _finding: None) -> Rendered:
+    rule = RuleId.MISSING_CLINICAL_HISTORY
+    return Rendered(
+        c.summary(rule),
+        c.text(rule, "lead", ordered=c.ordered),
+        [c.text(rule, "problem")],
+        c.orders.history_choices(),
+    )
+
+
+RENDERINGS: dict[RuleId, RuleRendering] = {
+    RuleId.MISSING_CLINICAL_HISTORY: RuleRendering(
+        None,
+        history_only,
+        {
+            "lead": needs("ordered"),
+            "problem": needs(),
+            "folded": needs(),
+            "suggestionLabel": needs(),
+            "updateDescription": needs(),
+            "choiceLabel": needs("concern"),
+            "choiceDescription": needs("concern"),
+        },
+    ),
+}
