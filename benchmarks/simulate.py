@@ -29,7 +29,7 @@ _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from cds_service.cli.simulate import build_simulation_engine, simulate
-from cds_service.simulate.export import Window
+from cds_service.cli.simulation.export import Window
 engine = build_simulation_engine(None)
 started = time.monotonic()
 result = simulate(engine, Path(sys.argv[1]), Path(sys.argv[2]), Window(),

@@ -26,16 +26,16 @@ import pytest
 from benchmarks.bulk_export import EXPECTED, ExportWriter, codebook
 from cds_service.cli import main as cli
 from cds_service.cli.simulate import TALLY_FILE, build_simulation_engine, merge, simulate
+from cds_service.cli.simulation import tally as tally_module
+from cds_service.cli.simulation.export import BulkExport, Row, Window, export_files, partition_of
+from cds_service.cli.simulation.page import PER_ORDER_FILE
+from cds_service.cli.simulation.progress import Progress
+from cds_service.cli.simulation.run import OrderOutcome, Simulator
+from cds_service.cli.simulation.snapshot import PatientHistory
+from cds_service.cli.simulation.tally import Tally
 from cds_service.engine import CdsEngine
 from cds_service.fhir import build as fb
 from cds_service.knowledge.loader import load_knowledge
-from cds_service.simulate import tally as tally_module
-from cds_service.simulate.export import BulkExport, Row, Window, export_files, partition_of
-from cds_service.simulate.page import PER_ORDER_FILE
-from cds_service.simulate.progress import Progress
-from cds_service.simulate.run import OrderOutcome, Simulator
-from cds_service.simulate.snapshot import PatientHistory
-from cds_service.simulate.tally import Tally
 
 SYNTHEA = Path(__file__).parent / "data" / "synthea-10-patients"
 LUNG_AND_BREAST = "129c6ac7-8d06-89de-ad63-0204a93e76c3"

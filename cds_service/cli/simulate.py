@@ -20,18 +20,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cds_service.cli.simulation.export import DEFAULT_MEMORY_LIMIT, BulkExport, Window
+from cds_service.cli.simulation.page import PER_ORDER_FILE, OrdersCsv, RunFacts, write_report
+from cds_service.cli.simulation.progress import Progress
+from cds_service.cli.simulation.run import Simulator
+from cds_service.cli.simulation.snapshot import PatientHistory
+from cds_service.cli.simulation.tally import Tally
 from cds_service.config import load_settings
 from cds_service.contract.errors import InputFileError
 from cds_service.engine import CdsEngine
 from cds_service.fhir.fact_cache import FactCache
 from cds_service.knowledge.loader import load_knowledge
 from cds_service.knowledge.site import load_site
-from cds_service.simulate.export import DEFAULT_MEMORY_LIMIT, BulkExport, Window
-from cds_service.simulate.page import PER_ORDER_FILE, OrdersCsv, RunFacts, write_report
-from cds_service.simulate.progress import Progress
-from cds_service.simulate.run import Simulator
-from cds_service.simulate.snapshot import PatientHistory
-from cds_service.simulate.tally import Tally
 
 TALLY_FILE = "simulation.json"
 #: Fact cache entries (resources and drafts read): a long record's worth, a few times over.

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cds_service.simulate.run import OrderOutcome
-from cds_service.simulate.tally import MIN_PATIENTS_PER_NAME, TOP_NAMES, NameCount, Tally
+from cds_service.cli.simulation.run import OrderOutcome
+from cds_service.cli.simulation.tally import MIN_PATIENTS_PER_NAME, TOP_NAMES, NameCount, Tally
 from cds_service.store import charts
 
 #: The per-order file's name says what it holds.

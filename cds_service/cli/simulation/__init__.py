@@ -5,5 +5,6 @@
 each imaging order through the same CdsEngine as order-select, ``tally`` counts the outcome
 without patient data and ``page`` draws it (HTML with inline SVG, and CSV).
 
-May import: the engine, ``cli.replay`` (the request builder it shares), ``store.charts``.
+Part of the command line (``cli``), so it may import what ``cli`` may; it uses the engine,
+``fhir.build`` (the request builder the vignettes share) and ``store.charts``.
 """

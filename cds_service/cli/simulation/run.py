@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+from cds_service.cli.simulation.snapshot import PatientHistory, PlacedOrder
 from cds_service.contract.errors import CdsError
 from cds_service.engine import CdsEngine
 from cds_service.fhir import build as fb
 from cds_service.fhir.records import order_fact
 from cds_service.knowledge.loader import ServiceDefinition
-from cds_service.simulate.snapshot import PatientHistory, PlacedOrder
 
 _TEMPLATE_TYPE = re.compile(r"^([A-Za-z]+)")
 #: Orders that never were (FHIR: "entered in error"): not counted as placed.

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cds_service.simulate.run import OrderOutcome
+from cds_service.cli.simulation.run import OrderOutcome
 
 #: A name is listed only when orders of at least this many patients carry it.
 MIN_PATIENTS_PER_NAME = 2

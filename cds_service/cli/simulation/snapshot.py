@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from cds_service.simulate.export import Row
+from cds_service.cli.simulation.export import Row
 
 #: Types kept when undated: leaving them out could only make the advice bolder.
 UNDATED_KEPT = frozenset({"Patient", "Device", "AllergyIntolerance"})
