@@ -87,6 +87,7 @@ class Simulator:
         self.service: ServiceDefinition = engine.service(
             service_id or next(s.id for s in services.values() if s.hook == "order-select")
         )
+        self._calls = itertools.count(1)
         self._keys = {
             key: m.group(1)
             for key, template in self.service.prefetch.items()
@@ -128,7 +129,8 @@ class Simulator:
             selections=[f"ServiceRequest/{draft.get('id')}"],
             user=user,
             encounter=None,
-            hook_instance=f"simulate-{pid}-{draft.get('id')}",
+            # a number, not the patient: nothing of the request should name them needlessly
+            hook_instance=f"00000000-0000-4000-9000-{next(self._calls):012d}",
             fhir_server=None,
         )
 
