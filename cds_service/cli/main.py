@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cds_service.cards.page import CardPage, CardSet
+from cds_service.cli import simulate
 from cds_service.cli.onboarding import (
     OrderableChecker,
     draft_conceptmap,
@@ -45,6 +46,7 @@ from cds_service.contract.errors import (
 from cds_service.engine import CdsEngine
 from cds_service.knowledge.loader import load_knowledge
 from cds_service.store.report import build_report, format_report
+from cds_service.store.report_page import write_page
 from cds_service.store.storage import Database
 from cds_service.web import startup
 from cds_service.web.app import build_engine, initialise
@@ -139,6 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=["table", "csv", "json"], default="table")
     report.add_argument("--database-url", default=None, help="default: DATABASE_URL, else SQLite")
     report.add_argument("--top", type=int, default=3, help="override reasons shown per row")
+    report.add_argument(
+        "--html", type=Path, default=None, help="also write an HTML page with plots here"
+    )
+    simulate.add_parser(commands)
     return parser
 
 
@@ -298,9 +304,15 @@ def _report(args: argparse.Namespace) -> int:
             args.until,
             timedelta(minutes=args.session_minutes),
         )
+        if args.html:
+            write_page(
+                database, args.html, args.since, args.until, timedelta(minutes=args.session_minutes)
+            )
     finally:
         database.dispose()
     print(format_report(rows, args.format, args.by))
+    if args.html:
+        print(f"report page written to {args.html}")
     return 0
 
 
@@ -314,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cards": _cards,
         "report": _report,
         "orderables": _orderables,
+        "simulate": simulate.run,
     }
     try:
         if args.command != "serve":  # gunicorn's configuration sets up the service's logging
