@@ -107,6 +107,8 @@ class Outcome:
     unreadable: Mapping[str, str] = field(default_factory=dict)
     #: Rules in silent mode that decided a card this call (recorded in ``issued``, not shown).
     silent_rules: tuple[RuleId, ...] = ()
+    #: No draft to judge is an imaging order the service reads: answered without prefetch.
+    no_imaging_order: bool = False
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
@@ -205,8 +207,14 @@ class CdsEngine:
         fetcher is given (the HTTP service); the reasoning itself never touches the network."""
         service = self.service(service_id)
         request, context = parse_request(service, body)
+        # Decided before prefetch is looked at: most order-select and order-sign calls are
+        # medications and labs, and they get their (empty) answer at once, with no prefetch
+        # required, no FHIR query and nothing to record.
+        orders = self._orders(service, context)
+        if not orders:
+            return Outcome(CdsResponse(cards=[]), False, 0, 0, no_imaging_order=True)
         reading = gather(service, request, fetcher)
-        return self.decide(service, context, reading, new_uuid, today or utc_today())
+        return self.decide(service, context, reading, new_uuid, today or utc_today(), orders)
 
     def _orders(
         self, service: ServiceDefinition, context: DraftOrdersContext
@@ -239,8 +247,12 @@ class CdsEngine:
         reading: PrefetchReading,
         new_uuid: UuidFactory = random_uuid,
         today: date | None = None,
+        orders: list[ImagingOrder] | None = None,
     ) -> Outcome:
-        orders = self._orders(service, context)
+        """Cards for the imaging drafts (``orders``: as ``evaluate`` read them; read here when
+        not given) from the patient data in ``reading``."""
+        if orders is None:
+            orders = self._orders(service, context)
         k = self.knowledge
         record = self.records.build(
             context.patientId,
