@@ -144,36 +144,58 @@ class SuggestionBuilder:
         # suggested resource of every vignette with fhir.resources (40 µs a call saved here).
         return resource
 
+    def _requester(self) -> str | None:
+        """The draft's requester, else the user in context when it is a Practitioner or
+        PractitionerRole reference (CDS Hooks order-select/order-sign ``userId``)."""
+        user = self.ordering.user_id
+        return self.draft.requester or (user if _USER_REFERENCE.match(user) else None)
+
+    def _as_order(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """What every created or updated order carries (US Core / Da Vinci CRD ServiceRequest:
+        status, intent, code, subject, authoredOn, requester; see tests/test_suggested_orders.py):
+        status draft (it is not signed yet), the draft's intent (else order), the patient, the
+        draft's authoredOn (else today, when the suggestion is made) and the requester."""
+        intent = resource.get("intent")  # the draft's, as the clinician's order would be
+        resource["status"] = "draft"
+        resource["intent"] = intent if intent in _REQUEST_INTENTS else "order"
+        if not isinstance(resource.get("subject"), dict):
+            resource["subject"] = {
+                "reference": self.draft.subject or f"Patient/{self.ordering.patient_id}"
+            }
+        if not isinstance(resource.get("authoredOn"), str):
+            resource["authoredOn"] = self.situation.today.isoformat()
+        requester = self._requester()
+        if requester and not isinstance(resource.get("requester"), dict):
+            resource["requester"] = {"reference": requester}
+        return resource
+
     def new_order(self, key: OrderKey) -> dict[str, Any]:
         """A new ServiceRequest for ``key``, for the same patient, encounter and requester."""
         original = self.draft.resource
-        requester = self.draft.requester or (
-            self.ordering.user_id if _USER_REFERENCE.match(self.ordering.user_id) else None
-        )
         encounter = self.draft.encounter or (
             f"Encounter/{self.ordering.encounter_id}" if self.ordering.encounter_id else None
         )
-        intent = original.get("intent")  # the draft's, as the clinician's order would be
         resource: dict[str, Any] = {
             "resourceType": "ServiceRequest",
             "status": "draft",
-            "intent": intent if intent in _REQUEST_INTENTS else "order",
+            "intent": original.get("intent"),
             "code": self._study_code(key),
             "subject": {"reference": self.draft.subject or f"Patient/{self.ordering.patient_id}"},
+            "authoredOn": self.situation.today.isoformat(),  # created now, not when the draft was
         }
         if encounter:
             resource["encounter"] = {"reference": encounter}
-        if requester:
+        if requester := self._requester():
             resource["requester"] = {"reference": requester}
         for kept in ("category", "priority", "reasonCode", "reasonReference", "note"):
             if kept in original:
                 resource[kept] = json_copy(original[kept])
-        return self._with_history(resource)
+        return self._with_history(self._as_order(resource))
 
     def updated_draft(self, concern: ConcernChoice | None = None, **changes: Any) -> dict[str, Any]:
         resource = json_copy(dict(self.draft.resource))
         resource.update(changes)
-        return self._with_history(resource, concern)
+        return self._with_history(self._as_order(resource), concern)
 
     def _study_code(self, key: OrderKey) -> dict[str, Any]:
         template = self.k.orders[key]
