@@ -5,6 +5,7 @@ The same engine serves the Flask endpoint, the replay command and the tests.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -43,10 +44,19 @@ from cds_service.contract.wire import (
 from cds_service.fhir.fact_cache import FactCache, key_prefix, read_through
 from cds_service.fhir.gather import PrefetchReading, draft_orders, gather
 from cds_service.fhir.records import order_fact, validated
+from cds_service.knowledge.clients import ClientChoice, ClientProfileError
+from cds_service.knowledge.clients import resolve as resolve_client
 from cds_service.knowledge.loader import Knowledge, KnowledgeError, ServiceDefinition
 from cds_service.knowledge.names import NameMatcher
 from cds_service.knowledge.rules import RuleId
-from cds_service.knowledge.site import NO_SITE, Site, knowledge_version, with_site_orderables
+from cds_service.knowledge.site import (
+    CLIENT_FILE,
+    NO_SITE,
+    Site,
+    SiteError,
+    knowledge_version,
+    with_site_orderables,
+)
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
     from cds_service.fhir.client import FhirFetcher
@@ -161,6 +171,12 @@ class CdsEngine:
                 log.warning("site-has-no-orderable", orders=list(no_orderable))
         self.knowledge = knowledge
         self.site = site
+        #: The name of the client profile in force (its overrides from client.json applied).
+        self.client_profile = site.client.profile
+        try:  # the site's client.json names a profile of hooks/clients/
+            self.client = resolve_client(knowledge.clients, site.client)
+        except ClientProfileError as exc:
+            raise SiteError(f"{site.root}/{CLIENT_FILE}: {exc}") from exc
         #: The knowledge in force: hooks/' declared version plus a hash of hooks/ and the site.
         self.version = knowledge_version(knowledge.declared_version, knowledge.digest, site)
         self.max_orders = max_orders
@@ -188,6 +204,14 @@ class CdsEngine:
             fact_cache,
             self.version,
         )
+
+    def for_client(self, profile: str) -> CdsEngine:
+        """This engine serving another client profile (the vignettes run several); the
+        knowledge and readers are shared, only the profile differs."""
+        other = copy.copy(self)
+        other.client = resolve_client(self.knowledge.clients, ClientChoice(profile=profile))
+        other.client_profile = profile
+        return other
 
     def service(self, service_id: str) -> ServiceDefinition:
         try:
@@ -299,9 +323,10 @@ class CdsEngine:
                 service.config.minimumIndicator,
                 tuple(reading.unreadable),
                 SuggestionStyle(
-                    replacement=self.site.replacement or service.config.replacementStyle,
-                    pama=service.config.pamaSystemActions,
+                    replacement=self.client.replacementStyle,
+                    pama=service.hook in self.client.pama.onUpdatesAt,
                     history_card=history_card,
+                    selection=self.client.selectionBehavior,
                 ),
             )
             shown = [r for r in rendered if self.site.mode(r.rule) == "active"]
@@ -321,11 +346,12 @@ class CdsEngine:
             )
             shown_for = {r.order: r.rule for r in shown}
         actions = self._pama_actions(service, orders, clinical is not None, shown_for)
+        places = self.client.pama.where
         response = CdsResponse(
             cards=cards,
-            systemActions=actions or None,
+            systemActions=actions if actions and "systemActions" in places else None,
             extension={"systemActions": [a.model_dump(exclude_none=True) for a in actions]}
-            if actions
+            if actions and "extension.systemActions" in places
             else None,
         )
         return Outcome(
@@ -364,8 +390,8 @@ class CdsEngine:
         shown_for: Mapping[str, RuleId],
     ) -> list[Action]:
         """PAMA ratings for CPT-coded orders, by procedure code and in agreement with the card
-        shown for each (order-select only; see the service's _config and clinical.pama)."""
-        if not service.config.pamaSystemActions:
+        shown for each, at the hooks the client profile asks for them (clinical.pama)."""
+        if service.hook not in self.client.pama.systemActionsAt:
             return []
         actions = []
         rater = self.renderer.rater

@@ -65,6 +65,22 @@ def selection_behavior(suggestions: list[Suggestion], reference: str) -> str:
     return "at-most-one" if deletes or changes > 1 else "any"
 
 
+def takeable_together(suggestions: list[Suggestion], reference: str) -> list[Suggestion]:
+    """The suggestions a client may take all at once (selectionBehavior ``any``): the
+    recommended first, then at most one that changes or deletes the draft ``reference`` (two
+    would order two studies, or undo each other), and every one that leaves it alone."""
+    ordered = sorted(suggestions, key=lambda s: not s.isRecommended)  # stable
+    kept: list[Suggestion] = []
+    changed = False
+    for suggestion in ordered:
+        changes = touches(suggestion, reference, ("update", "delete"))
+        if changes and changed:
+            continue
+        changed = changed or changes
+        kept.append(suggestion)
+    return kept
+
+
 class SuggestionBuilder:
     """Builds one card's suggestions for one draft order, and remembers what each does."""
 
@@ -94,6 +110,14 @@ class SuggestionBuilder:
         self.situation = situation
         self.ordering = ordering
         self.new_uuid = new_uuid
+
+    def keep_takeable_together(self, suggestions: list[Suggestion]) -> list[Suggestion]:
+        """``takeable_together``, and the studies this card suggests narrowed to those kept
+        (its safety lines speak only of what it still suggests)."""
+        kept = takeable_together(suggestions, self.draft.reference)
+        kinds = [self.kinds[s.uuid] for s in kept]
+        self.suggested = {k for k in self.k.orders if any(kind.endswith(f":{k}") for kind in kinds)}
+        return kept
 
     # orders ---------------------------------------------------------------------------------
 
@@ -272,6 +296,8 @@ class SuggestionBuilder:
         piece of history): each adds the cancer, the concern and the history note."""
         rule = RuleId.MISSING_CLINICAL_HISTORY
         words = self.words
+        if self.style.selection == "any":  # five exclusive reasons: one update that adds the
+            return [self.history_update(recommended=False)]  # history, no reason chosen
         return [
             self.suggestion(
                 "history",

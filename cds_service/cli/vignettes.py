@@ -24,6 +24,7 @@ from cds_service.contract.errors import CdsError, InputFileError
 from cds_service.engine import CdsEngine
 from cds_service.fhir import build as fb
 from cds_service.fhir.records import shift_months
+from cds_service.knowledge.clients import DEFAULT_PROFILE
 from cds_service.knowledge.loader import Knowledge
 
 _RELATIVE = re.compile(r"^today(?:([+-])(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)w)?(?:(\d+)d)?)?$")
@@ -96,6 +97,8 @@ class Vignette:
     cards: tuple[dict[str, Any], ...]
     #: PAMA ratings expected as [draft reference, rating].
     pama: tuple[tuple[str, str], ...]
+    #: The client profile the vignette is answered for (hooks/clients/; "generic" by default).
+    client: str = DEFAULT_PROFILE
 
 
 class VignetteBook:
@@ -172,6 +175,7 @@ class VignetteBook:
             request=request,
             cards=tuple(expected.get("cards", ())),
             pama=tuple(tuple(p) for p in expected.get("pama", ())),
+            client=entry.get("client", DEFAULT_PROFILE),
         )
 
     def _condition(self, pid: str, r: dict[str, Any]) -> fb.Resource:
@@ -292,13 +296,23 @@ def sequential_uuids() -> Callable[[], str]:
 
 
 def golden_response(engine: CdsEngine, vignette: Vignette, today: date) -> dict[str, Any]:
-    """The whole response, with uuids counted from 1 and a fixed date, as goldens store it."""
+    """The whole response, with uuids counted from 1 and a fixed date, as goldens store it;
+    answered for the vignette's client profile (named in the golden unless generic)."""
+    client = {} if vignette.client == DEFAULT_PROFILE else {"client": vignette.client}
+    if vignette.client != engine.client_profile:
+        engine = engine.for_client(vignette.client)
     try:
         outcome = engine.evaluate(vignette.service, vignette.request, sequential_uuids(), today)
     except CdsError as exc:
-        return {"service": vignette.service, "status": exc.status, "response": exc.to_json()}
+        return {
+            "service": vignette.service,
+            **client,
+            "status": exc.status,
+            "response": exc.to_json(),
+        }
     return {
         "service": vignette.service,
+        **client,
         "rules": [str(r) for r in outcome.rules],
         "response": outcome.response.to_json(),
     }
