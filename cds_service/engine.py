@@ -248,11 +248,23 @@ class CdsEngine:
             wanted = {"/".join(s.split("/")[-2:]) for s in context.selections}
         known = self.classifier.known_systems
         drafts = draft_orders(
-            context.draftOrders, wanted, context.patientId, self.max_orders, self._draft_is_valid
+            context.draftOrders,
+            wanted,
+            context.patientId,
+            self.max_orders,
+            self._draft_is_valid,
+            self._reads_as_imaging,
         )
         return [
             o for d in drafts if (o := self.classifier.classify(order_fact(d, known))) is not None
         ]
+
+    def _reads_as_imaging(self, draft: Mapping[str, Any]) -> bool:
+        """Whether a raw draft reads as an imaging order the service reads (the reader takes
+        raw JSON as it comes). Asked before a draft is cleaned and validated: most drafts are
+        medications and labs, and checking them costs more than the rest of such a call."""
+        fact = order_fact(draft, self.classifier.known_systems)
+        return self.classifier.classify(fact) is not None
 
     def _draft_is_valid(self, draft: Mapping[str, Any], patient_id: str) -> bool:
         """Whether a draft order is valid FHIR, from the fact cache when it holds the answer

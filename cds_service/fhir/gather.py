@@ -192,6 +192,7 @@ def draft_orders(
     patient_id: str,
     limit: int,
     is_valid: DraftCheck,
+    is_wanted: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Return the draft ServiceRequests (all, or those named in ``wanted``), cleaned and valid.
 
@@ -201,6 +202,8 @@ def draft_orders(
     ignored. A ServiceRequest whose subject is another patient, or cannot be tied to this one,
     is left out; so is an id sent twice with different content (contradictory: say less); the
     same draft sent twice is judged once. More than ``limit`` drafts to judge is a 400.
+    ``is_wanted`` (the engine: "reads as imaging") is asked of the raw draft before the costly
+    depth check, cleaning and validation, which only wanted drafts go through.
     """
     if draft_bundle.get("resourceType") not in (None, "Bundle"):
         raise InvalidRequestError(
@@ -225,6 +228,8 @@ def draft_orders(
         )
     orders: list[dict[str, Any]] = []
     for resource in chosen:
+        if is_wanted is not None and not is_wanted(resource):
+            continue
         if subject_tie(resource, patient_id) == "other":
             continue
         if too_deep(resource, MAX_RESOURCE_DEPTH) is not None:
