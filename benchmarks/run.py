@@ -36,6 +36,8 @@ import requests
 from benchmarks.workload import (
     PATIENT_MARK,
     make_request,
+    mix_calls,
+    non_imaging_calls,
     personalised,
     resource_count,
     session_calls,
@@ -55,6 +57,8 @@ TARGETS = {
     "cold_ratio_to_bare": 0.45,
     "p99_over_p50": 3.0,
     "fallback_p50_ms": 30.0,
+    "non_imaging_ratio_to_bare": 0.85,
+    "mix_ratio_to_bare": 0.6,
 }
 
 
@@ -284,6 +288,16 @@ def workload_calls(name: str) -> list[tuple[bool, str, dict[str, Any]]]:
     same patient with the same prefetched resources (4.5 calls a patient on average)."""
     if name == "cold":
         return [(True, HOOK, personalised(make_request("typical"), PATIENT_MARK))]
+    if name == "non-imaging":  # medication and lab calls, no prefetch: each a new patient
+        return [
+            (True, f"/cds-services/{service}", personalised(request, PATIENT_MARK))
+            for service, request in non_imaging_calls()
+        ]
+    if name == "mix":  # 85% of those, 15% the typical imaging call with its prefetch
+        return [
+            (True, f"/cds-services/{service}", personalised(request, PATIENT_MARK))
+            for _, service, request in mix_calls()
+        ]
     calls = []
     for selects in (2, 3, 4, 5):
         for index, (service, request) in enumerate(session_calls(selects)):
@@ -306,16 +320,26 @@ def _write_workload(name: str, folder: Path) -> Path:
 
 
 def _check_workload(url: str, name: str, service: bool) -> None:
-    """Every call of the workload answers 200 (and the service's first call a card) before any
-    figure is taken: a workload of 4xx answers would measure nothing."""
+    """Every call of the workload answers 200 (and the service's first imaging call a card;
+    every non-imaging call none) before any figure is taken: a workload of 4xx answers would
+    measure nothing."""
+    imaging = (
+        [False] * len(non_imaging_calls())
+        if name == "non-imaging"
+        else [i for i, _, _ in mix_calls()]
+        if name == "mix"
+        else [True] * len(workload_calls(name))
+    )
     for index, (_, route, request) in enumerate(workload_calls(name)):
         body = json.dumps(request).replace(PATIENT_MARK, f"check{index}")
         response = requests.post(
             url + route, data=body, headers={"Content-Type": "application/json"}, timeout=10
         )
         assert response.status_code == 200, (name, route, response.text[:300])
-        if service and index == 0:
-            assert response.json()["cards"], f"{name}: the first call gave no card"
+        if service and not imaging[index]:
+            assert response.json() == {"cards": []}, f"{name}: call {index} is not empty"
+        if service and imaging[index] and True not in imaging[:index]:
+            assert response.json()["cards"], f"{name}: the first imaging call gave no card"
 
 
 def _wrk(url: str, calls: Path, run: str, seconds: int, connections: int) -> dict[str, float]:
@@ -363,13 +387,19 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
     return round(statistics.median(r[key] for r in runs), 2)
 
 
-def loopback(data_dir: Path, seconds: int, connections: int, rounds: int) -> dict[str, Any]:
-    """Both workloads against the service and the bare endpoint, both running at once, in
-    alternating rounds (service, bare, service, bare...) so that the machine's drift touches
+def loopback(
+    data_dir: Path,
+    seconds: int,
+    connections: int,
+    rounds: int,
+    names: tuple[str, ...] = ("cold", "session"),
+) -> dict[str, Any]:
+    """The workloads ``names`` against the service and the bare endpoint, both running at once,
+    in alternating rounds (service, bare, service, bare...) so that the machine's drift touches
     both alike; the figures are the medians over the rounds."""
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
-    workloads = {name: _write_workload(name, data_dir) for name in ("cold", "session")}
+    workloads = {name: _write_workload(name, data_dir) for name in names}
     servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
         for name, spec in (
@@ -380,7 +410,7 @@ def loopback(data_dir: Path, seconds: int, connections: int, rounds: int) -> dic
         for target, (_, url) in servers.items():
             for workload in workloads:
                 _check_workload(url, workload, service=target == "service")
-            _wrk(url, workloads["cold"], f"warm{target}", 3, connections)
+            _wrk(url, workloads[names[0]], f"warm{target}", 3, connections)
         after_warm_up = {t: _worker_memory_kib(p.pid) for t, (p, _) in servers.items()}
         runs: dict[str, dict[str, list[dict[str, float]]]] = {
             w: {t: [] for t in servers} for w in workloads
@@ -429,7 +459,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--skip-loopback", action="store_true")
+    parser.add_argument(
+        "--mix",
+        action="store_true",
+        help="only the hospital mix (non-imaging calls, and 85%% of them with 15%% imaging) "
+        "against the bare endpoint; stored under 'mix' in results.json",
+    )
     args = parser.parse_args()
+    if args.mix:
+        with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:
+            mixed = loopback(
+                Path(tmp), args.seconds, args.connections, args.rounds, ("non-imaging", "mix")
+            )
+        report_mix(mixed)
+        stored = ROOT / "benchmarks" / "results.json"
+        previous = json.loads(stored.read_text()) if stored.exists() else {}
+        stored.write_text(json.dumps({**previous, "mix": mixed}, indent=2) + "\n")
+        return
     with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:
         data_dir = Path(tmp)
         results: dict[str, Any] = {
@@ -486,6 +532,29 @@ def report(results: dict[str, Any]) -> None:
     elif loop:
         print(f"\nloopback: {loop['skipped']}")
     print("\ntargets:", ", ".join(f"{k} {v}" for k, v in TARGETS.items()))
+
+
+def report_mix(loop: dict[str, Any]) -> None:
+    if "skipped" in loop:
+        print(f"mix: {loop['skipped']}")
+        return
+    print(
+        f"hospital mix, gunicorn 2 workers, wrk {loop['connections']} connections, "
+        f"medians of {loop['rounds']} rounds of {loop['seconds']} s"
+    )
+    for workload in ("non-imaging", "mix"):
+        for name in ("service", "bare"):
+            f = loop[workload][name]
+            print(
+                f"{workload:<12}{name:<8} {f['rps']:>8.0f} req/s  p50 {f['p50_ms']:.2f} ms  "
+                f"p99 {f['p99_ms']:.2f} ms  errors {f['errors']}"
+            )
+        ratios = ", ".join(f"{r:.2f}" for r in loop[workload]["ratio_by_round"])
+        print(f"{workload:<12}ratio service/bare: {loop[workload]['ratio_to_bare']:.2f} ({ratios})")
+    print(
+        f"targets: non-imaging {TARGETS['non_imaging_ratio_to_bare']}, "
+        f"mix {TARGETS['mix_ratio_to_bare']}"
+    )
 
 
 if __name__ == "__main__":

@@ -211,3 +211,89 @@ def session_calls(selects: int, seed: int = 7) -> list[tuple[str, dict[str, Any]
     sign["context"]["draftOrders"] = fb.collection(drafts)
     calls.append((ORDER_SIGN, sign))
     return calls
+
+
+#: A closed loopback port: a non-imaging call that fetched anything would fail (and count as an
+#: error in the benchmark), so the figures also prove that no FHIR request is made.
+NO_FHIR_SERVER = "http://127.0.0.1:9/fhir"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+#: RxNorm codes of the Inferno CRD kit's and the CDS Hooks sandbox's medication examples.
+MEDICATIONS = [
+    ("617993", "Amoxicillin 120 MG/ML / clavulanate potassium 8.58 MG/ML Oral Suspension"),
+    ("857001", "Acetaminophen 325 MG / Hydrocodone Bitartrate 10 MG Oral Tablet"),
+]
+
+
+def _medication(pid: str, rid: str, code: str, name: str) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": RXNORM, "code": code, "display": name}],
+            "text": name,
+        },
+        "subject": {"reference": f"Patient/{pid}"},
+        "authoredOn": "2026-11-24",
+        "requester": {"reference": "Practitioner/dr-okafor"},
+        "dosageInstruction": [{"text": "5 mL bid x 10 days"}],
+    }
+
+
+def non_imaging_calls() -> list[tuple[str, dict[str, Any]]]:
+    """Medication and lab calls as EHRs send them most of the day: no prefetch, a FHIR server
+    named (a closed port here), order-select of one medication, of a lab order, and order-sign
+    of both. Returns (service id, request) pairs."""
+    typical = make_request("typical")
+    pid = typical["context"]["patientId"]
+    lab = fb.service_request(
+        pid, "lab-cbc", codings=[fb.coding(LOCAL_LAB, "LAB005", LABS[0])], text=LABS[0]
+    )
+    calls = []
+    for index, (code, name) in enumerate(MEDICATIONS):
+        medication = _medication(pid, f"med-{index}", code, name)
+        for selected in (medication, lab):
+            calls.append((ORDER_SELECT, _bare_call(typical, [medication, lab], selected)))
+    sign = _bare_call(typical, [_medication(pid, "med-0", *MEDICATIONS[0]), lab], None)
+    sign["hook"] = "order-sign"
+    calls.append((ORDER_SIGN, sign))
+    return calls
+
+
+def _bare_call(
+    typical: dict[str, Any], drafts: list[dict[str, Any]], selected: dict[str, Any] | None
+) -> dict[str, Any]:
+    context = typical["context"]
+    request: dict[str, Any] = {
+        "hookInstance": typical["hookInstance"],
+        "hook": "order-select",
+        "fhirServer": NO_FHIR_SERVER,
+        "context": {
+            "userId": context["userId"],
+            "patientId": context["patientId"],
+            "draftOrders": fb.collection(drafts),
+        },
+    }
+    if selected is not None:
+        request["context"]["selections"] = [f"{selected['resourceType']}/{selected['id']}"]
+    return request
+
+
+def mix_calls(
+    imaging_share: float = 0.15, size: int = 20
+) -> list[tuple[bool, str, dict[str, Any]]]:
+    """A hospital-like mix, as (imaging, service id, request): ``imaging_share`` of the calls
+    are the typical imaging order-select with its prefetch, the rest non-imaging calls without
+    prefetch; imaging calls spread evenly (with 20 calls: 3 imaging, 17 non-imaging)."""
+    imaging = round(size * imaging_share)
+    others = non_imaging_calls()
+    every = size // imaging
+    calls: list[tuple[bool, str, dict[str, Any]]] = []
+    for index in range(size):
+        if index % every == every - 1 and sum(1 for c in calls if c[0]) < imaging:
+            calls.append((True, ORDER_SELECT, make_request("typical")))
+        else:
+            service, request = others[index % len(others)]
+            calls.append((False, service, request))
+    return calls

@@ -5,6 +5,7 @@ The same engine serves the Flask endpoint, the replay command and the tests.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -46,10 +47,19 @@ from cds_service.contract.wire import (
 from cds_service.fhir.fact_cache import FactCache, key_prefix, read_through
 from cds_service.fhir.gather import PrefetchReading, draft_orders, gather
 from cds_service.fhir.records import order_fact, validated
+from cds_service.knowledge.clients import ClientChoice, ClientProfileError
+from cds_service.knowledge.clients import resolve as resolve_client
 from cds_service.knowledge.loader import Knowledge, KnowledgeError, ServiceDefinition
 from cds_service.knowledge.names import NameMatcher
 from cds_service.knowledge.rules import RuleId
-from cds_service.knowledge.site import NO_SITE, Site, knowledge_version, with_site_orderables
+from cds_service.knowledge.site import (
+    CLIENT_FILE,
+    NO_SITE,
+    Site,
+    SiteError,
+    knowledge_version,
+    with_site_orderables,
+)
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
     from cds_service.fhir.client import FhirFetcher
@@ -132,6 +142,8 @@ class Outcome:
     silent_rules: tuple[RuleId, ...] = ()
     #: patient-view: rules that decided a card kept away by a recent override (snooze).
     snoozed_rules: tuple[RuleId, ...] = ()
+    #: No draft to judge is an imaging order the service reads: answered without prefetch.
+    no_imaging_order: bool = False
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
@@ -192,6 +204,12 @@ class CdsEngine:
                 log.warning("site-has-no-orderable", orders=list(no_orderable))
         self.knowledge = knowledge
         self.site = site
+        #: The name of the client profile in force (its overrides from client.json applied).
+        self.client_profile = site.client.profile
+        try:  # the site's client.json names a profile of hooks/clients/
+            self.client = resolve_client(knowledge.clients, site.client)
+        except ClientProfileError as exc:
+            raise SiteError(f"{site.root}/{CLIENT_FILE}: {exc}") from exc
         #: The knowledge in force: hooks/' declared version plus a hash of hooks/ and the site.
         self.version = knowledge_version(knowledge.declared_version, knowledge.digest, site)
         self.max_orders = max_orders
@@ -221,6 +239,14 @@ class CdsEngine:
             self.version,
         )
 
+    def for_client(self, profile: str) -> CdsEngine:
+        """This engine serving another client profile (the vignettes run several); the
+        knowledge and readers are shared, only the profile differs."""
+        other = copy.copy(self)
+        other.client = resolve_client(self.knowledge.clients, ClientChoice(profile=profile))
+        other.client_profile = profile
+        return other
+
     def service(self, service_id: str) -> ServiceDefinition:
         try:
             return self.knowledge.services[service_id]
@@ -241,12 +267,19 @@ class CdsEngine:
         ``snooze``: who knows recent overrides (patient-view; none: nothing is snoozed)."""
         service = self.service(service_id)
         request, context = parse_request(service, body)
-        reading = gather(service, request, fetcher)
-        if isinstance(context, PatientViewContext):
+        if isinstance(context, PatientViewContext):  # no draft orders: what is due
+            reading = gather(service, request, fetcher)
             return self.decide_patient_view(
                 service, context, reading, new_uuid, today or utc_today(), snooze
             )
-        return self.decide(service, context, reading, new_uuid, today or utc_today())
+        # Decided before prefetch is looked at: most order-select and order-sign calls are
+        # medications and labs, and they get their (empty) answer at once, with no prefetch
+        # required, no FHIR query and nothing to record.
+        orders = self._orders(service, context)
+        if not orders:
+            return Outcome(CdsResponse(cards=[]), False, 0, 0, no_imaging_order=True)
+        reading = gather(service, request, fetcher)
+        return self.decide(service, context, reading, new_uuid, today or utc_today(), orders)
 
     def _orders(
         self, service: ServiceDefinition, context: DraftOrdersContext
@@ -256,11 +289,23 @@ class CdsEngine:
             wanted = {"/".join(s.split("/")[-2:]) for s in context.selections}
         known = self.classifier.known_systems
         drafts = draft_orders(
-            context.draftOrders, wanted, context.patientId, self.max_orders, self._draft_is_valid
+            context.draftOrders,
+            wanted,
+            context.patientId,
+            self.max_orders,
+            self._draft_is_valid,
+            self._reads_as_imaging,
         )
         return [
             o for d in drafts if (o := self.classifier.classify(order_fact(d, known))) is not None
         ]
+
+    def _reads_as_imaging(self, draft: Mapping[str, Any]) -> bool:
+        """Whether a raw draft reads as an imaging order the service reads (the reader takes
+        raw JSON as it comes). Asked before a draft is cleaned and validated: most drafts are
+        medications and labs, and checking them costs more than the rest of such a call."""
+        fact = order_fact(draft, self.classifier.known_systems)
+        return self.classifier.classify(fact) is not None
 
     def _draft_is_valid(self, draft: Mapping[str, Any], patient_id: str) -> bool:
         """Whether a draft order is valid FHIR, from the fact cache when it holds the answer
@@ -366,8 +411,12 @@ class CdsEngine:
         reading: PrefetchReading,
         new_uuid: UuidFactory = random_uuid,
         today: date | None = None,
+        orders: list[ImagingOrder] | None = None,
     ) -> Outcome:
-        orders = self._orders(service, context)
+        """Cards for the imaging drafts (``orders``: as ``evaluate`` read them; read here when
+        not given) from the patient data in ``reading``."""
+        if orders is None:
+            orders = self._orders(service, context)
         k = self.knowledge
         record = self._record(context, reading)
         if not orders:
@@ -398,9 +447,10 @@ class CdsEngine:
                 service.config.minimumIndicator,
                 tuple(reading.unreadable),
                 SuggestionStyle(
-                    replacement=self.site.replacement or service.config.replacementStyle,
-                    pama=service.config.pamaSystemActions,
+                    replacement=self.client.replacementStyle,
+                    pama=service.hook in self.client.pama.onUpdatesAt,
                     history_card=history_card,
+                    selection=self.client.selectionBehavior,
                 ),
             )
             shown = [r for r in rendered if self.site.mode(r.rule) == "active"]
@@ -420,11 +470,12 @@ class CdsEngine:
             )
             shown_for = {r.order: r.rule for r in shown}
         actions = self._pama_actions(service, orders, clinical is not None, shown_for)
+        places = self.client.pama.where
         response = CdsResponse(
             cards=cards,
-            systemActions=actions or None,
+            systemActions=actions if actions and "systemActions" in places else None,
             extension={"systemActions": [a.model_dump(exclude_none=True) for a in actions]}
-            if actions
+            if actions and "extension.systemActions" in places
             else None,
         )
         return Outcome(
@@ -463,8 +514,8 @@ class CdsEngine:
         shown_for: Mapping[str, RuleId],
     ) -> list[Action]:
         """PAMA ratings for CPT-coded orders, by procedure code and in agreement with the card
-        shown for each (order-select only; see the service's _config and clinical.pama)."""
-        if not service.config.pamaSystemActions:
+        shown for each, at the hooks the client profile asks for them (clinical.pama)."""
+        if service.hook not in self.client.pama.systemActionsAt:
             return []
         actions = []
         rater = self.renderer.rater

@@ -147,6 +147,7 @@ def expected_outcomes() -> dict[str, Any]:
             "cards": list(v.cards),
             "pama": [list(p) for p in v.pama],
             "overridden": list(v.overridden),
+            "client": v.client,
         }
         for name, v in vignette_book().vignettes.items()
     }

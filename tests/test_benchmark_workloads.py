@@ -84,3 +84,20 @@ def test_every_workload_call_names_the_patient_mark_everywhere() -> None:
             assert request["context"]["patientId"].endswith(PATIENT_MARK)
             assert all(i.endswith(PATIENT_MARK) for i in _ids(request))
     assert sum(first for first, _, _ in workload_calls("session")) == 4
+
+
+def test_the_mix_is_85_percent_non_imaging_calls_answered_at_once(engine: CdsEngine) -> None:
+    """The hospital mix: 17 of 20 calls are medication/lab calls without prefetch (empty answer,
+    nothing fetched: their fhirServer is a closed port), 3 the typical imaging call (a card)."""
+    calls = workload_calls("mix")
+    assert len(calls) == 20
+    imaging = 0
+    for index, (_, route, request) in enumerate(calls):
+        body = json.loads(json.dumps(request).replace(PATIENT_MARK, f"m{index}"))
+        outcome = engine.evaluate(route.rsplit("/", 1)[1], body, lambda: "u", TODAY)
+        if outcome.no_imaging_order:
+            assert "prefetch" not in body and outcome.response.to_json() == {"cards": []}
+        else:
+            imaging += 1
+            assert body["prefetch"] and outcome.response.to_json()["cards"]
+    assert imaging == 3

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
+import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
+from cds_service.contract.errors import CdsError
 from cds_service.engine import CdsEngine
+from cds_service.knowledge.clients import ClientChoice, PamaPlacement
 from cds_service.knowledge.site import Site, SiteCatalogue
 from tests.conftest import (
     SERVICE_ID,
@@ -157,8 +159,14 @@ def test_contrast_detail_names_both_sequences(
 def delete_create_engine() -> CdsEngine:
     """The engine for a client that applies a replacement as delete + create."""
     return CdsEngine(
-        default_engine().knowledge, site=Site(None, SiteCatalogue(), {}, "", "delete-create")
+        default_engine().knowledge,
+        site=Site(None, SiteCatalogue(), {}, "", ClientChoice(replacementStyle="delete-create")),
     )
+
+
+def sandbox_engine() -> CdsEngine:
+    """The engine for the CDS Hooks sandbox's profile: PAMA ratings on (a demo)."""
+    return default_engine().for_client("sandbox")
 
 
 def _replacement(card: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +181,9 @@ def test_replacement_is_an_update_of_the_selected_draft_to_the_full_protocol(
 ) -> None:
     body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
     draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    card = engine.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
+    assert all(_pama(a["resource"]) is None for s in card["suggestions"] for a in s["actions"])
+    engine = sandbox_engine()  # PAMA ratings on: the sandbox's PAMA screen
     card = engine.evaluate(SERVICE_ID, body, sequential_uuids).response.to_json()["cards"][0]
     suggestion = card["suggestions"][0]
     assert suggestion["isRecommended"] is True
@@ -416,7 +427,8 @@ def test_ratings_table_marks_the_ordered_procedure_only(engine: CdsEngine) -> No
     assert "| US neck | May Be Appropriate | none |" in card["detail"]
 
 
-def test_pama_rating_is_an_update_of_the_draft(engine: CdsEngine) -> None:
+def test_pama_rating_is_an_update_of_the_draft() -> None:
+    engine = sandbox_engine()
     body = vignette("treated_parotid_cancer_ct_neck_with_contrast")
     draft = body["context"]["draftOrders"]["entry"][0]["resource"]
     draft["extension"] = [
@@ -475,15 +487,22 @@ def _updates(response: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.parametrize("service", [SERVICE_ID, SIGN_SERVICE_ID])
 def test_every_update_of_a_cpt_coded_order_carries_its_rating_and_coded_reasons(
-    engine: CdsEngine,
+    service: str,
 ) -> None:
-    """The sandbox destructures the rating and maps reasonCode of every update it applies."""
+    """The sandbox destructures the rating and maps reasonCode of every update it applies, on
+    its PAMA screen's order-select and order-sign alike (its profile puts ratings on both)."""
+    engine = sandbox_engine()
     checked = 0
-    for name, outcome in OUTCOMES.items():
-        if outcome["service"] != SERVICE_ID:
+    for name in OUTCOMES:
+        body = vignette(name)
+        body["hook"] = engine.service(service).hook
+        try:
+            response = engine.evaluate(service, body).response.to_json()
+        except CdsError:
             continue
-        for action in _updates(engine.evaluate(SERVICE_ID, vignette(name)).response.to_json()):
+        for action in _updates(response):
             resource = action["resource"]
             assert resource["reasonCode"] and all(r["coding"] for r in resource["reasonCode"])
             cpt = [c for c in resource["code"].get("coding", []) if c["system"].endswith("/cpt")]
@@ -493,10 +512,12 @@ def test_every_update_of_a_cpt_coded_order_carries_its_rating_and_coded_reasons(
     assert checked >= 10
 
 
-def test_the_rating_of_an_update_is_that_of_the_order_as_updated(engine: CdsEngine) -> None:
-    response = engine.evaluate(
-        SERVICE_ID, vignette("pet_ct_six_weeks_after_radiotherapy")
-    ).response.to_json()
+def test_the_rating_of_an_update_is_that_of_the_order_as_updated() -> None:
+    response = (
+        sandbox_engine()
+        .evaluate(SERVICE_ID, vignette("pet_ct_six_weeks_after_radiotherapy"))
+        .response.to_json()
+    )
     [system] = response["systemActions"]
     assert _pama(system["resource"]) == "not-appropriate"  # agrees with the card's warning
     defer, mri = response["cards"][0]["suggestions"]
@@ -516,18 +537,35 @@ def test_the_table_marks_the_rated_row_of_a_cpt_70543_order(engine: CdsEngine) -
     assert card["detail"].count("← ordered") == 1
 
 
-def test_the_pama_switch_turns_off_every_rating(engine: CdsEngine) -> None:
-    knowledge = engine.knowledge
-    service = knowledge.services[SERVICE_ID]
-    paused = service.model_copy(
-        update={"config": service.config.model_copy(update={"pamaSystemActions": False})}
+@pytest.mark.parametrize("profile", ["generic", "epic", "oracle"])
+def test_pama_is_off_but_for_the_sandbox(engine: CdsEngine, profile: str) -> None:
+    """The AUC program is rescinded (README): no rating anywhere, for every client but the
+    sandbox's demo."""
+    for service in (SERVICE_ID, SIGN_SERVICE_ID):
+        body = vignette("pet_ct_six_weeks_after_radiotherapy")
+        body["hook"] = engine.service(service).hook
+        response = engine.for_client(profile).evaluate(service, body).response.to_json()
+        assert "systemActions" not in response and "extension" not in response
+        actions = [
+            a for c in response["cards"] for s in c.get("suggestions", []) for a in s["actions"]
+        ]
+        assert actions and all(_pama(a.get("resource", {})) is None for a in actions)
+
+
+def test_a_site_switches_pama_on_in_its_client_file() -> None:
+    """How a site that still wants ratings gets them: client.json overrides the profile's pama."""
+    pama = PamaPlacement(systemActionsAt=("order-select",), where=("systemActions",))
+    rated = CdsEngine(
+        default_engine().knowledge,
+        site=Site(None, SiteCatalogue(), {}, "", ClientChoice(pama=pama)),
     )
-    quiet = CdsEngine(replace(knowledge, services={**knowledge.services, SERVICE_ID: paused}))
-    response = quiet.evaluate(
+    response = rated.evaluate(
         SERVICE_ID, vignette("pet_ct_six_weeks_after_radiotherapy")
     ).response.to_json()
-    assert "systemActions" not in response
-    assert response["cards"] and all(_pama(a["resource"]) is None for a in _updates(response))
+    [system] = response["systemActions"]
+    assert _pama(system["resource"]) == "not-appropriate"
+    assert "extension" not in response  # only where asked
+    assert all(_pama(a["resource"]) is None for a in _updates(response))  # onUpdatesAt empty
 
 
 def _reasons(engine: CdsEngine, name: str) -> list[str]:
@@ -564,3 +602,31 @@ def test_json_copy_is_a_deep_copy_of_json_data_whatever_orjson_can_write() -> No
     again = json_copy(small)
     again["a"][0]["b"] = 2
     assert small == {"a": [{"b": 1}]}
+
+
+@pytest.mark.parametrize("profile", ["epic", "oracle"])
+def test_any_only_clients_get_suggestions_that_can_all_be_taken(
+    engine: CdsEngine, profile: str
+) -> None:
+    """A client that knows only selectionBehavior "any" may apply every suggestion of a card:
+    at most one of them changes or deletes the draft, and the recommended one is kept."""
+    client = engine.for_client(profile)
+    checked = 0
+    for name, outcome in OUTCOMES.items():
+        full = engine.evaluate(outcome["service"], vignette(name)).response.to_json()["cards"]
+        cards = client.evaluate(outcome["service"], vignette(name)).response.to_json()["cards"]
+        assert [c["summary"] for c in cards] == [c["summary"] for c in full], name
+        for card, before in zip(cards, full, strict=True):
+            if not card.get("suggestions"):
+                continue
+            assert card["selectionBehavior"] == "any"
+            draft_changes = [
+                s
+                for s in card["suggestions"]
+                if any(a["type"] in ("update", "delete") for a in s["actions"])
+            ]
+            assert len(draft_changes) <= 1, name
+            if any(s["isRecommended"] for s in before["suggestions"]):
+                assert card["suggestions"][0]["isRecommended"], name
+            checked += 1
+    assert checked >= 15

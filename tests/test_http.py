@@ -90,7 +90,9 @@ def test_wrong_content_type_is_415(client: FlaskClient) -> None:
 def test_oversized_body_is_413(client: FlaskClient) -> None:
     big = vignette(POSITIVE)
     big["padding"] = "x" * 300_000
-    _error(client.post(HOOK_URL, json=big), 413)
+    body = _error(client.post(HOOK_URL, json=big), 413)
+    assert body["limitBytes"] == 200_000  # the app fixture's max_body_bytes
+    assert "200000 bytes" in body["message"]
 
 
 @pytest.mark.parametrize(

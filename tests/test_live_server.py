@@ -114,7 +114,9 @@ def test_a_chunked_body_over_the_limit_is_413(live_url: str) -> None:
         + body,
     )
     assert code == 413, answer[:300]
-    assert json.loads(answer)["error"] == "request-entity-too-large"
+    refused = json.loads(answer)
+    assert refused["error"] == "request-entity-too-large"
+    assert refused["limitBytes"] > 0 and f"{refused['limitBytes']} bytes" in refused["message"]
 
 
 def test_two_workers_under_load_write_whole_log_lines(live: LiveServer) -> None:

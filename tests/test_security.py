@@ -178,7 +178,8 @@ def test_bad_tokens_are_refused(client: FlaskClient, keys: Keys, case: str) -> N
     assert response.status_code == 401
     body = response.get_json()
     assert body["error"] == "unauthorized" and body["message"]
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    # A token was sent and is not acceptable: RFC 6750 §3.1 invalid_token.
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 
 def test_a_replayed_token_is_refused(client: FlaskClient, keys: Keys) -> None:
@@ -190,14 +191,18 @@ def test_a_replayed_token_is_refused(client: FlaskClient, keys: Keys) -> None:
 
 
 def test_missing_header_when_required(client: FlaskClient) -> None:
+    """RFC 6750 §3.1: a request without credentials gets a challenge with no error code."""
     response = call(client, None)
     assert response.status_code == 401
     assert "required" in response.get_json()["message"]
+    assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_other_schemes_are_refused(client: FlaskClient, keys: Keys) -> None:
+    """Another scheme is no bearer credential at all (RFC 6750 §3.1): no error code either."""
     response = client.post(HOOK_URL, json=BODY, headers={"Authorization": f"Basic {token(keys)}"})
     assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_discovery_is_open_but_checks_a_token_it_is_given(client: FlaskClient, keys: Keys) -> None:

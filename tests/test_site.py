@@ -139,6 +139,29 @@ def test_the_accepted_suggestion_places_the_sites_full_protocol_orderable(
     assert "MRI orbits face neck without and with IV contrast" in card["suggestions"][0]["label"]
 
 
+def test_the_client_file_chooses_a_profile_and_its_keys_override(tmp_path: Path) -> None:
+    """{"profile": "epic"} gives Epic's selectionBehavior any and delete-create; a key next to
+    it overrides the profile's (here: replacements as updates)."""
+    root = site_copy(tmp_path)
+    (root / "client.json").write_text(json.dumps({"profile": "epic"}))
+    engine = site_engine(root)
+    assert engine.client.selectionBehavior == "any"
+    assert engine.client.replacementStyle == "delete-create"
+    card = engine.evaluate(SERVICE, vignette(MRI_NECK)).response.to_json()["cards"][0]
+    assert card["selectionBehavior"] == "any"
+    assert [a["type"] for a in card["suggestions"][0]["actions"]] == ["delete", "create"]
+    (root / "client.json").write_text(json.dumps({"profile": "epic", "replacementStyle": "update"}))
+    engine = site_engine(root)
+    assert (engine.client.selectionBehavior, engine.client.replacementStyle) == ("any", "update")
+
+
+def test_an_unknown_profile_stops_start_up(tmp_path: Path) -> None:
+    root = site_copy(tmp_path)
+    (root / "client.json").write_text(json.dumps({"profile": "cerner-classic"}))
+    with pytest.raises(SiteError, match=r"client\.json: profile 'cerner-classic'.*known: epic"):
+        site_engine(root)
+
+
 def test_a_bad_client_file_stops_start_up(tmp_path: Path) -> None:
     root = site_copy(tmp_path)
     (root / "client.json").write_text(json.dumps({"replacementStyle": "replace"}))

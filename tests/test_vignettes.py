@@ -3,12 +3,15 @@ vignettes are negative for the reason they name (one change makes them fire)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
 from cds_service.cli.vignettes import RecordedOverrides
+from cds_service.config import Settings
 from cds_service.engine import CdsEngine
 from cds_service.knowledge.rules import RuleId
 from tests.conftest import (
@@ -16,6 +19,7 @@ from tests.conftest import (
     SERVICE_ID,
     SIGN_SERVICE_ID,
     body_of,
+    build_app,
     expected_outcomes,
     vignette,
     vignette_book,
@@ -32,13 +36,30 @@ def test_there_are_enough_vignettes() -> None:
     assert rules_shown == set(RuleId)  # every rule has a vignette
 
 
+def _client_for(profile: str, default: FlaskClient, tmp_path: Path) -> FlaskClient:
+    """The app as a site whose client.json names ``profile`` runs it (the default app for the
+    generic profile)."""
+    if profile == "generic":
+        return default
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "client.json").write_text(json.dumps({"profile": profile}))
+    return build_app(Settings(environment="development", site_dir=site)).test_client()
+
+
 @pytest.mark.parametrize("name", sorted(OUTCOMES))
 def test_vignette_gives_expected_cards(
-    client: FlaskClient, engine: CdsEngine, name: str, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient,
+    engine: CdsEngine,
+    name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     expected = OUTCOMES[name]
     # The day the vignettes were written for: patient-view cards depend on today itself.
     monkeypatch.setattr("cds_service.engine.utc_today", lambda: vignette_book().today)
+    engine = engine.for_client(expected["client"])
+    client = _client_for(expected["client"], client, tmp_path)
     snooze = None
     if expected["overridden"]:  # the card comes, a clinician overrides it: then it stays away
         _override_first_card(client, expected["service"], vignette(name))

@@ -38,6 +38,9 @@ class SuggestionStyle:
     pama: bool = False
     #: This service shows the standalone history card (order-sign: once per ordering session).
     history_card: bool = False
+    #: ``per-card``: at-most-one or any, as the suggestions allow; ``any``: a client that knows
+    #: no other value gets only suggestions that can all be taken together.
+    selection: Literal["per-card", "any"] = "per-card"
 
 
 @dataclass(frozen=True)

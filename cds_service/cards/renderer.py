@@ -197,6 +197,8 @@ class CardRenderer:
             explanation.append(context.text(RuleId.MISSING_CLINICAL_HISTORY, "folded"))
             if not any(touches(s, advice.order.reference, ("update",)) for s in suggestions):
                 suggestions = [*suggestions, context.orders.history_update(recommended=False)]
+        if style.selection == "any":
+            suggestions = context.orders.keep_takeable_together(suggestions)
         notices = sections.safety_lines(context, self._agent_labels, suggestions)
         if cautions:
             notices.insert(0, self._words.common("couldNotCheck", lines=" ".join(cautions)))
@@ -220,7 +222,11 @@ class CardRenderer:
             source=self._source,
             links=self._links,
             suggestions=suggestions or None,
-            selectionBehavior=selection_behavior(suggestions, advice.order.reference)
+            selectionBehavior=(
+                "any"
+                if style.selection == "any"
+                else selection_behavior(suggestions, advice.order.reference)
+            )
             if suggestions
             else None,
             overrideReasons=self._reasons(rule_id, rendered.reason_variants),

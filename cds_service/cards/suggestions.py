@@ -66,6 +66,22 @@ def selection_behavior(suggestions: list[Suggestion], reference: str) -> str:
     return "at-most-one" if deletes or changes > 1 else "any"
 
 
+def takeable_together(suggestions: list[Suggestion], reference: str) -> list[Suggestion]:
+    """The suggestions a client may take all at once (selectionBehavior ``any``): the
+    recommended first, then at most one that changes or deletes the draft ``reference`` (two
+    would order two studies, or undo each other), and every one that leaves it alone."""
+    ordered = sorted(suggestions, key=lambda s: not s.isRecommended)  # stable
+    kept: list[Suggestion] = []
+    changed = False
+    for suggestion in ordered:
+        changes = touches(suggestion, reference, ("update", "delete"))
+        if changes and changed:
+            continue
+        changed = changed or changes
+        kept.append(suggestion)
+    return kept
+
+
 class SuggestionBuilder:
     """Builds one card's suggestions for one draft order (or, at patient-view, for none: a new
     order only), and remembers what each does."""
@@ -97,6 +113,14 @@ class SuggestionBuilder:
         self.situation = situation
         self.ordering = ordering
         self.new_uuid = new_uuid
+
+    def keep_takeable_together(self, suggestions: list[Suggestion]) -> list[Suggestion]:
+        """``takeable_together``, and the studies this card suggests narrowed to those kept
+        (its safety lines speak only of what it still suggests)."""
+        kept = takeable_together(suggestions, self._draft().reference)
+        kinds = [self.kinds[s.uuid] for s in kept]
+        self.suggested = {k for k in self.k.orders if any(kind.endswith(f":{k}") for kind in kinds)}
+        return kept
 
     # orders ---------------------------------------------------------------------------------
 
@@ -147,40 +171,62 @@ class SuggestionBuilder:
         # suggested resource of every vignette with fhir.resources (40 µs a call saved here).
         return resource
 
+    def _requester(self) -> str | None:
+        """The draft's requester, else the user in context when it is a Practitioner or
+        PractitionerRole reference (CDS Hooks order-select/order-sign ``userId``)."""
+        user = self.ordering.user_id
+        drafted = self.draft.requester if self.draft is not None else None
+        return drafted or (user if _USER_REFERENCE.match(user) else None)
+
+    def _as_order(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """What every created or updated order carries (US Core / Da Vinci CRD ServiceRequest:
+        status, intent, code, subject, authoredOn, requester; see tests/test_suggested_orders.py):
+        status draft (it is not signed yet), the draft's intent (else order), the patient, the
+        draft's authoredOn (else today, when the suggestion is made) and the requester."""
+        intent = resource.get("intent")  # the draft's, as the clinician's order would be
+        resource["status"] = "draft"
+        resource["intent"] = intent if intent in _REQUEST_INTENTS else "order"
+        if not isinstance(resource.get("subject"), dict):
+            subject = self.draft.subject if self.draft is not None else None
+            resource["subject"] = {"reference": subject or f"Patient/{self.ordering.patient_id}"}
+        if not isinstance(resource.get("authoredOn"), str):
+            resource["authoredOn"] = self.situation.today.isoformat()
+        requester = self._requester()
+        if requester and not isinstance(resource.get("requester"), dict):
+            resource["requester"] = {"reference": requester}
+        return resource
+
     def new_order(self, key: OrderKey) -> dict[str, Any]:
         """A new ServiceRequest for ``key``, for the same patient, encounter and requester."""
         draft = self.draft
         original: Mapping[str, Any] = draft.resource if draft is not None else {}
-        requester = (draft.requester if draft else None) or (
-            self.ordering.user_id if _USER_REFERENCE.match(self.ordering.user_id) else None
-        )
         encounter = (draft.encounter if draft else None) or (
             f"Encounter/{self.ordering.encounter_id}" if self.ordering.encounter_id else None
         )
-        intent = original.get("intent")  # the draft's, as the clinician's order would be
         resource: dict[str, Any] = {
             "resourceType": "ServiceRequest",
             "status": "draft",
-            "intent": intent if intent in _REQUEST_INTENTS else "order",
+            "intent": original.get("intent"),
             "code": self._study_code(key),
             "subject": {
                 "reference": (draft.subject if draft else None)
                 or f"Patient/{self.ordering.patient_id}"
             },
+            "authoredOn": self.situation.today.isoformat(),  # created now, not when the draft was
         }
         if encounter:
             resource["encounter"] = {"reference": encounter}
-        if requester:
+        if requester := self._requester():
             resource["requester"] = {"reference": requester}
         for kept in ("category", "priority", "reasonCode", "reasonReference", "note"):
             if kept in original:
                 resource[kept] = json_copy(original[kept])
-        return self._with_history(resource)
+        return self._with_history(self._as_order(resource))
 
     def updated_draft(self, concern: ConcernChoice | None = None, **changes: Any) -> dict[str, Any]:
         resource = json_copy(dict(self._draft().resource))
         resource.update(changes)
-        return self._with_history(resource, concern)
+        return self._with_history(self._as_order(resource), concern)
 
     def _study_code(self, key: OrderKey) -> dict[str, Any]:
         template = self.k.orders[key]
@@ -265,6 +311,8 @@ class SuggestionBuilder:
         piece of history): each adds the cancer, the concern and the history note."""
         rule = RuleId.MISSING_CLINICAL_HISTORY
         words = self.words
+        if self.style.selection == "any":  # five exclusive reasons: one update that adds the
+            return [self.history_update(recommended=False)]  # history, no reason chosen
         return [
             self.suggestion(
                 "history",

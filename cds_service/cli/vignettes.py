@@ -24,6 +24,7 @@ from cds_service.contract.errors import CdsError, InputFileError
 from cds_service.engine import CdsEngine, snooze_key
 from cds_service.fhir import build as fb
 from cds_service.fhir.records import shift_months
+from cds_service.knowledge.clients import DEFAULT_PROFILE
 from cds_service.knowledge.loader import Knowledge
 from cds_service.knowledge.rules import RuleId
 
@@ -107,6 +108,8 @@ class Vignette:
     pama: tuple[tuple[str, str], ...]
     #: patient-view: the rules whose card a clinician overrode for this patient lately.
     overridden: tuple[RuleId, ...] = ()
+    #: The client profile the vignette is answered for (hooks/clients/; "generic" by default).
+    client: str = DEFAULT_PROFILE
 
 
 class VignetteBook:
@@ -193,6 +196,7 @@ class VignetteBook:
             cards=tuple(expected.get("cards", ())),
             pama=tuple(tuple(p) for p in expected.get("pama", ())),
             overridden=tuple(RuleId(r) for r in entry.get("overridden", ())),
+            client=entry.get("client", DEFAULT_PROFILE),
         )
 
     def _condition(self, pid: str, r: dict[str, Any]) -> fb.Resource:
@@ -328,7 +332,11 @@ class RecordedOverrides:
 
 
 def golden_response(engine: CdsEngine, vignette: Vignette, today: date) -> dict[str, Any]:
-    """The whole response, with uuids counted from 1 and a fixed date, as goldens store it."""
+    """The whole response, with uuids counted from 1 and a fixed date, as goldens store it;
+    answered for the vignette's client profile (named in the golden unless generic)."""
+    client = {} if vignette.client == DEFAULT_PROFILE else {"client": vignette.client}
+    if vignette.client != engine.client_profile:
+        engine = engine.for_client(vignette.client)
     snooze = None
     if vignette.overridden:
         snooze = RecordedOverrides(vignette.request["context"]["patientId"], vignette.overridden)
@@ -337,9 +345,15 @@ def golden_response(engine: CdsEngine, vignette: Vignette, today: date) -> dict[
             vignette.service, vignette.request, sequential_uuids(), today, snooze=snooze
         )
     except CdsError as exc:
-        return {"service": vignette.service, "status": exc.status, "response": exc.to_json()}
+        return {
+            "service": vignette.service,
+            **client,
+            "status": exc.status,
+            "response": exc.to_json(),
+        }
     golden: dict[str, Any] = {
         "service": vignette.service,
+        **client,
         "rules": [str(r) for r in outcome.rules],
     }
     if outcome.snoozed_rules:

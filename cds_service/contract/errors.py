@@ -82,3 +82,12 @@ class UnauthorizedError(CdsError):
 
     status = 401
     error = "unauthorized"
+    #: The WWW-Authenticate challenge (RFC 6750 §3): a token was sent and is not acceptable.
+    challenge = 'Bearer error="invalid_token"'
+
+
+class MissingCredentialsError(UnauthorizedError):
+    """No bearer token was sent (no Authorization header, or another scheme): RFC 6750 §3.1
+    says the challenge then carries no error code, as the client may not know auth is needed."""
+
+    challenge = "Bearer"

@@ -16,17 +16,24 @@ required keys give 412 and missing optional ones are simply unknown.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from cds_service.contract.errors import InvalidRequestError, PrefetchUnavailableError
 from cds_service.contract.wire import HookRequest
 from cds_service.fhir.json_limits import MAX_RESOURCE_DEPTH, same_content, too_deep
+from cds_service.fhir.provenance import answers_template
 from cds_service.fhir.records import clean, subject_tie
 from cds_service.knowledge.loader import ServiceDefinition
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
     from cds_service.fhir.client import FhirFetcher
+
+log = structlog.get_logger("cds_service.gather")
+#: The reason given for a key whose Bundle answers another query than its template.
+NOT_TEMPLATE = "prefetch-not-its-template"
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class PrefetchReading:
     fetched: tuple[str, ...] = ()
     #: Optional keys whose fetch failed, with the reason: unknown too, and the card says so.
     unreadable: Mapping[str, str] = field(default_factory=dict)
+    #: Keys whose Bundle's self link names another query than the template: taken as missing.
+    not_template: tuple[str, ...] = ()
 
 
 def _resources_of(key: str, value: Any) -> Iterator[Mapping[str, Any]] | None:
@@ -80,28 +89,45 @@ def bundle_resources(bundle: Mapping[str, Any], where: str) -> list[Mapping[str,
 
 
 def read_prefetch(
-    service: ServiceDefinition, prefetch: Mapping[str, Any] | None
+    service: ServiceDefinition,
+    prefetch: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None = None,
 ) -> PrefetchReading:
-    """Split the request's prefetch into usable resources and missing keys."""
+    """Split the request's prefetch into usable resources and missing keys. A Bundle whose self
+    link names another query than the key's template for this ``context`` is missing too
+    (``fhir.provenance``): it is not the patient's data the template asks for."""
     prefetch = prefetch or {}
     resources: list[Mapping[str, Any]] = []
     missing: list[str] = []
-    for key in service.prefetch:
+    not_template: list[str] = []
+    for key, template in service.prefetch.items():
         if key in prefetch and prefetch[key] is None:
             continue  # null: no data of that kind, nothing to fetch
-        found = _resources_of(key, prefetch.get(key))
+        value = prefetch.get(key)
+        found = _resources_of(key, value)
+        if (
+            found is not None
+            and context is not None
+            and isinstance(value, dict)
+            and value.get("resourceType") == "Bundle"
+            and not answers_template(value, template, context)
+        ):
+            not_template.append(key)
+            found = None
         if found is None:
             missing.append(key)
         else:
             resources.extend(found)
-    return PrefetchReading(tuple(resources), tuple(missing))
+    if not_template:  # the keys only: a self link may carry patient identifiers
+        log.warning("prefetch-not-its-template", keys=not_template)
+    return PrefetchReading(tuple(resources), tuple(missing), not_template=tuple(not_template))
 
 
 def gather(
     service: ServiceDefinition, request: HookRequest, fetcher: FhirFetcher | None
 ) -> PrefetchReading:
     """Prefetch, completed from the FHIR server where allowed; 412 when data cannot be had."""
-    reading = read_prefetch(service, request.prefetch)
+    reading = read_prefetch(service, request.prefetch, request.context)
     used = {*service.config.requiredPrefetch, *service.config.optionalPrefetch}
     wanted = [k for k in reading.missing if k in used]
     server = request.fhirServer
@@ -127,6 +153,7 @@ def gather(
             still_missing,
             tuple(k for k in wanted if k in result.resources),
             dict(sorted(result.failures.items())),
+            reading.not_template,
         )
     needed = [k for k in reading.missing if k in service.config.requiredPrefetch]
     if needed:
@@ -140,9 +167,18 @@ def gather(
         raise PrefetchUnavailableError(
             "Required prefetch data is missing and the service cannot fetch it",
             missingPrefetch=needed,
-            reasons=dict.fromkeys(needed, reason),
+            reasons={k: NOT_TEMPLATE if k in reading.not_template else reason for k in needed},
             prefetchTemplates={k: service.prefetch[k] for k in needed},
         )
+    # An optional key sent as another query and not fetched: unknown, and the card says so
+    # (with no Bundle at all it is simply unknown, as the client chose to send nothing).
+    unchecked = {
+        k: NOT_TEMPLATE
+        for k in reading.not_template
+        if k in reading.missing and k in service.config.optionalPrefetch
+    }
+    if unchecked:
+        reading = replace(reading, unreadable={**reading.unreadable, **unchecked})
     return reading
 
 
@@ -156,6 +192,7 @@ def draft_orders(
     patient_id: str,
     limit: int,
     is_valid: DraftCheck,
+    is_wanted: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Return the draft ServiceRequests (all, or those named in ``wanted``), cleaned and valid.
 
@@ -165,6 +202,8 @@ def draft_orders(
     ignored. A ServiceRequest whose subject is another patient, or cannot be tied to this one,
     is left out; so is an id sent twice with different content (contradictory: say less); the
     same draft sent twice is judged once. More than ``limit`` drafts to judge is a 400.
+    ``is_wanted`` (the engine: "reads as imaging") is asked of the raw draft before the costly
+    depth check, cleaning and validation, which only wanted drafts go through.
     """
     if draft_bundle.get("resourceType") not in (None, "Bundle"):
         raise InvalidRequestError(
@@ -189,6 +228,8 @@ def draft_orders(
         )
     orders: list[dict[str, Any]] = []
     for resource in chosen:
+        if is_wanted is not None and not is_wanted(resource):
+            continue
         if subject_tie(resource, patient_id) == "other":
             continue
         if too_deep(resource, MAX_RESOURCE_DEPTH) is not None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from fhir.resources.R4B.valueset import ValueSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cds_service.contract.errors import ConfigurationError
+from cds_service.knowledge.clients import ClientProfile, ClientProfileError, load_profiles
 from cds_service.knowledge.codesystems import normalise_code
 from cds_service.knowledge.names import UncheckablePatternError, required_words
 from cds_service.knowledge.rules import RuleId
@@ -74,12 +75,8 @@ class ServiceConfig(_Strict):
     #: Cards below this indicator are not shown (order-sign: warnings, and the standalone
     #: history card, which is shown whatever this says).
     minimumIndicator: Literal["info", "warning", "critical"]
-    #: Return the Argonaut PAMA rating as an update system action (CDS Hooks sandbox PAMA view)
-    #: and on every update of a CPT-coded order. The PAMA program is paused: false turns both off.
-    pamaSystemActions: bool
-    #: How a replacement is sent: "update" of the selected draft in place (the sandbox's PAMA
-    #: screen applies only updates), or "delete-create". A site's client.json may override it.
-    replacementStyle: Literal["update", "delete-create"] = "update"
+    # How suggestions are applied and where PAMA ratings go is the client's business, not the
+    # service's: hooks/clients/*.json (cds_service.knowledge.clients), chosen by the site.
     #: Show the standalone "add the clinical history" card, for an order with no reason and
     #: nothing else to say. Off at order-select (it appeared on every correct selection), on at
     #: order-sign: once per ordering session, at the end, whatever minimumIndicator says.
@@ -569,6 +566,8 @@ class Knowledge:
     declared_version: str = "unversioned"
     #: sha256 of every file under hooks/: the version says exactly which knowledge was in force.
     digest: str = ""
+    #: Client profiles by name (hooks/clients/*.json); "generic" is always there.
+    clients: Mapping[str, ClientProfile] = field(default_factory=dict)
 
 
 class VersionFile(_Strict):
@@ -750,8 +749,11 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
         )
         pathway = PathwayKnowledge.model_validate(_read_json(root / "knowledge" / "pathway.json"))
         version = VersionFile.model_validate(_read_json(root / "knowledge" / "version.json"))
+        clients = load_profiles(root / "clients")
     except ValidationError as exc:
         raise KnowledgeError(f"{root}: {exc}") from exc
+    except ClientProfileError as exc:
+        raise KnowledgeError(str(exc)) from exc
     _check_override_reasons(cards)
     _check_patterns(imaging, safety, contrast)
     _check_protocol_is_rated(imaging.recommendedProtocol, ratings)
@@ -766,4 +768,5 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
         pathway,
         declared_version=version.version,
         digest=files_digest(root, (p for p in root.rglob("*") if p.is_file())),
+        clients=clients,
     )

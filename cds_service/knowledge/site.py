@@ -8,8 +8,9 @@ silently first. The site folder says both, as data the site's CDS team reviews:
   code exists). A draft coded with a mapped site code is read from its target; every order the
   service suggests carries the site's orderable for that study first.
 - ``rules.json``: ``{"rules": {"<rule id>": "active" | "silent" | "off"}}``.
-- ``client.json``: how the site's EHR applies suggestions, ``{"replacementStyle": "update" |
-  "delete-create"}`` (overrides the services' ``_config``).
+- ``client.json``: which client the site's EHR is, ``{"profile": "generic" | "epic" | "oracle" |
+  "sandbox"}`` (hooks/clients/), and any of the profile's keys overridden
+  (``selectionBehavior``, ``replacementStyle``, ``pama``; see ``knowledge.clients``).
 
 Like ``hooks/``, the folder is validated at start-up: a malformed file stops the service and the
 message names the file and the place. Without a site folder the service behaves as it always
@@ -28,6 +29,7 @@ from typing import Any, Literal
 from fhir.resources.R4B.conceptmap import ConceptMap
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from cds_service.knowledge.clients import NO_CHOICE, ClientChoice
 from cds_service.knowledge.codesystems import SHORT_NAMES, normalise_code
 from cds_service.knowledge.loader import CardKnowledge, KnowledgeError, WireCoding, files_digest
 from cds_service.knowledge.rules import RuleId
@@ -85,13 +87,6 @@ class _RulesFile(BaseModel):
     rules: dict[RuleId, RuleMode]
 
 
-class _ClientFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    description: str | None = None
-    replacementStyle: Literal["update", "delete-create"]
-
-
 @dataclass(frozen=True)
 class Site:
     """A site's configuration, validated; ``NO_SITE`` when there is none."""
@@ -101,8 +96,8 @@ class Site:
     rule_modes: Mapping[RuleId, RuleMode]
     #: sha256 of the site's files (part of the knowledge version); "" without a site folder.
     digest: str
-    #: How the site's EHR applies a replacement; None: as each service's _config says.
-    replacement: Literal["update", "delete-create"] | None = None
+    #: Which client the site's EHR is (client.json): a profile and its overrides.
+    client: ClientChoice = NO_CHOICE
 
     def mode(self, rule: RuleId) -> RuleMode:
         return self.rule_modes.get(rule, "active")
@@ -217,11 +212,10 @@ def load_site(root: Path | None, studies: Set[tuple[str, str]]) -> Site:
         else SiteCatalogue()
     )
     modes = load_rule_modes(root / RULES_FILE) if (root / RULES_FILE).is_file() else {}
-    replacement = None
+    client = NO_CHOICE
     if (root / CLIENT_FILE).is_file():
         try:
-            client = _ClientFile.model_validate(_read_json(root / CLIENT_FILE))
+            client = ClientChoice.model_validate(_read_json(root / CLIENT_FILE))
         except ValidationError as exc:
             raise SiteError(f"{root / CLIENT_FILE}: {exc}") from exc
-        replacement = client.replacementStyle
-    return Site(root, catalogue, modes, files_digest(root, present), replacement)
+    return Site(root, catalogue, modes, files_digest(root, present), client)

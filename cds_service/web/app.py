@@ -12,14 +12,19 @@ from typing import Any
 
 import orjson
 import structlog
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from flask_cors import CORS
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from cds_service.config import Settings, load_settings
-from cds_service.contract.errors import CdsError, ConfigurationError, DatabaseUnavailableError
+from cds_service.contract.errors import (
+    CdsError,
+    ConfigurationError,
+    DatabaseUnavailableError,
+    UnauthorizedError,
+)
 from cds_service.engine import CdsEngine
 from cds_service.fhir.allowlist import AllowList
 from cds_service.fhir.circuit import CircuitBreakers
@@ -217,16 +222,21 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CdsError)
     def _cds_error(exc: CdsError) -> ResponseReturnValue:
         response = jsonify(exc.to_json())
-        if exc.status == 401:
+        if isinstance(exc, UnauthorizedError):
             log.info("unauthorized", path=request.path, reason=exc.message)
-            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            response.headers["WWW-Authenticate"] = exc.challenge
         return response, exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         code = exc.code or 500
         name = (exc.name or "error").lower().replace(" ", "-")
-        response = jsonify({"error": name, "message": exc.description or exc.name})
+        body: dict[str, object] = {"error": name, "message": exc.description or exc.name}
+        if isinstance(exc, RequestEntityTooLarge):  # say what the limit is, in bytes
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            body["message"] = f"The request body is larger than the limit of {limit} bytes"
+            body["limitBytes"] = limit
+        response = jsonify(body)
         for header, value in exc.get_headers():  # e.g. Allow on 405 (RFC 9110)
             if header.lower() != "content-type":
                 response.headers[header] = value

@@ -24,6 +24,7 @@ import structlog
 from cds_service.config import Settings, TrustedIssuerConfig
 from cds_service.contract.errors import (
     ConfigurationError,
+    MissingCredentialsError,
     ReplayCheckUnavailableError,
     UnauthorizedError,
 )
@@ -208,10 +209,10 @@ class ClientVerifier:
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """Return the verified claims, or raise UnauthorizedError with a reason."""
         if not authorization:
-            raise UnauthorizedError("An Authorization: Bearer <JWT> header is required")
+            raise MissingCredentialsError("An Authorization: Bearer <JWT> header is required")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise UnauthorizedError("The Authorization header must be 'Bearer <JWT>'")
+            raise MissingCredentialsError("The Authorization header must be 'Bearer <JWT>'")
         token = token.strip()
         try:
             header = jwt.get_unverified_header(token)

@@ -93,6 +93,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
         cards=len(outcome.response.cards),
         in_scope=outcome.in_scope,
         orders_checked=outcome.orders_checked,
+        no_imaging_order=outcome.no_imaging_order,
         rules=list(outcome.rules),
         snoozed=list(outcome.snoozed_rules),
         fetched=list(outcome.fetched),
