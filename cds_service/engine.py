@@ -46,6 +46,7 @@ from cds_service.fhir.records import order_fact, validated
 from cds_service.knowledge.loader import Knowledge, KnowledgeError, ServiceDefinition
 from cds_service.knowledge.names import NameMatcher
 from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.safety_table import SafetyTable
 from cds_service.knowledge.site import NO_SITE, Site, knowledge_version, with_site_orderables
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
@@ -176,6 +177,7 @@ class CdsEngine:
                 )
         self.implant_names = NameMatcher(knowledge.safety.implantTextPatterns)
         self.contrast = ContrastReader(knowledge.contrast, knowledge.valuesets)
+        self.safety_table = SafetyTable(knowledge.table)
         self.pathway = PathwayReader(knowledge)
         self.fact_cache = fact_cache
         self.records = RecordBuilder(
@@ -264,6 +266,7 @@ class CdsEngine:
         rules: tuple[RuleId, ...] = ()
         silent: tuple[RuleId, ...] = ()
         issued: tuple[IssuedCard, ...] = ()
+        not_appropriate: dict[str, str] = {}
         if clinical is not None:
             situation = PatientSituation(
                 context=clinical,
@@ -274,6 +277,7 @@ class CdsEngine:
                 devices_known=record.devices_known,
                 latest_prior=latest_prior_imaging(record),
                 today=today or utc_today(),
+                table=self.safety_table,
                 pathway=self.pathway.position(record, clinical),
             )
             history_card = service.config.standaloneHistoryCard
@@ -308,7 +312,14 @@ class CdsEngine:
                 for r in rendered
             )
             shown_for = {r.order: r.rule for r in shown}
-        actions = self._pama_actions(service, orders, clinical is not None, shown_for)
+            # The table's rating where its card recommends another study instead of the order.
+            for a in advice:
+                cell = situation.cell(a.order, a.rated)
+                if a.order.reference in shown_for and cell is not None and cell.rating:
+                    not_appropriate[a.order.reference] = cell.rating
+        actions = self._pama_actions(
+            service, orders, clinical is not None, shown_for, not_appropriate
+        )
         response = CdsResponse(
             cards=cards,
             systemActions=actions or None,
@@ -350,6 +361,7 @@ class CdsEngine:
         orders: list[ImagingOrder],
         in_scope: bool,
         shown_for: Mapping[str, RuleId],
+        table_ratings: Mapping[str, str],
     ) -> list[Action]:
         """PAMA ratings for CPT-coded orders, by procedure code and in agreement with the card
         shown for each (order-select only; see the service's _config and clinical.pama)."""
@@ -359,7 +371,9 @@ class CdsEngine:
         rater = self.renderer.rater
         for order in orders:
             codes = cpt_codes(order.draft.codes)
-            rating = rater.rating(codes, in_scope, shown_for.get(order.reference))
+            rating = table_ratings.get(order.reference) or rater.rating(
+                codes, in_scope, shown_for.get(order.reference)
+            )
             action = self.renderer.pama_action(order, rating)
             if action is not None:
                 actions.append(action)

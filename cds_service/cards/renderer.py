@@ -115,7 +115,8 @@ class CardRenderer:
             style,
             self.rater,
         )
-        return CardContext(self._k, self._words, advice, situation, history, orders)
+        cell = situation.cell(advice.order, advice.rated)
+        return CardContext(self._k, self._words, advice, situation, history, orders, cell)
 
     def _card(
         self,
@@ -137,11 +138,19 @@ class CardRenderer:
         rendered = entry.build(context, advice.primary)
         suggestions = rendered.suggestions
         explanation = list(rendered.paragraphs)
+        # Nothing to click where the study is radiology's to decide (discuss with radiology):
+        # not even the history update, which would complete the order as placed.
+        discuss = rule_id == RuleId.DISCUSS_WITH_RADIOLOGY or (
+            context.cell is not None and context.cell.kind == "discuss"
+        )
         if advice.primary is not None and advice.missing_history:
             explanation.append(context.text(RuleId.MISSING_CLINICAL_HISTORY, "folded"))
-            if not any(touches(s, advice.order.reference, ("update",)) for s in suggestions):
+            updated = any(touches(s, advice.order.reference, ("update",)) for s in suggestions)
+            if not updated and not discuss:
                 suggestions = [*suggestions, context.orders.history_update(recommended=False)]
-        notices = sections.safety_lines(context, self._agent_labels, suggestions)
+        if discuss:
+            suggestions = []
+        notices = sections.safety_lines(context, self._agent_labels)
         if cautions:
             notices.insert(0, self._words.common("couldNotCheck", lines=" ".join(cautions)))
         explanation[:0] = sections.pathway_lines(context, advice)
@@ -150,7 +159,12 @@ class CardRenderer:
             rendered.lead,
             *notices,
             sections.ratings_table(
-                self._words, self._ratings, self.rater, advice.rated, advice.order
+                self._words,
+                self._ratings,
+                self.rater,
+                advice.rated,
+                advice.order,
+                sections.not_offered_here(context.cell, situation.table.k.procedures),
             ),
             *explanation,
             *([sections.prior_markdown(self._words, situation)] if situation.latest_prior else []),
@@ -158,7 +172,7 @@ class CardRenderer:
         ]
         card = Card(
             uuid=new_uuid(),
-            summary=rendered.summary,
+            summary=sections.safety_summary(context) or rendered.summary,
             detail="\n\n".join(paragraphs),
             indicator=rule.indicator,
             source=self._source,
@@ -167,14 +181,28 @@ class CardRenderer:
             selectionBehavior=selection_behavior(suggestions, advice.order.reference)
             if suggestions
             else None,
-            overrideReasons=self._reasons(rule_id, rendered.reason_variants),
+            overrideReasons=self._reasons(rule_id, rendered.reason_variants, context),
         )
         return card, tuple(context.orders.kinds[s.uuid] for s in suggestions)
 
-    def _reasons(self, rule_id: RuleId, variants: tuple[str, ...]) -> list[Coding]:
+    def _reasons(
+        self, rule_id: RuleId, variants: tuple[str, ...], context: CardContext
+    ) -> list[Coding]:
+        """The rule's override reasons, then the safety table's for this cell."""
         key = (rule_id, variants)
         if key not in self._override_reasons:  # a handful of combinations: built once each
             self._override_reasons[key] = [
                 Coding(**r.model_dump()) for r in self._k.override_reasons(rule_id, variants)
             ]
-        return self._override_reasons[key]
+        reasons = self._override_reasons[key]
+        cell = context.cell
+        if cell is None or not cell.reasons:
+            return reasons
+        table = context.situation.table.k.overrideReasons
+        codes = {r.code for r in reasons}
+        extra = [
+            Coding(system=self._k.overrideReasonSystem, code=r.code, display=r.display)
+            for r in (table[name] for name in cell.reasons)
+            if r.code not in codes
+        ]
+        return [*extra, *reasons]

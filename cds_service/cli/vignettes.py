@@ -226,7 +226,14 @@ class VignetteBook:
         return fb.device(pid, r["id"], r["name"], r.get("status", "active"), r.get("safety"))
 
     def _allergy(self, pid: str, r: dict[str, Any]) -> fb.Resource:
-        return fb.allergy(pid, r["id"], r["substance"], r.get("clinical", "active"))
+        return fb.allergy(
+            pid,
+            r["id"],
+            r["substance"],
+            r.get("clinical", "active"),
+            r.get("severity"),
+            r.get("criticality"),
+        )
 
     def _lab_result(self, pid: str, r: dict[str, Any]) -> fb.Resource:
         value, unit = r["value"]
