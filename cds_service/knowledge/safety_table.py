@@ -261,6 +261,9 @@ class SafetyTable:
             or (s in base[3] and s not in offers)
             or (s in offers and tiers[s] == "caution")  # offered, radiology deciding how
         ]
+        if changed:  # and why no other rated study takes its place
+            now = {recommended, *offers}
+            changed += [s for s in self.k.candidates if s not in now and s not in changed]
         drivers = self._drivers(f, ordered, changed) if kind != "quiet" else ()
         study = self.k.studies[ordered]
         lines = self._lines(f, study, recommended, tuple(offers), drivers)
@@ -322,6 +325,8 @@ class SafetyTable:
                 and (tiers[s] == "caution" or identify or (f.implant == "cochlear" and study.mri))
             ]
         offers = [s for s in offers if s != kept]
+        if study.action == "add" and recommended is not None:
+            offers, recommended = [recommended, *offers], None  # added beside it, if needed
         if kept is not None and tiers[kept] == "clear" and recommended is not None:
             # The order is a rated study with nothing against it: a study ranked above it is
             # an option, never the default in its place.
@@ -437,9 +442,8 @@ class SafetyTable:
         lines: list[str] = []
         if study.mri and f.implant == "labelling-unknown":
             lines.append("implant")
-        for agent in involved:
-            if f.allergy(agent) != "none":
-                lines.append(f"allergy:{agent}")
+        if involved:  # every contrast reaction on record, once a contrast study is in play
+            lines += [f"allergy:{a}" for a in k.agents if f.allergy(a) != "none"]
         allergic = [a for a in k.agents if f.allergy(a) != "none"]
         other = [a for a in involved if f.allergy(a) == "none"]
         if allergic and any(k.agents[a].study in offered for a in other):

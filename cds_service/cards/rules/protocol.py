@@ -60,7 +60,11 @@ def ct_neck(c: CardContext, finding: CtNeck) -> Rendered:
             "mri-protocol": c.text(rule, "mriSuggestionLabel"),
             "ct-neck-with-contrast": c.text(rule, "ctSuggestionLabel"),
         }
-    return Rendered(c.summary(rule), lead, paragraphs, c.orders.offered(c.cell, labels))
+    summary = c.summary(rule)
+    ct_only = c.cell is not None and "mri-protocol" not in c.cell.offered
+    if rule != RuleId.CT_NECK_MRI_PREFERRED and ct_only:
+        summary = c.text(rule, "summaryCtOnly")  # e.g. an implant: the MRI is not offered
+    return Rendered(summary, lead, paragraphs, c.orders.offered(c.cell, labels))
 
 
 def us_limited(c: CardContext, finding: UsLimited) -> Rendered:
@@ -70,6 +74,8 @@ def us_limited(c: CardContext, finding: UsLimited) -> Rendered:
     }
     suggestions = c.orders.offered(c.cell, labels)
     summary = c.summary(rule) if suggestions else c.text(rule, "summaryNoStudy")
+    if c.cell is not None and c.cell.offered[:1] == ("ct-neck-with-contrast",):
+        summary = c.text(rule, "summaryCt")
     return Rendered(
         summary,
         c.text(rule, "lead", ordered=c.ordered),
@@ -104,6 +110,7 @@ RENDERINGS: dict[RuleId, RuleRendering] = {
                 "problem": needs(),
                 "ctSuggestionLabel": needs(),
                 "mriSuggestionLabel": needs(),
+                "summaryCtOnly": needs(),
             },
         )
         for rule in (RuleId.CT_NECK_WITHOUT_CONTRAST, RuleId.CT_NECK_CONTRAST_UNSPECIFIED)
@@ -121,6 +128,7 @@ RENDERINGS: dict[RuleId, RuleRendering] = {
             "problem": needs(),
             "suggestionLabel": needs("alternative"),
             "summaryNoStudy": needs(),
+            "summaryCt": needs(),
         },
     ),
 }
