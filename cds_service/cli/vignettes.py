@@ -92,7 +92,7 @@ class Vignette:
     description: str
     service: str
     request: dict[str, Any]
-    #: Per expected card: its rule id and text its detail must mention.
+    #: Per expected card: its rule id and text its summary or detail must mention.
     cards: tuple[dict[str, Any], ...]
     #: PAMA ratings expected as [draft reference, rating].
     pama: tuple[tuple[str, str], ...]
