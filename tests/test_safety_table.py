@@ -20,6 +20,7 @@ from cds_service.contract.wire import Card
 from cds_service.engine import CdsEngine
 from cds_service.fhir import build as fb
 from cds_service.knowledge.codesystems import ICD10CM, LOINC
+from cds_service.knowledge.loader import default_hooks_dir
 from cds_service.knowledge.safety_table import (
     Cell,
     Factors,
@@ -30,7 +31,6 @@ from cds_service.knowledge.safety_table import (
     Severity,
     StudyKey,
 )
-from cds_service.knowledge.loader import default_hooks_dir
 
 TODAY = date(2026, 11, 24)
 PID = "pt-table"
@@ -300,3 +300,23 @@ def test_a_table_with_a_gap_is_refused_at_start_up() -> None:
     data["kidney"]["aki"]["source"] = "a blog"
     with pytest.raises(ValueError, match="source 'a blog'"):
         SafetyTableKnowledge.model_validate(data)
+
+
+def test_the_readme_shows_the_table_as_the_engine_has_it(engine: CdsEngine) -> None:
+    """The clinician's rendering in the README is generated from the data (no drift)."""
+    from cds_service.knowledge.safety_table_doc import render_markdown, section_of
+
+    readme = (default_hooks_dir().parent / "README.md").read_text(encoding="utf-8")
+    assert section_of(readme) == render_markdown(engine.safety_table), (
+        "run: salivary-cds safety-table --readme README.md"
+    )
+
+
+def test_discuss_with_radiology_has_no_action_even_without_a_reason(engine: CdsEngine) -> None:
+    """The folded clinical-history update would complete the MRI order: not on this card."""
+    f = Factors(kidney="egfr-below-30", implant="labelling-unknown")
+    body = request(f, "mri-without")
+    del body["context"]["draftOrders"]["entry"][0]["resource"]["reasonReference"]
+    [card] = engine.evaluate(SERVICE, body, today=TODAY).response.cards
+    assert card.summary.endswith("discuss with radiology")
+    assert card.suggestions is None

@@ -35,7 +35,7 @@ KidneyCategory = Literal[
     "transplant-normal",
 ]
 ImplantCategory = Literal["none", "mr-conditional", "mr-unsafe", "labelling-unknown", "cochlear"]
-Kind = Literal["quiet", "keep", "switch", "options", "discuss", "identify"]
+Kind = Literal["quiet", "keep", "switch", "add", "options", "discuss", "identify"]
 SUMMARY_LIMIT = 140
 #: The longest evidence a safety line is filled with in the start-up check (a display).
 _EVIDENCE = "x" * 60
@@ -113,7 +113,9 @@ class SafetyTableKnowledge(_Strict):
     kidney: dict[KidneyCategory, KidneyEntry]
     implant: dict[ImplantCategory, ImplantEntry]
     summaries: dict[
-        Literal["switch", "options", "keep", "discuss", "kidney", "identify", "identifyDiscuss"],
+        Literal[
+            "switch", "add", "options", "keep", "discuss", "kidney", "identify", "identifyDiscuss"
+        ],
         Sourced,
     ]
     overrideReasons: dict[Literal["allergy", "kidney", "recheck", "identify"], Reason]
@@ -325,7 +327,8 @@ class SafetyTable:
                 and (tiers[s] == "caution" or identify or (f.implant == "cochlear" and study.mri))
             ]
         offers = [s for s in offers if s != kept]
-        if study.action == "add" and recommended is not None:
+        added = study.action == "add" and recommended is not None
+        if recommended is not None and added:
             offers, recommended = [recommended, *offers], None  # added beside it, if needed
         if kept is not None and tiers[kept] == "clear" and recommended is not None:
             # The order is a rated study with nothing against it: a study ranked above it is
@@ -338,6 +341,8 @@ class SafetyTable:
             kind = "switch"
         elif identify:
             kind = "identify"
+        elif added:
+            kind = "add"
         elif offers:
             kind = "options"
         elif study.offer == "none":
@@ -416,8 +421,8 @@ class SafetyTable:
         if kidney_only and (kind == "keep" or stale):
             advice = k.kidney[f.kidney].advice
             return k.summaries["kidney"].text.format(facts=facts, advice=advice)
-        if kind == "switch":
-            return k.summaries["switch"].text.format(facts=facts, study="{study}")
+        if kind in ("switch", "add"):
+            return k.summaries[kind].text.format(facts=facts, study="{study}")
         return k.summaries[kind].text.format(facts=facts)
 
     def _lines(
@@ -494,7 +499,8 @@ class SafetyTable:
         """The cell's summary with the recommended study named (None: the rule's own)."""
         if cell.summary is None:
             return None
-        name = self.k.summaryNames[cell.recommended] if cell.recommended else ""
+        shown = cell.recommended or (cell.options[0] if cell.options else None)
+        name = self.k.summaryNames[shown] if shown else ""
         return cell.summary.replace("{study}", name)
 
 
