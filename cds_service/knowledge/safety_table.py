@@ -11,6 +11,7 @@ with a gap, a missing source or a summary too long for a card is refused before 
 from __future__ import annotations
 
 import itertools
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -144,6 +145,10 @@ class SafetyTableKnowledge(_Strict):
             for key in (s.strip() for s in entry.split(",")):
                 if key not in self.sources:
                     raise ValueError(f"{where}: source {key!r} is not in sources")
+        for where, text, allowed in self._texts():
+            used = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+            if used - allowed:
+                raise ValueError(f"{where}: unknown placeholders {sorted(used - allowed)}")
         for sev, a in self.allergy.items():
             if a.tier != "clear" and not (a.fact and a.line and a.source):
                 raise ValueError(f"allergy.{sev}: a tier other than clear needs fact, line, source")
@@ -160,6 +165,20 @@ class SafetyTableKnowledge(_Strict):
             if i.line and not i.source:
                 raise ValueError(f"implant.{device}: a line needs its source")
         return self
+
+    def _texts(self) -> Iterator[tuple[str, str, set[str]]]:
+        """Every text with the placeholders its renderer fills."""
+        for sev, a in self.allergy.items():
+            yield f"allergy.{sev}.line", a.line or "", {"agent", "evidence", "different_agent"}
+            yield f"allergy.{sev}.fact", a.fact or "", {"agent"}
+        for cat, k in self.kidney.items():
+            yield f"kidney.{cat}.line", k.line or "", {"evidence"}
+        for device, i in self.implant.items():
+            yield f"implant.{device}.line", i.line or "", {"implant"}
+            yield f"implant.{device}.cardiacLine", i.cardiacLine or "", {"implant"}
+        for name, summary in self.summaries.items():
+            yield f"summaries.{name}", summary.text, {"facts", "study", "advice"}
+        yield "otherClassLine", self.otherClassLine.text, set()
 
     def _sourced(self) -> Iterator[tuple[str, str]]:
         entries: list[tuple[str, AllergyEntry | KidneyEntry | ImplantEntry]] = [
