@@ -252,6 +252,9 @@ class SafetyTable:
     def __init__(self, k: SafetyTableKnowledge) -> None:
         self.k = k
         self._rank = {t: i for i, t in enumerate(k.tierOrder)}
+        #: Cells already composed: the table is finite (7,680 cells with the device-data
+        #: flag), a cell is pure, and a request asks for its order's cell several times.
+        self._cells: dict[tuple[Factors, OrderedStudy, StudyKey | None], Cell] = {}
 
     def worst(self, *tiers: Tier) -> Tier:
         return max(tiers, key=lambda t: self._rank[t])
@@ -270,6 +273,13 @@ class SafetyTable:
     def cell(self, f: Factors, ordered: OrderedStudy, kept: StudyKey | None = None) -> Cell:
         """The cell; its summary, lines and reasons name the facts that change the advice from
         what it is for the same order and implant with no allergy and normal kidney function."""
+        key = (f, ordered, kept)
+        found = self._cells.get(key)
+        if found is None:
+            found = self._cells[key] = self._compose(f, ordered, kept)
+        return found
+
+    def _compose(self, f: Factors, ordered: OrderedStudy, kept: StudyKey | None) -> Cell:
         choice = self._choose(f, ordered, kept)
         tiers, ordered_tier, recommended, offers, kind = choice
         base = self._choose(
