@@ -98,3 +98,21 @@ def test_vignettes_check_and_rewrite(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["vignettes", "--examples", str(root)]) == 0
     assert "1 files changed" in capsys.readouterr().out
     assert (EXAMPLES / golden.relative_to(root)).read_text() == golden.read_text()
+
+
+def test_safety_table_prints_and_rewrites_the_readme_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cds_service.knowledge.safety_table_doc import END, START
+
+    assert main(["safety-table"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(START) and printed.rstrip().endswith(END)
+    assert "| labelling-unknown | clear | clear | identify labelling; CT fallback" in printed
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{START}\nold\n{END}\n\nAfter.\n", encoding="utf-8")
+    assert main(["safety-table", "--readme", str(readme)]) == 0
+    assert readme.read_text(encoding="utf-8") == f"# Title\n\n{printed}\nAfter.\n"
+    no_section = tmp_path / "other.md"
+    no_section.write_text("# nothing generated here\n", encoding="utf-8")
+    assert main(["safety-table", "--readme", str(no_section)]) == 2

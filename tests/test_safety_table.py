@@ -300,6 +300,10 @@ def test_a_table_with_a_gap_is_refused_at_start_up() -> None:
     data["kidney"]["aki"]["source"] = "a blog"
     with pytest.raises(ValueError, match="source 'a blog'"):
         SafetyTableKnowledge.model_validate(data)
+    data = json.loads((default_hooks_dir() / "knowledge" / "safety-table.json").read_text())
+    data["kidney"]["aki"]["line"] = "**AKI:** {evidence}, {egfr}"
+    with pytest.raises(ValueError, match="unknown placeholders"):
+        SafetyTableKnowledge.model_validate(data)
 
 
 def test_the_readme_shows_the_table_as_the_engine_has_it(engine: CdsEngine) -> None:
