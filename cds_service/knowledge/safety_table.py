@@ -462,8 +462,9 @@ class SafetyTable:
         offers: tuple[StudyKey, ...],
         drivers: tuple[FactSource, ...],
     ) -> tuple[str, ...]:
-        """Which safety lines the card carries: an allergy for each agent involved, the other
-        contrast class when it is the one offered, one kidney line, the implant's line."""
+        """Which safety lines the card carries: every contrast reaction on record once a contrast
+        study is in play, the other contrast class when it is the one offered, one kidney line,
+        the implant's line (labelling to identify, MR Conditional, cochlear)."""
         k = self.k
         offered = ((recommended,) if recommended else ()) + offers
         agents: list[AgentName] = []
