@@ -52,6 +52,7 @@ from cds_service.knowledge.clients import resolve as resolve_client
 from cds_service.knowledge.loader import Knowledge, KnowledgeError, ServiceDefinition
 from cds_service.knowledge.names import NameMatcher
 from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.safety_table import SafetyTable
 from cds_service.knowledge.site import (
     CLIENT_FILE,
     NO_SITE,
@@ -227,6 +228,7 @@ class CdsEngine:
                 )
         self.implant_names = NameMatcher(knowledge.safety.implantTextPatterns)
         self.contrast = ContrastReader(knowledge.contrast, knowledge.valuesets)
+        self.safety_table = SafetyTable(knowledge.table)
         self.pathway = PathwayReader(knowledge)
         self.due_imaging = DueImagingReader(knowledge.pathway)
         self.fact_cache = fact_cache
@@ -337,6 +339,7 @@ class CdsEngine:
             devices_known=record.devices_known,
             latest_prior=latest_prior_imaging(record),
             today=today,
+            table=self.safety_table,
             pathway=self.pathway.position(record, clinical),
         )
 
@@ -380,7 +383,12 @@ class CdsEngine:
             return quiet(True, (rule,))
         ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
         rendered = self.renderer.render_due(
-            finding, situation, ordering, new_uuid, tuple(reading.unreadable)
+            finding,
+            situation,
+            ordering,
+            new_uuid,
+            tuple(reading.unreadable),
+            SuggestionStyle(selection=self.client.selectionBehavior),
         )
         shown = self.site.mode(rule) == "active"
         card = rendered.card
@@ -434,6 +442,7 @@ class CdsEngine:
         rules: tuple[RuleId, ...] = ()
         silent: tuple[RuleId, ...] = ()
         issued: tuple[IssuedCard, ...] = ()
+        not_appropriate: dict[str, str] = {}
         if clinical is not None:
             situation = self._situation(record, clinical, today or utc_today())
             history_card = service.config.standaloneHistoryCard
@@ -469,7 +478,14 @@ class CdsEngine:
                 for r in rendered
             )
             shown_for = {r.order: r.rule for r in shown}
-        actions = self._pama_actions(service, orders, clinical is not None, shown_for)
+            # The table's rating where its card recommends another study instead of the order.
+            for a in advice:
+                cell = situation.cell(a.order, a.rated)
+                if a.order.reference in shown_for and cell is not None and cell.rating:
+                    not_appropriate[a.order.reference] = cell.rating
+        actions = self._pama_actions(
+            service, orders, clinical is not None, shown_for, not_appropriate
+        )
         places = self.client.pama.where
         response = CdsResponse(
             cards=cards,
@@ -512,6 +528,7 @@ class CdsEngine:
         orders: list[ImagingOrder],
         in_scope: bool,
         shown_for: Mapping[str, RuleId],
+        table_ratings: Mapping[str, str],
     ) -> list[Action]:
         """PAMA ratings for CPT-coded orders, by procedure code and in agreement with the card
         shown for each, at the hooks the client profile asks for them (clinical.pama)."""
@@ -521,7 +538,9 @@ class CdsEngine:
         rater = self.renderer.rater
         for order in orders:
             codes = cpt_codes(order.draft.codes)
-            rating = rater.rating(codes, in_scope, shown_for.get(order.reference))
+            rating = table_ratings.get(order.reference) or rater.rating(
+                codes, in_scope, shown_for.get(order.reference)
+            )
             action = self.renderer.pama_action(order, rating)
             if action is not None:
                 actions.append(action)

@@ -124,3 +124,21 @@ def test_replay_sends_a_request_to_the_service_of_its_hook(
     select = "salivary-post-treatment-imaging-order-select"
     assert main(["replay", str(request), "--service", select]) == 1  # the flag still wins
     assert "hook is 'order-sign' but service" in capsys.readouterr().out
+
+
+def test_safety_table_prints_and_rewrites_the_readme_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cds_service.knowledge.safety_table_doc import END, START
+
+    assert main(["safety-table"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(START) and printed.rstrip().endswith(END)
+    assert "| labelling-unknown | clear | clear | identify labelling; CT fallback" in printed
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{START}\nold\n{END}\n\nAfter.\n", encoding="utf-8")
+    assert main(["safety-table", "--readme", str(readme)]) == 0
+    assert readme.read_text(encoding="utf-8") == f"# Title\n\n{printed}\nAfter.\n"
+    no_section = tmp_path / "other.md"
+    no_section.write_text("# nothing generated here\n", encoding="utf-8")
+    assert main(["safety-table", "--readme", str(no_section)]) == 2

@@ -11,7 +11,8 @@ import pytest
 from cds_service.clinical.guidance import find_implant
 from cds_service.engine import CdsEngine
 from cds_service.fhir import build as fb
-from cds_service.knowledge.codesystems import LOINC
+from cds_service.knowledge.codesystems import ICD10CM, LOINC
+from cds_service.knowledge.safety_table import Factors
 from tests.conftest import expected_outcomes, patient_record, vignette
 
 TODAY = date(2026, 11, 24)
@@ -34,27 +35,31 @@ def _facts(engine: CdsEngine, body: dict[str, Any]) -> tuple[Any, Any]:
 
 
 @pytest.mark.parametrize("name", sorted(expected_outcomes()))
-def test_no_recommended_suggestion_contradicts_allergy_kidney_or_implant(
-    engine: CdsEngine, name: str
-) -> None:
+def test_no_suggestion_contradicts_allergy_kidney_or_implant(engine: CdsEngine, name: str) -> None:
+    """Over every vignette: a study the safety table keeps from the patient (to avoid, or until
+    the implant's labelling is known) is never offered; the default is always a clear study; no
+    card calls contrast "unsafe"."""
     body = vignette(name)
     outcome = engine.evaluate(expected_outcomes()[name]["service"], body, today=TODAY)
     safety, implant = _facts(engine, body)
-    mri_ruled_out = implant is not None and implant.rules_out_mri
+    factors = Factors(
+        safety.severity("gadolinium"),
+        safety.severity("iodinated"),
+        safety.kidney_category,
+        "none" if implant is None else implant.category,
+    )
+    tiers = engine.safety_table.study_tiers(factors, "us")
     for card in outcome.response.cards:
+        assert "unsafe" not in f"{card.summary} {card.detail}".lower().replace("mr unsafe", "")
         for suggestion in card.suggestions or []:
-            created = [a.resource for a in suggestion.actions if a.type == "create"]
-            for resource in created:
-                assert resource is not None
-                study = resource["code"]["text"]
-                if study == MRI:
-                    assert safety.allergy("gadolinium") is None, name
-                    assert not mri_ruled_out, name
-                if study == CT:
-                    assert safety.allergy("iodinated") is None, name
-                    assert not (safety.kidney is not None and mri_ruled_out), name
-                if suggestion.isRecommended and study == CT and safety.kidney is not None:
-                    assert mri_ruled_out, name  # MRI is preferred where it is possible
+            for action in suggestion.actions:
+                study = (action.resource or {}).get("code", {}).get("text")
+                key = {MRI: "mri-protocol", CT: "ct-neck-with-contrast"}.get(study)
+                if key is None:
+                    continue
+                assert tiers[key] in ("clear", "caution"), name  # type: ignore[index]
+                if suggestion.isRecommended:
+                    assert tiers[key] == "clear", name  # type: ignore[index]
 
 
 PID = "p"
@@ -85,17 +90,62 @@ def test_allergies_are_read_by_agent_name_and_status(engine: CdsEngine) -> None:
         assert _assess(engine, fb.allergy(PID, "a5", not_contrast)).allergies == ()
 
 
-def test_kidney_function_is_the_latest_recent_egfr_below_30(engine: CdsEngine) -> None:
+def _category(engine: CdsEngine, *resources: dict[str, Any]) -> str:
+    return str(_assess(engine, *resources).kidney_category)
+
+
+def _icd(cid: str, code: str, recorded: str, text: str | None = None) -> dict[str, Any]:
+    return fb.condition(PID, cid, [fb.coding(ICD10CM, code)], text=text, recorded=recorded)
+
+
+def test_kidney_function_is_one_category_the_recent_egfr_first(engine: CdsEngine) -> None:
     low = _egfr("e1", 24, "2026-11-01")
-    assert _assess(engine, low).kidney is not None
-    assert _assess(engine, _egfr("e2", 24, "2026-05-01")).kidney is None  # over 90 days old
-    assert _assess(engine, _egfr("e3", 45, "2026-11-01")).kidney is None
+    assert _category(engine, low) == "egfr-below-30"
+    assert _category(engine, _egfr("e2", 24, "2026-05-01")) == "egfr-below-30-stale"
+    assert _category(engine, _egfr("e3", 38, "2026-11-01")) == "egfr-30-44"
+    assert _category(engine, _egfr("e3", 45, "2026-11-01")) == "normal"
     later_normal = _egfr("e4", 52, "2026-11-20")
-    assert _assess(engine, low, later_normal).kidney is None  # the latest result decides
-    assert _assess(engine, _egfr("e5", 22, "2026-11-01", code=None)).kidney is not None  # by name
-    dialysis = fb.condition(PID, "c1", [fb.coding("http://hl7.org/fhir/sid/icd-10-cm", "Z99.2")])
+    assert _category(engine, low, later_normal) == "normal"  # the latest result decides
+    assert _category(engine, _egfr("e5", 22, "2026-11-01", code=None)) == "egfr-below-30"
+    # A recent eGFR outranks an old end-stage code; after a transplant it says so.
+    esrd = _icd("c0", "N18.6", "2019-01-01")
+    assert _category(engine, esrd) == "egfr-below-30"
+    assert _category(engine, esrd, later_normal) == "normal"
+    transplant = _icd("c2", "Z94.0", "2021-01-01")
+    assert _category(engine, esrd, transplant, later_normal) == "transplant-normal"
+    # Dialysis: anuric only when the record says so; AKI only when recent.
+    dialysis = _icd("c1", "Z99.2", "2024-01-01")
+    assert _category(engine, dialysis) == "dialysis-residual"
+    anuric = fb.condition(PID, "c3", [], text="Anuric, on haemodialysis", recorded="2024-01-01")
+    assert _category(engine, dialysis, anuric) == "dialysis-anuric"
+    assert _category(engine, _icd("c4", "N17.9", "2026-11-20"), later_normal) == "aki"
+    assert _category(engine, _icd("c4", "N17.9", "2025-01-01")) == "normal"  # long ago
     risk = _assess(engine, dialysis).kidney
     assert risk is not None and "Z99.2" in risk.display
+
+
+@pytest.mark.parametrize(
+    ("severity", "criticality", "read"),
+    [
+        ("severe", None, "severe"),
+        ("moderate", None, "mild-moderate"),
+        ("mild", "high", "mild-moderate"),  # the reaction recorded outranks the criticality
+        (None, "high", "severe"),
+        (None, "low", "mild-moderate"),
+        (None, "unable-to-assess", "unknown"),
+        (None, None, "unknown"),
+    ],
+)
+def test_allergy_severity_is_read_from_the_reaction_then_the_criticality(
+    engine: CdsEngine, severity: str | None, criticality: str | None, read: str
+) -> None:
+    allergy = fb.allergy(PID, "a", "Iohexol", severity=severity, criticality=criticality)
+    assert _assess(engine, allergy).severity("iodinated") == read
+
+
+def test_a_dye_allergy_code_has_no_severity(engine: CdsEngine) -> None:
+    dye = _icd("dye", "Z91.041", "2020-01-01")
+    assert _assess(engine, dye).severity("iodinated") == "unknown"
 
 
 @pytest.mark.parametrize(
@@ -132,4 +182,5 @@ def test_a_ct_with_contrast_ordered_despite_a_contrast_allergy_recommends_the_mr
         if any(a.resource and a.resource["code"].get("text") == MRI for a in s.actions)
     ]
     assert mri.isRecommended is True
-    assert "Recorded allergy to iodinated contrast" in (card.detail or "")
+    assert card.summary.startswith("Iodinated contrast reaction on record")
+    assert "Prior reaction to iodinated contrast, severity not recorded" in (card.detail or "")

@@ -28,6 +28,7 @@ from cds_service.clinical.reasoning import find_post_treatment_context
 from cds_service.fhir.records import order_fact
 from cds_service.knowledge.loader import Knowledge
 from cds_service.knowledge.names import NameMatcher
+from cds_service.knowledge.safety_table import SafetyTable
 from tests.conftest import draft_service_request, patient_record
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -97,6 +98,7 @@ def _situation(knowledge: Knowledge, record: PatientRecord) -> PatientSituation:
         devices_known=record.devices_known,
         latest_prior=latest_prior_imaging(record),
         today=TODAY,
+        table=SafetyTable(knowledge.table),
     )
 
 

@@ -11,6 +11,7 @@ from cds_service.cards.wording import Wording, escape
 from cds_service.clinical.guidance import OrderAdvice, PatientSituation
 from cds_service.knowledge.loader import CardKnowledge
 from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.safety_table import Cell
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class CardContext:
     situation: PatientSituation
     history: History
     orders: SuggestionBuilder
+    #: The safety table's cell for this order (None: a study the table does not cover).
+    cell: Cell | None = None
 
     @property
     def ordered(self) -> str:

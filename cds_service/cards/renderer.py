@@ -9,6 +9,7 @@ suggested orders in ``suggestions``, the record in words in ``history``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from cds_service.cards import sections
 from cds_service.cards.context import CardContext
@@ -95,6 +96,7 @@ class CardRenderer:
         ordering: OrderingContext,
         new_uuid: UuidFactory,
         unreadable: Sequence[str] = (),
+        style: SuggestionStyle = DEFAULT_STYLE,
     ) -> RenderedCard:
         """The one patient-view card: imaging that is due, with one suggestion that creates
         the order (no draft exists), the same safety lines as the order cards and the record's
@@ -109,14 +111,17 @@ class CardRenderer:
             situation,
             ordering,
             new_uuid,
-            DEFAULT_STYLE,
+            style,
             self.rater,
         )
-        context = CardContext(self._k, self._words, None, situation, history, orders)
+        # No order is placed: the table's cell is the one for an order it suggests nothing in
+        # place of (as for an ultrasound), so the study offered and its safety lines agree.
+        cell = situation.table.cell(situation.factors, "us")
+        context = CardContext(self._k, self._words, None, situation, history, orders, cell)
         rendered = RULES[rule_id].build(context, finding)
         suggestions = rendered.suggestions
         cautions = list(dict.fromkeys(self._k.unreadable[key] for key in unreadable))
-        notices = sections.safety_lines(context, self._agent_labels, suggestions)
+        notices = sections.safety_lines(context, self._agent_labels)
         if cautions:
             notices.insert(0, self._words.common("couldNotCheck", lines=" ".join(cautions)))
         paragraphs = [
@@ -134,8 +139,13 @@ class CardRenderer:
             source=self._source,
             links=self._links,
             suggestions=suggestions or None,
-            selectionBehavior="at-most-one" if suggestions else None,
-            overrideReasons=self._reasons(rule_id, rendered.reason_variants),
+            selectionBehavior=("any" if style.selection == "any" else "at-most-one")
+            if suggestions
+            else None,
+            # the rule's own reasons: the cell stands for no order placed
+            overrideReasons=self._reasons(
+                rule_id, rendered.reason_variants, replace(context, cell=None)
+            ),
         )
         return RenderedCard(rule_id, card, "", tuple(orders.kinds[s.uuid] for s in suggestions))
 
@@ -171,7 +181,8 @@ class CardRenderer:
             style,
             self.rater,
         )
-        return CardContext(self._k, self._words, advice, situation, history, orders)
+        cell = situation.cell(advice.order, advice.rated)
+        return CardContext(self._k, self._words, advice, situation, history, orders, cell)
 
     def _card(
         self,
@@ -193,13 +204,21 @@ class CardRenderer:
         rendered = entry.build(context, advice.primary)
         suggestions = rendered.suggestions
         explanation = list(rendered.paragraphs)
+        # Nothing to click where the study is radiology's to decide (discuss with radiology):
+        # not even the history update, which would complete the order as placed.
+        discuss = rule_id == RuleId.DISCUSS_WITH_RADIOLOGY or (
+            context.cell is not None and context.cell.kind == "discuss"
+        )
         if advice.primary is not None and advice.missing_history:
             explanation.append(context.text(RuleId.MISSING_CLINICAL_HISTORY, "folded"))
-            if not any(touches(s, advice.order.reference, ("update",)) for s in suggestions):
+            updated = any(touches(s, advice.order.reference, ("update",)) for s in suggestions)
+            if not updated and not discuss:
                 suggestions = [*suggestions, context.orders.history_update(recommended=False)]
+        if discuss:
+            suggestions = []
         if style.selection == "any":
             suggestions = context.orders.keep_takeable_together(suggestions)
-        notices = sections.safety_lines(context, self._agent_labels, suggestions)
+        notices = sections.safety_lines(context, self._agent_labels)
         if cautions:
             notices.insert(0, self._words.common("couldNotCheck", lines=" ".join(cautions)))
         explanation[:0] = sections.pathway_lines(context, advice)
@@ -208,7 +227,12 @@ class CardRenderer:
             rendered.lead,
             *notices,
             sections.ratings_table(
-                self._words, self._ratings, self.rater, advice.rated, advice.order
+                self._words,
+                self._ratings,
+                self.rater,
+                advice.rated,
+                advice.order,
+                sections.not_offered_here(context.cell, situation.table.k.procedures),
             ),
             *explanation,
             *([sections.prior_markdown(self._words, situation)] if situation.latest_prior else []),
@@ -216,7 +240,7 @@ class CardRenderer:
         ]
         card = Card(
             uuid=new_uuid(),
-            summary=rendered.summary,
+            summary=sections.safety_summary(context) or rendered.summary,
             detail="\n\n".join(paragraphs),
             indicator=rule.indicator,
             source=self._source,
@@ -229,14 +253,28 @@ class CardRenderer:
             )
             if suggestions
             else None,
-            overrideReasons=self._reasons(rule_id, rendered.reason_variants),
+            overrideReasons=self._reasons(rule_id, rendered.reason_variants, context),
         )
         return card, tuple(context.orders.kinds[s.uuid] for s in suggestions)
 
-    def _reasons(self, rule_id: RuleId, variants: tuple[str, ...]) -> list[Coding]:
+    def _reasons(
+        self, rule_id: RuleId, variants: tuple[str, ...], context: CardContext
+    ) -> list[Coding]:
+        """The rule's override reasons, then the safety table's for this cell."""
         key = (rule_id, variants)
         if key not in self._override_reasons:  # a handful of combinations: built once each
             self._override_reasons[key] = [
                 Coding(**r.model_dump()) for r in self._k.override_reasons(rule_id, variants)
             ]
-        return self._override_reasons[key]
+        reasons = self._override_reasons[key]
+        cell = context.cell
+        if cell is None or not cell.reasons:
+            return reasons
+        table = context.situation.table.k.overrideReasons
+        codes = {r.code for r in reasons}
+        extra = [
+            Coding(system=self._k.overrideReasonSystem, code=r.code, display=r.display)
+            for r in (table[name] for name in cell.reasons)
+            if r.code not in codes
+        ]
+        return [*extra, *reasons]

@@ -4,7 +4,7 @@ and the record's evidence."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from cds_service.cards.context import CardContext
 from cds_service.cards.history import cancer_date_phrase, treatment_date_phrase
@@ -18,54 +18,53 @@ from cds_service.clinical.guidance import (
 )
 from cds_service.clinical.orders import ImagingOrder
 from cds_service.clinical.pama import PamaRater, cpt_codes
-from cds_service.contract.wire import Suggestion
-from cds_service.knowledge.loader import OrderKey, RatedProcedure, RatingKnowledge
+from cds_service.knowledge.loader import RatedProcedure, RatingKnowledge
 from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.safety_table import Cell, StudyKey
 
 
-def safety_lines(
-    c: CardContext, agent_labels: Mapping[str, str], suggestions: Sequence[Suggestion]
-) -> list[str]:
-    """One line for each safety fact that bears on the studies this card is about (the
-    ordered one and the suggested ones): a recorded contrast allergy, kidney function, an
-    MR Conditional or cochlear implant; and, when nothing is safe to suggest, that."""
-    words, advice, situation = c.words, c.advice, c.situation
-    rule_id = advice.rule_id if advice is not None else None
-    if rule_id == RuleId.DISCUSS_WITH_RADIOLOGY:
-        return []  # its own text names the implant and the contrast risks
-    ordered = advice.order.modality if advice is not None else None  # patient-view: nothing
-    involved = set(c.orders.suggested)
-    if ordered in ("MR", "MRA", "PET-MR"):
-        involved.add("mri-protocol")
-    if ordered == "CT":
-        involved.add("ct-neck-with-contrast")
-    contrast = situation.contrast
-    lines = []
-    studies: tuple[tuple[OrderKey, Agent], ...] = (
-        ("mri-protocol", "gadolinium"),
-        ("ct-neck-with-contrast", "iodinated"),
-    )
-    for key, agent in studies:
-        allergy = contrast.allergy(agent)
-        if key in involved and allergy is not None:
-            label = agent_labels[agent]
-            lines.append(words.common("allergyLine", agent=label, evidence=escape(allergy.display)))
-    kidney = contrast.kidney
-    if kidney is not None and "ct-neck-with-contrast" in involved:
-        lines.append(words.common("kidneyCtLine", evidence=escape(kidney.display)))
-    if kidney is not None and "mri-protocol" in involved:
-        lines.append(words.common("kidneyMriLine", evidence=escape(kidney.display)))
-    implant = situation.implant
-    if implant is not None and "mri-protocol" in involved:
-        name = escape(implant.display)
-        if implant.mr_status == "conditional" and rule_id != RuleId.MRI_CONDITIONAL_IMPLANT:
-            lines.append(words.common("conditionalLine", implant=name))
-        if implant.cochlear and ordered in ("MR", "MRA", "PET-MR"):
-            lines.append(words.common("cochlearLine", implant=name))
-    quiet = rule_id == RuleId.MRI_CONDITIONAL_IMPLANT
-    if not suggestions and not quiet and (contrast.allergies or kidney is not None):
-        lines.append(words.common("noStudyLine"))
+def safety_lines(c: CardContext, agent_labels: Mapping[str, str]) -> list[str]:
+    """The safety lines of this card, as the safety table's cell lists them: a contrast
+    reaction for each agent involved, the other contrast class when it is offered, one kidney
+    line, the implant's line. The one function that words them (from safety-table.json)."""
+    cell = c.cell
+    if cell is None:
+        return []
+    k = c.situation.table.k
+    contrast, implant = c.situation.contrast, c.situation.implant
+    lines: list[str] = []
+    for source in cell.lines:
+        if source.startswith("allergy:"):
+            agent: Agent = "gadolinium" if source == "allergy:gadolinium" else "iodinated"
+            allergy = contrast.allergy(agent)
+            assert allergy is not None
+            line = k.allergy[allergy.severity].line or ""
+            lines.append(
+                line.format(
+                    agent=agent_labels[agent],
+                    evidence=escape(allergy.display),
+                    different_agent=k.differentAgent[agent].text,
+                )
+            )
+        elif source == "other-class":
+            lines.append(k.otherClassLine.text)
+        elif source == "kidney" and contrast.kidney is not None:
+            line = k.kidney[contrast.kidney.category].line or ""
+            lines.append(line.format(evidence=escape(contrast.kidney.display)))
+        elif source == "implant" and implant is not None:
+            entry = k.implant[implant.category]
+            text = entry.cardiacLine if implant.cardiac and entry.cardiacLine else entry.line
+            conditional_card = (
+                c.advice is not None and c.advice.rule_id == RuleId.MRI_CONDITIONAL_IMPLANT
+            )
+            if text and not (conditional_card and text == entry.line and not implant.cochlear):
+                lines.append(text.format(implant=escape(implant.display)))
     return lines
+
+
+def safety_summary(c: CardContext) -> str | None:
+    """The summary the safety table gives this card, when a safety fact decides its advice."""
+    return None if c.cell is None else c.situation.table.summary_text(c.cell)
 
 
 def ratings_table(
@@ -74,10 +73,12 @@ def ratings_table(
     rater: PamaRater,
     rated: RatedProcedure | None,
     order: ImagingOrder | None,
+    not_here: frozenset[str] = frozenset(),
 ) -> str:
     """The ACR table, the ordered study's row marked: as read from the order, or else as
-    its procedure code is rated (CPT 70543 is the rated MRI's code, whatever the name).
-    Without an order (patient-view) no row is marked."""
+    its procedure code is rated (CPT 70543 is the rated MRI's code, whatever the name); the
+    rows of ``not_here`` (procedure ids the safety table does not offer) say so. Without an
+    order (patient-view) no row is marked."""
     codes = cpt_codes(order.draft.codes) if order is not None else ()
     coded = rater.procedure(codes) if rated is None else None
     rows = [words.common("ratingsColumns"), "|---|---|---|"]
@@ -88,8 +89,20 @@ def ratings_table(
         elif coded is not None and procedure.id == coded.id:
             code = next(c for c in codes if c in procedure.cpt)
             name = "**" + words.common("orderedCodeMark", name=name, code=code) + "**"
+        if procedure.id in not_here:
+            name = words.common("notHereMark", name=name)
         rows.append(f"| {name} | {procedure.category} | {procedure.radiation} |")
     return f"**{words.common('ratingsHeading')}**\n\n" + "\n".join(rows)
+
+
+def not_offered_here(cell: Cell | None, procedures: Mapping[StudyKey, str]) -> frozenset[str]:
+    """The rated procedures the safety table keeps from this patient (to avoid, or to wait for
+    the implant's labelling), so that the ACR table does not read as an invitation."""
+    if cell is None:
+        return frozenset()
+    return frozenset(
+        procedures[key] for key, tier in cell.tiers.items() if tier in ("avoid", "identify")
+    )
 
 
 def pathway_lines(c: CardContext, advice: OrderAdvice) -> list[str]:

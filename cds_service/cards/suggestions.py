@@ -18,6 +18,7 @@ from cds_service.contract.wire import Action, Suggestion
 from cds_service.fhir.records import OrderFact, json_copy
 from cds_service.knowledge.loader import CardKnowledge, ConcernChoice, OrderKey
 from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.safety_table import Cell
 
 #: FHIR R4 ServiceRequest.intent (required binding): a created order keeps the draft's.
 _REQUEST_INTENTS = frozenset(
@@ -276,6 +277,19 @@ class SuggestionBuilder:
                 self._create(key),
             ]
         return self.suggestion(f"replace:{key}", label, recommended, actions)
+
+    def offered(self, cell: Cell | None, labels: Mapping[Any, str]) -> list[Suggestion]:
+        """The studies the safety table's cell offers, the recommended one first (replacing the
+        draft, or added beside it, as the table says for the ordered study)."""
+        if cell is None:
+            return []
+        add = self.situation.table.k.studies[cell.ordered].action == "add"
+        return [
+            self.add(labels[key], key)
+            if add
+            else self.replace(labels[key], key, key == cell.recommended)
+            for key in cell.offered
+        ]
 
     def add(self, label: str, key: OrderKey) -> Suggestion:
         return self.suggestion(f"add:{key}", label, False, [self._create(key)])

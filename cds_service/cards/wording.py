@@ -42,6 +42,7 @@ COMMON_TEXTS: dict[str, frozenset[str]] = {
     "ratingsColumns": needs(),
     "orderedMark": needs("name"),
     "orderedCodeMark": needs("name", "code"),
+    "notHereMark": needs("name"),
     "replaceDescription": needs("alternative"),
     "priorComparison": needs("prior", "date"),
     "historyNote": needs(
@@ -70,12 +71,6 @@ COMMON_TEXTS: dict[str, frozenset[str]] = {
     "createDescription": needs("alternative"),
     "deleteDescription": needs("ordered"),
     "couldNotCheck": needs("lines"),
-    "allergyLine": needs("agent", "evidence"),
-    "kidneyCtLine": needs("evidence"),
-    "kidneyMriLine": needs("evidence"),
-    "conditionalLine": needs("implant"),
-    "cochlearLine": needs("implant"),
-    "noStudyLine": needs(),
 }
 
 DATE_TEXTS: dict[str, frozenset[str]] = {

@@ -45,6 +45,8 @@ from cds_service.contract.errors import (
 )
 from cds_service.engine import CdsEngine
 from cds_service.knowledge.loader import load_knowledge
+from cds_service.knowledge.safety_table import SafetyTable
+from cds_service.knowledge.safety_table_doc import render_markdown, replace_section
 from cds_service.store.report import build_report, format_report
 from cds_service.store.report_page import write_page
 from cds_service.store.storage import Database
@@ -120,6 +122,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     onboarding.add_argument(
         "--conceptmap", type=Path, default=None, help="write a draft orderables.json here"
+    )
+
+    table = commands.add_parser(
+        "safety-table",
+        help="print the contrast/kidney/implant decision table as markdown (the README's)",
+    )
+    table.add_argument(
+        "--readme", type=Path, default=None, help="rewrite that file's generated section instead"
     )
 
     report = commands.add_parser("report", help="cards shown, accepted and overridden")
@@ -281,6 +291,21 @@ def _orderables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _safety_table(args: argparse.Namespace) -> int:
+    knowledge = load_knowledge(load_settings().hooks_dir)
+    section = render_markdown(SafetyTable(knowledge.table))
+    if args.readme is None:
+        print(section, end="")
+        return 0
+    try:
+        document = args.readme.read_text(encoding="utf-8")
+        args.readme.write_text(replace_section(document, section), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{args.readme}: cannot update the safety table ({exc})") from exc
+    print(f"safety table written to {args.readme}")
+    return 0
+
+
 def _init_db(_args: argparse.Namespace) -> int:
     initialise(load_settings())
     print("database ready")
@@ -327,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": _report,
         "orderables": _orderables,
         "simulate": simulate.run,
+        "safety-table": _safety_table,
     }
     try:
         if args.command != "serve":  # gunicorn's configuration sets up the service's logging

@@ -102,7 +102,7 @@ class Vignette:
     description: str
     service: str
     request: dict[str, Any]
-    #: Per expected card: its rule id and text its detail must mention.
+    #: Per expected card: its rule id and text its summary or detail must mention.
     cards: tuple[dict[str, Any], ...]
     #: PAMA ratings expected as [draft reference, rating].
     pama: tuple[tuple[str, str], ...]
@@ -251,7 +251,14 @@ class VignetteBook:
         return fb.device(pid, r["id"], r["name"], r.get("status", "active"), r.get("safety"))
 
     def _allergy(self, pid: str, r: dict[str, Any]) -> fb.Resource:
-        return fb.allergy(pid, r["id"], r["substance"], r.get("clinical", "active"))
+        return fb.allergy(
+            pid,
+            r["id"],
+            r["substance"],
+            r.get("clinical", "active"),
+            r.get("severity"),
+            r.get("criticality"),
+        )
 
     def _lab_result(self, pid: str, r: dict[str, Any]) -> fb.Resource:
         value, unit = r["value"]

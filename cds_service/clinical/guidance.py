@@ -28,6 +28,13 @@ from cds_service.knowledge.loader import (
 )
 from cds_service.knowledge.names import NameMatcher
 from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.safety_table import (
+    Cell,
+    Factors,
+    ImplantCategory,
+    OrderedStudy,
+    SafetyTable,
+)
 from cds_service.knowledge.terminology import ValueSets
 
 MRI_MODALITIES = frozenset({"MR", "MRA", "PET-MR"})
@@ -43,11 +50,23 @@ class Implant:
     display: str
     mr_status: MrStatus = "unknown"
     cochlear: bool = False
+    #: A pacemaker or defibrillator: the device team programs its MR mode.
+    cardiac: bool = False
 
     @property
     def rules_out_mri(self) -> bool:
         """MR Unsafe, or nothing says otherwise: MRI is not suggested."""
         return self.mr_status in ("unsafe", "unknown")
+
+    @property
+    def category(self) -> ImplantCategory:
+        """The implant as the safety table reads it (a cochlear implant of unknown labelling
+        is first an implant whose labelling must be identified)."""
+        if self.mr_status == "unsafe":
+            return "mr-unsafe"
+        if self.mr_status == "unknown":
+            return "labelling-unknown"
+        return "cochlear" if self.cochlear else "mr-conditional"
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,15 @@ class DiscussWithRadiology:
     implant: Implant
     risks: tuple[str, ...]
     rule_id: Literal[RuleId.DISCUSS_WITH_RADIOLOGY] = RuleId.DISCUSS_WITH_RADIOLOGY
+
+
+@dataclass(frozen=True)
+class ContrastConcern:
+    """The order is the rated study, and a contrast allergy or kidney function on record
+    qualifies its contrast (the safety table's cell says what to do instead, if anything)."""
+
+    order: ImagingOrder
+    rule_id: Literal[RuleId.CONTRAST_ON_RECORD] = RuleId.CONTRAST_ON_RECORD
 
 
 @dataclass(frozen=True)
@@ -154,6 +182,7 @@ Finding = (
     MriContraindicated
     | MriConditionalImplant
     | DiscussWithRadiology
+    | ContrastConcern
     | IncompleteMri
     | CtNeck
     | PetTooEarly
@@ -166,7 +195,8 @@ Finding = (
 
 @dataclass(frozen=True)
 class PatientSituation:
-    """What holds for the patient across orders: scope, implant, priors, the date."""
+    """What holds for the patient across orders: scope, implant, priors, the date, and the
+    safety table that decides which study may be suggested for each order."""
 
     context: PostTreatmentContext
     implant: Implant | None
@@ -174,6 +204,7 @@ class PatientSituation:
     devices_known: bool
     latest_prior: PriorStudy | None
     today: date
+    table: SafetyTable
     contrast: ContrastSafety = field(default_factory=ContrastSafety)
     #: The last report and any recurrence on record (cds_service.clinical.pathway).
     pathway: PathwayPosition = field(default_factory=PathwayPosition)
@@ -188,46 +219,56 @@ class PatientSituation:
         """Device data was sent and nothing in it rules MRI out."""
         return self.mri_allowed and self.devices_known
 
-    def can_suggest(self, key: OrderKey) -> bool:
-        """Is this study safe to suggest with one click? Not with a contrast the patient is
-        recorded as allergic to; not CT with iodinated contrast at risk for the kidneys when MRI
-        is ruled out (then nothing is: discuss with radiology)."""
-        contrast = self.contrast
-        if key == "mri-protocol":
-            return self.mri_allowed and contrast.allergy("gadolinium") is None
-        if contrast.allergy("iodinated") is not None:
-            return False
-        return not (contrast.kidney is not None and not self.mri_allowed)
+    @property
+    def factors(self) -> Factors:
+        """The patient's safety facts as the table's factor values."""
+        return Factors(
+            self.contrast.severity("gadolinium"),
+            self.contrast.severity("iodinated"),
+            self.contrast.kidney_category,
+            "none" if self.implant is None else self.implant.category,
+            devices_unknown=not self.devices_known,
+        )
+
+    def cell(self, order: ImagingOrder, rated: RatedProcedure | None) -> Cell | None:
+        """The table's cell for this order (None: not a study the table covers)."""
+        ordered = ordered_study(order)
+        if ordered is None:
+            return None
+        procedures = self.table.k.procedures
+        kept = next((key for key, pid in procedures.items() if rated and rated.id == pid), None)
+        return self.table.cell(self.factors, ordered, kept)
 
     def alternative(self) -> OrderKey | None:
-        """The study to add or switch to: the MRI protocol unless something on record keeps it
-        from one click, else CT neck with IV contrast, else none (discuss with radiology)."""
-        for key in ("mri-protocol", "ct-neck-with-contrast"):
-            if self.can_suggest(key):
-                return key
-        return None
-
-    def preferred(self) -> OrderKey | None:
-        """Of the two rated studies, the one to recommend when a CT is being replaced: MRI
-        where it is possible (or the only one left, or the kidneys are at risk), else CT neck
-        with IV contrast, else none (discuss with radiology)."""
-        mri, ct = self.can_suggest("mri-protocol"), self.can_suggest("ct-neck-with-contrast")
-        if mri and (self.mri_possible or not ct or self.contrast.kidney is not None):
-            return "mri-protocol"
-        if ct:
-            return "ct-neck-with-contrast"
-        return None
+        """The one rated study to offer beside an order the table has no row for suggesting
+        in its place (e.g. now, instead of a PET/CT too early): as for an ultrasound."""
+        offered = self.table.cell(self.factors, "us").offered
+        return offered[0] if offered else None
 
     def contrast_risks(self) -> tuple[str, ...]:
-        """Why contrast for CT is unsafe to suggest here (for the discuss card)."""
+        """The contrast facts that leave no study to suggest (for the discuss card)."""
         risks = [
-            f"a recorded allergy to iodinated contrast ({a.display})"
+            f"a recorded reaction to {a.agent} contrast ({a.display})"
             for a in self.contrast.allergies
-            if a.agent == "iodinated"
         ]
         if self.contrast.kidney is not None:
-            risks.append(f"kidney function at risk ({self.contrast.kidney.display})")
+            risks.append(f"kidney function ({self.contrast.kidney.display})")
         return tuple(risks)
+
+
+def ordered_study(order: ImagingOrder) -> OrderedStudy | None:
+    """The order as the safety table's row: the study and the contrast it needs. An MRI whose
+    contrast is not said is read as with gadolinium (the protocol's), a CT as without."""
+    if order.modality in MRI_MODALITIES:
+        return "mri-without" if order.contrast == "without" else "mri-gadolinium"
+    if order.modality == "CT":
+        with_contrast = order.contrast in ("with", "without-and-with")
+        return "ct-iodinated" if with_contrast else "ct-without"
+    if order.modality == "PET-CT":
+        return "pet-ct"
+    if order.modality == "US":
+        return "us"
+    return None
 
 
 @dataclass(frozen=True)
@@ -272,6 +313,7 @@ def find_implant(
                     f"{name} ({code.label})",
                     reader.mr_status(said),
                     reader.cochlear(said),
+                    reader.cardiac(said),
                 )
             )
         elif condition.text and names.match(condition.text):
@@ -282,6 +324,7 @@ def find_implant(
                     condition.text,
                     reader.mr_status(said),
                     reader.cochlear(said),
+                    reader.cardiac(said),
                 )
             )
     for device in record.devices:
@@ -295,6 +338,7 @@ def find_implant(
                     device.display,
                     reader.mr_status(said),
                     reader.cochlear(said),
+                    reader.cardiac(said),
                 )
             )
     if not found:
@@ -358,20 +402,23 @@ def assess_mri(order: ImagingOrder, protocol: RecommendedProtocol) -> Incomplete
     return IncompleteMri(order, missing, contrast_problem)
 
 
-def _ct_neck(order: ImagingOrder, situation: PatientSituation) -> CtNeck | None:
+def _ct_neck(order: ImagingOrder, cell: Cell | None) -> CtNeck | None:
     if not (order.regions_known and order.regions & NECK_REGIONS):
         return None
     if order.contrast == "without":
         return CtNeck(order, RuleId.CT_NECK_WITHOUT_CONTRAST)
     if order.contrast == "unspecified":
         return CtNeck(order, RuleId.CT_NECK_CONTRAST_UNSPECIFIED)
-    if (
-        order.contrast == "with"
-        and situation.mri_possible
-        and situation.can_suggest("mri-protocol")
-    ):
+    mri = (
+        cell is not None
+        and cell.tiers["mri-protocol"] == "clear"
+        and "mri-protocol" in cell.offered
+    )
+    if order.contrast == "with" and mri:
         return CtNeck(order, RuleId.CT_NECK_MRI_PREFERRED)
-    return None  # with contrast and MRI contraindicated or unknown; w/wo; conflicting
+    # with contrast and MRI not recommended (an implant, a cochlear implant's CT, device data
+    # unknown); w/wo; conflicting
+    return None
 
 
 def _pet_too_early(
@@ -456,27 +503,27 @@ def _order_finding(
 ) -> Finding | None:
     protocol = knowledge.imaging.recommendedProtocol
     implant = situation.implant
+    cell = situation.cell(order, rated_procedure(order, knowledge.ratings))
     if order.modality in MRI_MODALITIES:
         head_neck = order.covers_any(protocol.headNeckRegions)
         if implant is not None and head_neck and implant.rules_out_mri:
-            if not situation.can_suggest("ct-neck-with-contrast"):
+            if cell is not None and not cell.offered:
                 return DiscussWithRadiology(order, implant, situation.contrast_risks())
             return MriContraindicated(order, implant)
         incomplete = assess_mri(order, protocol)
         conditional = implant is not None and implant.mr_status == "conditional"
         if incomplete is None and implant is not None and head_neck and conditional:
             return MriConditionalImplant(order, implant)
+        if incomplete is None and head_neck and cell is not None and cell.ordered_tier != "clear":
+            return ContrastConcern(order)
         return incomplete
     if order.modality == "CT":
-        if (
-            implant is not None
-            and implant.rules_out_mri
-            and order.regions_known
-            and order.regions & NECK_REGIONS
-            and not situation.can_suggest("ct-neck-with-contrast")
-        ):
+        neck = order.regions_known and order.regions & NECK_REGIONS
+        if neck and cell is not None and cell.kind == "discuss" and implant is not None:
             return DiscussWithRadiology(order, implant, situation.contrast_risks())
-        return _ct_neck(order, situation)
+        if neck and cell is not None and cell.ordered_tier != "clear":
+            return ContrastConcern(order)
+        return _ct_neck(order, cell)
     if order.modality == "PET-CT":
         return _pet_too_early(order, situation, knowledge.safety)
     if order.modality == "US" and not order.guided_procedure and order.covers_any(US_REGIONS):

@@ -174,6 +174,8 @@ class RecordBuilder:
         )
         contrast = knowledge.contrast
         self._allergy_names = NameMatcher([p for a in contrast.agents.values() for p in a.patterns])
+        #: Conditions read by their text alone: an implant, or anuria (dialysis without urine).
+        self._condition_names = NameMatcher([*implant_names.patterns, *contrast.anuriaPatterns])
         self._egfr_codes = members(OBSERVATION_VALUESETS)
         self._egfr_names = NameMatcher(contrast.egfrNamePatterns)
         self._pending_statuses = knowledge.pathway.dueImaging.pendingStatuses
@@ -195,7 +197,7 @@ class RecordBuilder:
         if any(k in self._condition_codes for codes in condition_codes(raw) for k in _keys(codes)):
             return True
         text = text_of(raw.get("code"))
-        return text is not None and self._implant_names.match(text)
+        return text is not None and self._condition_names.match(text)
 
     def _procedure_matters(self, raw: Mapping[str, Any]) -> bool:
         codes = codes_of(raw.get("code"))

@@ -171,9 +171,18 @@ def device(
     return d
 
 
-def allergy(pid: str, aid: str, substance: str, clinical: str = "active") -> Resource:
-    """An allergy to a substance named in text (how EHRs often record contrast allergies)."""
-    return {
+def allergy(
+    pid: str,
+    aid: str,
+    substance: str,
+    clinical: str = "active",
+    severity: str | None = None,
+    criticality: str | None = None,
+    manifestation: str = "Hives",
+) -> Resource:
+    """An allergy to a substance named in text (how EHRs often record contrast allergies), with
+    the reaction's severity and the allergy's criticality when given."""
+    d: Resource = {
         "resourceType": "AllergyIntolerance",
         "id": aid,
         "clinicalStatus": _status(ALLERGY_CLINICAL, clinical),
@@ -181,6 +190,11 @@ def allergy(pid: str, aid: str, substance: str, clinical: str = "active") -> Res
         "code": {"text": substance},
         "patient": {"reference": f"Patient/{pid}"},
     }
+    if criticality:
+        d["criticality"] = criticality
+    if severity:
+        d["reaction"] = [{"manifestation": [{"text": manifestation}], "severity": severity}]
+    return d
 
 
 def lab_result(

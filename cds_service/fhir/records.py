@@ -178,6 +178,10 @@ class AllergyFact:
     names: tuple[str, ...]
     clinical_status: str | None
     verification_status: str | None
+    #: AllergyIntolerance.criticality (low, high, unable-to-assess), when recorded.
+    criticality: str | None = None
+    #: Every reaction's severity (mild, moderate, severe), as recorded.
+    severities: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:
@@ -505,6 +509,12 @@ def allergy_fact(a: Mapping[str, Any]) -> AllergyFact | None:
         allergy_names(a),
         _status_code(a.get("clinicalStatus")),
         _status_code(a.get("verificationStatus")),
+        _text(a.get("criticality")),
+        tuple(
+            severity
+            for r in _objects(a.get("reaction"))
+            if (severity := _text(r.get("severity"))) is not None
+        ),
     )
 
 

@@ -24,6 +24,7 @@ from cds_service.knowledge.clients import ClientProfile, ClientProfileError, loa
 from cds_service.knowledge.codesystems import normalise_code
 from cds_service.knowledge.names import UncheckablePatternError, required_words
 from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.safety_table import SafetyTable, SafetyTableKnowledge, check_every_cell
 from cds_service.knowledge.terminology import Concept, ValueSetName, ValueSets
 
 CHECKED_AGAINST_URL = "urn:salivary-imaging-cds:extension:checked-against"
@@ -345,14 +346,20 @@ class ContrastSafetyKnowledge(_Strict):
     agents: dict[Literal["gadolinium", "iodinated"], ContrastAgent]
     iodinatedAllergyValueSet: ValueSetName
     severeKidneyValueSet: ValueSetName
+    acuteKidneyInjuryValueSet: ValueSetName
+    dialysisValueSet: ValueSetName
+    kidneyTransplantValueSet: ValueSetName
     egfrValueSet: ValueSetName
     egfrNamePatterns: tuple[str, ...] = Field(min_length=1)
     egfrBelow: float = Field(gt=0, le=120)
+    egfrCautionBelow: float = Field(gt=0, le=120)
     egfrWithinDays: int = Field(gt=0, le=3650)
+    anuriaPatterns: tuple[str, ...] = Field(min_length=1)
     mrConditionalPatterns: tuple[str, ...] = Field(min_length=1)
     mrSafePatterns: tuple[str, ...] = Field(min_length=1)
     mrUnsafePatterns: tuple[str, ...] = Field(min_length=1)
     cochlearPatterns: tuple[str, ...] = Field(min_length=1)
+    cardiacDevicePatterns: tuple[str, ...] = Field(min_length=1)
 
     def gated_patterns(self) -> dict[str, tuple[str, ...]]:
         """Every pattern read behind a derived pre-check, by where it is written."""
@@ -363,6 +370,8 @@ class ContrastSafetyKnowledge(_Strict):
             mrSafePatterns=self.mrSafePatterns,
             mrUnsafePatterns=self.mrUnsafePatterns,
             cochlearPatterns=self.cochlearPatterns,
+            anuriaPatterns=self.anuriaPatterns,
+            cardiacDevicePatterns=self.cardiacDevicePatterns,
         )
         return found
 
@@ -562,6 +571,8 @@ class Knowledge:
     safety: SafetyKnowledge
     contrast: ContrastSafetyKnowledge
     pathway: PathwayKnowledge
+    #: The contrast and implant safety decision table (hooks/knowledge/safety-table.json).
+    table: SafetyTableKnowledge
     #: The version hooks/knowledge/version.json declares (people edit it with the knowledge).
     declared_version: str = "unversioned"
     #: sha256 of every file under hooks/: the version says exactly which knowledge was in force.
@@ -718,6 +729,20 @@ def _check_protocol_is_rated(protocol: RecommendedProtocol, ratings: RatingKnowl
     raise KnowledgeError("ratings.json: the recommended protocol has no rating")
 
 
+def _check_safety_table(table: SafetyTableKnowledge, ratings: RatingKnowledge) -> None:
+    """The table names rated procedures, and every one of its cells can be rendered."""
+    rated = {p.id for p in ratings.procedures}
+    unknown = set(table.procedures.values()) - rated
+    if unknown:
+        raise KnowledgeError(
+            f"safety-table.json: procedures not in ratings.json: {sorted(unknown)}"
+        )
+    try:
+        check_every_cell(SafetyTable(table))
+    except ValueError as exc:
+        raise KnowledgeError(f"safety-table.json: {exc}") from exc
+
+
 def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
     """Read and validate hooks/; raise KnowledgeError naming the first problem found."""
     root = hooks_dir or default_hooks_dir()
@@ -748,6 +773,9 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
             _read_json(root / "knowledge" / "contrast-safety.json")
         )
         pathway = PathwayKnowledge.model_validate(_read_json(root / "knowledge" / "pathway.json"))
+        table = SafetyTableKnowledge.model_validate(
+            _read_json(root / "knowledge" / "safety-table.json")
+        )
         version = VersionFile.model_validate(_read_json(root / "knowledge" / "version.json"))
         clients = load_profiles(root / "clients")
     except ValidationError as exc:
@@ -757,6 +785,7 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
     _check_override_reasons(cards)
     _check_patterns(imaging, safety, contrast)
     _check_protocol_is_rated(imaging.recommendedProtocol, ratings)
+    _check_safety_table(table, ratings)
     return Knowledge(
         services,
         ValueSets(members),
@@ -766,6 +795,7 @@ def load_knowledge(hooks_dir: Path | None = None) -> Knowledge:
         safety,
         contrast,
         pathway,
+        table,
         declared_version=version.version,
         digest=files_digest(root, (p for p in root.rglob("*") if p.is_file())),
         clients=clients,

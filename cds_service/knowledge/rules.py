@@ -11,6 +11,7 @@ class RuleId(StrEnum):
     MRI_CONTRAINDICATED = "mri-contraindicated"
     MRI_CONDITIONAL_IMPLANT = "mri-conditional-implant"
     DISCUSS_WITH_RADIOLOGY = "discuss-with-radiology"
+    CONTRAST_ON_RECORD = "contrast-on-record"
     INCOMPLETE_MRI_PROTOCOL = "incomplete-mri-protocol"
     CT_NECK_WITHOUT_CONTRAST = "ct-neck-without-contrast"
     CT_NECK_CONTRAST_UNSPECIFIED = "ct-neck-contrast-unspecified"

@@ -26,6 +26,9 @@ class ValueSetName(StrEnum):
     MRI_UNSAFE_IMPLANT = "mri-unsafe-implant"
     IODINATED_CONTRAST_ALLERGY = "iodinated-contrast-allergy"
     SEVERE_KIDNEY_DISEASE = "severe-kidney-disease"
+    ACUTE_KIDNEY_INJURY = "acute-kidney-injury"
+    DIALYSIS = "dialysis"
+    KIDNEY_TRANSPLANT = "kidney-transplant"
     EGFR = "egfr-observation"
     SALIVARY_CANCER_METASTASIS = "salivary-cancer-metastasis"
 
@@ -41,6 +44,9 @@ CONDITION_VALUESETS = (
     ValueSetName.MRI_UNSAFE_IMPLANT,
     ValueSetName.IODINATED_CONTRAST_ALLERGY,
     ValueSetName.SEVERE_KIDNEY_DISEASE,
+    ValueSetName.ACUTE_KIDNEY_INJURY,
+    ValueSetName.DIALYSIS,
+    ValueSetName.KIDNEY_TRANSPLANT,
     ValueSetName.SALIVARY_CANCER_METASTASIS,
 )
 #: Value sets read on Observations (code).

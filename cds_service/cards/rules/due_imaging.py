@@ -34,13 +34,13 @@ def _offer(c: CardContext, rule: RuleId) -> tuple[str, list[Suggestion], list[st
     MRI is not the one offered, when it is not."""
     situation = c.situation
     why_not_mri = []
-    if not situation.can_suggest("mri-protocol"):
+    key = situation.alternative()  # the safety table's first study offered (MRI, else CT)
+    if key != "mri-protocol":
         implant, allergy = situation.implant, situation.contrast.allergy("gadolinium")
         if implant is not None and implant.rules_out_mri:
             why_not_mri.append(c.text(rule, "mriRuledOutImplant", implant=escape(implant.display)))
         elif allergy is not None:
             why_not_mri.append(c.text(rule, "mriRuledOutAllergy", evidence=escape(allergy.display)))
-    key = situation.alternative()
     if key is None:
         return c.text(rule, "studyNone"), [], why_not_mri
     study = c.text(rule, "studyMri" if key == "mri-protocol" else "studyCt")

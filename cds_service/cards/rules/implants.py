@@ -17,10 +17,8 @@ from cds_service.knowledge.rules import RuleId
 
 def mri_conditional_implant(c: CardContext, finding: MriConditionalImplant) -> Rendered:
     rule = finding.rule_id
-    suggestions = []
-    if finding.implant.cochlear and c.situation.can_suggest("ct-neck-with-contrast"):
-        label = c.text(rule, "ctSuggestionLabel")
-        suggestions.append(c.orders.replace(label, "ct-neck-with-contrast", False))
+    labels = {"ct-neck-with-contrast": c.text(rule, "ctSuggestionLabel")}
+    suggestions = c.orders.offered(c.cell, labels)
     implant = escape(finding.implant.display)
     return Rendered(
         c.summary(rule),
@@ -31,6 +29,7 @@ def mri_conditional_implant(c: CardContext, finding: MriConditionalImplant) -> R
 
 
 def discuss_with_radiology(c: CardContext, finding: DiscussWithRadiology) -> Rendered:
+    """No study is suggested and no action offered: the study is radiology's to decide."""
     rule = finding.rule_id
     return Rendered(
         c.summary(rule),
@@ -52,7 +51,7 @@ def mri_contraindicated(c: CardContext, finding: MriContraindicated) -> Rendered
         c.summary(rule),
         c.text(rule, "lead", implant=escape(finding.implant.display)),
         [c.text(rule, "problem")],
-        [c.orders.replace(c.text(rule, "suggestionLabel"), "ct-neck-with-contrast", True)],
+        c.orders.offered(c.cell, {"ct-neck-with-contrast": c.text(rule, "suggestionLabel")}),
     )
 
 

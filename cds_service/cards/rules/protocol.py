@@ -37,21 +37,11 @@ def incomplete_mri(c: CardContext, finding: IncompleteMri) -> Rendered:
     restaging = situation.pathway.recurrence is not None
     paragraphs.append(c.text(rule, "whyRestaging" if restaging else "why"))
     summary = c.summary(rule) if finding.missing_regions else c.text(rule, "summaryContrast")
-    implant = situation.implant
-    if situation.can_suggest("mri-protocol"):
-        suggestions = [c.orders.replace(c.text(rule, "suggestionLabel"), "mri-protocol", True)]
-        if (
-            implant is not None
-            and implant.cochlear
-            and situation.can_suggest("ct-neck-with-contrast")
-        ):  # the magnet's artefact: CT stays an option
-            label = c.text(rule, "ctSuggestionLabel")
-            suggestions.append(c.orders.replace(label, "ct-neck-with-contrast", False))
-    elif situation.can_suggest("ct-neck-with-contrast"):  # gadolinium allergy
-        label = c.text(rule, "ctSuggestionLabel")
-        suggestions = [c.orders.replace(label, "ct-neck-with-contrast", True)]
-    else:
-        suggestions = []
+    labels = {
+        "mri-protocol": c.text(rule, "suggestionLabel"),
+        "ct-neck-with-contrast": c.text(rule, "ctSuggestionLabel"),
+    }
+    suggestions = c.orders.offered(c.cell, labels)
     variants = (
         *(("regions",) if finding.missing_regions else ()),
         *((finding.contrast_problem,) if finding.contrast_problem else ()),
@@ -63,36 +53,29 @@ def ct_neck(c: CardContext, finding: CtNeck) -> Rendered:
     rule = finding.rule_id
     lead = c.text(rule, "lead", ordered=c.ordered)
     paragraphs = [c.text(rule, "problem")]
-    summary = c.summary(rule)
-    situation = c.situation
-    if rule != RuleId.CT_NECK_MRI_PREFERRED and not situation.can_suggest("ct-neck-with-contrast"):
-        summary = c.text(rule, "summaryNoCt")  # never advise the unsafe contrast
     if rule == RuleId.CT_NECK_MRI_PREFERRED:
-        # The ordered CT's own contrast is unsafe here: the MRI is then the recommendation.
-        at_risk = not situation.can_suggest("ct-neck-with-contrast")
-        label = c.text(rule, "suggestionLabel")
-        suggestion = c.orders.replace(label, "mri-protocol", at_risk)
-        return Rendered(summary, lead, paragraphs, [suggestion])
-    preferred = situation.preferred()
-    suggestions = []
-    if situation.can_suggest("ct-neck-with-contrast"):
-        label = c.text(rule, "ctSuggestionLabel")
-        recommended = preferred == "ct-neck-with-contrast"
-        suggestions.append(c.orders.replace(label, "ct-neck-with-contrast", recommended))
-    if situation.can_suggest("mri-protocol"):
-        label = c.text(rule, "mriSuggestionLabel")
-        suggestions.append(c.orders.replace(label, "mri-protocol", preferred == "mri-protocol"))
-    return Rendered(summary, lead, paragraphs, suggestions)
+        labels = {"mri-protocol": c.text(rule, "suggestionLabel")}
+    else:
+        labels = {
+            "mri-protocol": c.text(rule, "mriSuggestionLabel"),
+            "ct-neck-with-contrast": c.text(rule, "ctSuggestionLabel"),
+        }
+    summary = c.summary(rule)
+    ct_only = c.cell is not None and "mri-protocol" not in c.cell.offered
+    if rule != RuleId.CT_NECK_MRI_PREFERRED and ct_only:
+        summary = c.text(rule, "summaryCtOnly")  # e.g. an implant: the MRI is not offered
+    return Rendered(summary, lead, paragraphs, c.orders.offered(c.cell, labels))
 
 
 def us_limited(c: CardContext, finding: UsLimited) -> Rendered:
     rule = finding.rule_id
-    key = c.situation.alternative()
-    suggestions = []
-    if key is not None:
-        label = c.text(rule, "suggestionLabel", alternative=c.k.orders[key].text)
-        suggestions.append(c.orders.add(label, key))
+    labels = {
+        key: c.text(rule, "suggestionLabel", alternative=c.k.orders[key].text) for key in c.k.orders
+    }
+    suggestions = c.orders.offered(c.cell, labels)
     summary = c.summary(rule) if suggestions else c.text(rule, "summaryNoStudy")
+    if c.cell is not None and c.cell.offered[:1] == ("ct-neck-with-contrast",):
+        summary = c.text(rule, "summaryCt")
     return Rendered(
         summary,
         c.text(rule, "lead", ordered=c.ordered),
@@ -127,7 +110,7 @@ RENDERINGS: dict[RuleId, RuleRendering] = {
                 "problem": needs(),
                 "ctSuggestionLabel": needs(),
                 "mriSuggestionLabel": needs(),
-                "summaryNoCt": needs(),
+                "summaryCtOnly": needs(),
             },
         )
         for rule in (RuleId.CT_NECK_WITHOUT_CONTRAST, RuleId.CT_NECK_CONTRAST_UNSPECIFIED)
@@ -145,6 +128,7 @@ RENDERINGS: dict[RuleId, RuleRendering] = {
             "problem": needs(),
             "suggestionLabel": needs("alternative"),
             "summaryNoStudy": needs(),
+            "summaryCt": needs(),
         },
     ),
 }
