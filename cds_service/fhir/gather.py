@@ -3,7 +3,10 @@
 This is the only module that knows where data comes from. Per prefetch key:
 - present (a resource or a Bundle): used;
 - null: the client says there is no such data: used as empty, never fetched;
-- an OperationOutcome, or absent: missing.
+- an OperationOutcome, or absent: missing;
+- a Bundle that is not the whole answer (an error OperationOutcome entry, a ``next`` link to
+  pages not sent): missing too, and remembered as such: when it cannot be fetched whole, an
+  optional key is "could not be read" (the card says so), never "none found".
 Missing keys the reasoning uses are fetched from ``fhirServer`` when it is allow-listed. A failed
 fetch of a required key (conditions, procedures) is a 412 naming keys and reasons. A failed fetch
 of an optional key (devices, prior imaging) makes that key unknown, exactly as when no server may
@@ -23,6 +26,7 @@ from cds_service.contract.errors import InvalidRequestError, PrefetchUnavailable
 from cds_service.contract.wire import HookRequest
 from cds_service.fhir.json_limits import MAX_RESOURCE_DEPTH, same_content, too_deep
 from cds_service.fhir.records import clean, subject_tie
+from cds_service.fhir.searchset import incomplete
 from cds_service.knowledge.loader import ServiceDefinition
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
@@ -55,7 +59,8 @@ def _resources_of(key: str, value: Any) -> Iterator[Mapping[str, Any]] | None:
     if kind == "OperationOutcome":
         return None
     if kind == "Bundle":
-        return iter(bundle_resources(value, f"prefetch.{key}"))
+        resources = bundle_resources(value, f"prefetch.{key}")  # shape errors first (400)
+        return None if incomplete(value) else iter(resources)
     return iter([value])
 
 
@@ -86,15 +91,19 @@ def read_prefetch(
     prefetch = prefetch or {}
     resources: list[Mapping[str, Any]] = []
     missing: list[str] = []
+    partial: dict[str, str] = {}
     for key in service.prefetch:
         if key in prefetch and prefetch[key] is None:
             continue  # null: no data of that kind, nothing to fetch
-        found = _resources_of(key, prefetch.get(key))
+        value = prefetch.get(key)
+        found = _resources_of(key, value)
         if found is None:
             missing.append(key)
+            if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+                partial[key] = incomplete(value) or "incomplete-searchset"
         else:
             resources.extend(found)
-    return PrefetchReading(tuple(resources), tuple(missing))
+    return PrefetchReading(tuple(resources), tuple(missing), (), partial)
 
 
 def gather(
@@ -122,11 +131,12 @@ def gather(
             )
         fetched = [r for key in wanted for r in result.resources.get(key, [])]
         still_missing = tuple(k for k in reading.missing if k not in result.resources)
+        partial = {k: r for k, r in reading.unreadable.items() if k not in result.resources}
         reading = PrefetchReading(
             reading.resources + tuple(fetched),
             still_missing,
             tuple(k for k in wanted if k in result.resources),
-            dict(sorted(result.failures.items())),
+            dict(sorted({**partial, **result.failures}.items())),
         )
     needed = [k for k in reading.missing if k in service.config.requiredPrefetch]
     if needed:
@@ -140,9 +150,12 @@ def gather(
         raise PrefetchUnavailableError(
             "Required prefetch data is missing and the service cannot fetch it",
             missingPrefetch=needed,
-            reasons=dict.fromkeys(needed, reason),
+            reasons={k: reading.unreadable.get(k, reason) for k in needed},
             prefetchTemplates={k: service.prefetch[k] for k in needed},
         )
+    if reading.unreadable:  # only the keys the reasoning reads: the card has a line for each
+        kept = {k: r for k, r in reading.unreadable.items() if k in used}
+        reading = PrefetchReading(reading.resources, reading.missing, reading.fetched, kept)
     return reading
 
 
