@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     site_dir: Path | None = None
     #: Largest request body accepted, in bytes (413 above it).
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    #: Seconds a request (headers and body) has to arrive whole once its connection is waited
+    #: on; past it: 408 and closed. Requests are received by the worker's event loop, never by
+    #: a thread (cds_service.web.buffered_worker): a slow client costs no thread.
+    request_read_timeout: float = Field(default=10.0, gt=0, le=300)
+    #: Bytes all requests being received by one worker may hold together (503 past it).
+    request_buffer_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     #: Draft orders judged in one hook call at most; more is a 400 naming the limit.
     max_orders: int = Field(default=50, ge=1, le=500)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
