@@ -10,7 +10,6 @@ what it says unambiguously: an older report never speaks for a newer one that sa
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -19,6 +18,7 @@ from cds_service.clinical.patient_record import PatientRecord
 from cds_service.clinical.reasoning import PostTreatmentContext, described, usable
 from cds_service.clinical.report_reading import ReportReader, ReportReading
 from cds_service.fhir.records import PartialDate
+from cds_service.knowledge.linear_regex import compile_linear
 from cds_service.knowledge.loader import Knowledge
 from cds_service.knowledge.terminology import ValueSetName
 
@@ -64,7 +64,7 @@ class PathwayReader:
         self._vs = knowledge.valuesets
         self._reports = ReportReader(knowledge.pathway)
         self._acc_codes = frozenset((c.system, c.code) for c in self._k.acc.morphologyCodes)
-        self._acc_text = re.compile(self._k.acc.textPattern, re.IGNORECASE)
+        self._acc_text = compile_linear(self._k.acc.textPattern, ignore_case=True)
 
     def position(self, record: PatientRecord, context: PostTreatmentContext) -> PathwayPosition:
         last = self.last_report(record)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cds_service.contract.errors import ConfigurationError
 from cds_service.knowledge.codesystems import normalise_code
+from cds_service.knowledge.linear_regex import NotLinearError, compile_linear
 from cds_service.knowledge.names import UncheckablePatternError, required_words
 from cds_service.knowledge.rules import RuleId
 from cds_service.knowledge.terminology import Concept, ValueSetName, ValueSets
@@ -423,6 +424,11 @@ class PathwayKnowledge(_Strict):
                 re.compile(pattern, re.IGNORECASE)
             except re.error as exc:
                 raise ValueError(f"pattern {pattern!r} does not compile: {exc}") from exc
+        # The histology pattern is read with RE2 (cds_service.clinical.pathway): linear time.
+        try:
+            compile_linear(self.acc.textPattern, ignore_case=True)
+        except NotLinearError as exc:
+            raise ValueError(f"acc.textPattern: {exc}") from exc
         if set(self.nirads.rank) != set(self.nirads.branches):
             raise ValueError("every NI-RADS category needs a rank and a branch")
         low, high = self.indeterminateFollowUpMonths
@@ -537,8 +543,8 @@ def _check_patterns(
     ]
     for pattern in groups:
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            compile_linear(pattern)  # applied to client text: RE2 (linear time) or refused
+        except NotLinearError as exc:
             raise KnowledgeError(f"imaging-orders.json: bad pattern {pattern!r}: {exc}") from exc
     # Patterns read behind a fast pre-check derived from them: each needs a word to check for.
     head_neck = imaging.recommendedProtocol.headNeckRegions
