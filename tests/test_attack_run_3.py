@@ -301,3 +301,36 @@ def test_an_error_outcome_in_a_fetched_bundle_is_unread_not_none() -> None:
         assert IMPLANTS_UNREAD in body_of(response)["cards"][0]["detail"]
     finally:
         recorder.server.stop()
+
+
+# --- 3. amplification by text ------------------------------------------------------------------
+
+
+def test_record_text_is_never_copied_unbounded_into_the_response() -> None:
+    """A 4 MB Condition.code.text and 50 drafts once gave a 1.43 GB response."""
+    body = vignette(POSITIVE)
+    condition = body["prefetch"]["conditions"]["entry"][-1]["resource"]
+    condition["code"]["text"] = "Mucoepidermoid carcinoma " + "x" * 4_000_000
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    drafts = []
+    for n in range(50):
+        copied = copy.deepcopy(draft)
+        copied["id"] = f"draft-{n}"
+        drafts.append({"resource": copied})
+    body["context"]["draftOrders"]["entry"] = drafts
+    body["context"]["selections"] = [f"ServiceRequest/draft-{n}" for n in range(50)]
+    client = _client(max_body_bytes=6_000_000)
+    response = client.post(HOOK_URL, json=body)
+    assert response.status_code == 200
+    assert len(body_of(response)["cards"]) == 50
+    assert len(response.get_data()) < 3_000_000  # ~50 cards of their usual size, no 4 MB copy
+    assert b"xxxxxxxxxxxxxxxx" not in response.get_data()
+
+
+def test_a_draft_too_large_to_be_an_order_is_not_judged() -> None:
+    body = vignette(POSITIVE)
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["note"] = [{"text": "n" * 1000} for _ in range(100)]  # 100 KB of notes
+    response = _client().post(HOOK_URL, json=body)
+    assert response.status_code == 200
+    assert body_of(response)["cards"] == []

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from cds_service.contract.errors import InvalidRequestError, PrefetchUnavailableError
 from cds_service.contract.wire import HookRequest
 from cds_service.fhir.json_limits import MAX_RESOURCE_DEPTH, same_content, too_deep
@@ -159,6 +161,19 @@ def gather(
     return reading
 
 
+#: Largest draft order judged, as JSON: a card's suggestions copy the draft (an update carries
+#: the whole order), so a draft's size multiplies into the response. A real ServiceRequest is
+#: 1-3 KB; one past this is left unjudged (say less), never copied.
+MAX_DRAFT_BYTES = 32 * 1024
+
+
+def _json_size(resource: Mapping[str, Any]) -> int:
+    try:
+        return len(orjson.dumps(resource))
+    except TypeError:  # not serialisable canonically (an integer past 64 bits): too odd to judge
+        return MAX_DRAFT_BYTES + 1
+
+
 #: Whether a cleaned draft, filled in for the patient in context, is valid FHIR.
 DraftCheck = Callable[[Mapping[str, Any], str], bool]
 
@@ -206,6 +221,8 @@ def draft_orders(
             continue
         if too_deep(resource, MAX_RESOURCE_DEPTH) is not None:
             continue  # no real order nests so deep; cleaning it would recurse without end
+        if _json_size(resource) > MAX_DRAFT_BYTES:
+            continue  # copied into every suggestion about it: no real order is this large
         filled = clean(resource)
         filled.setdefault("status", "draft")
         filled.setdefault("intent", "order")
