@@ -1,6 +1,6 @@
 """Healthy calls' latency while slow clients drip request bodies (slowloris), run on demand.
 
-    .venv/bin/python -m benchmarks.slowloris            # about 70 s; writes benchmarks/slowloris.json
+    .venv/bin/python -m benchmarks.slowloris   # about 70 s; writes benchmarks/slowloris.json
 
 gunicorn starts as ``salivary-cds serve`` and the Docker image start it (the default settings:
 2 workers x 32 threads), once with the service's worker (cds_service.web.buffered_worker) and
@@ -30,8 +30,10 @@ ATTACKERS = 70
 DRIP = 2.0
 DURATION = 25.0
 HOOK = "/cds-services/salivary-post-treatment-imaging-order-select"
-EXAMPLE = Path(__file__).resolve().parent.parent / "fhir_examples" / (
-    "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json"
+EXAMPLE = (
+    Path(__file__).resolve().parent.parent
+    / "fhir_examples"
+    / ("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json")
 )
 RESULTS = Path(__file__).with_name("slowloris.json")
 
@@ -39,21 +41,15 @@ RESULTS = Path(__file__).with_name("slowloris.json")
 def _attacker(address: tuple[str, int], stop: threading.Event) -> None:
     while not stop.is_set():
         try:
-            conn = socket.create_connection(address, timeout=5)
-            conn.sendall(
-                f"POST {HOOK} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
-                "Content-Length: 100000\r\n\r\n{".encode()
-            )
-            while not stop.wait(DRIP):
-                conn.sendall(b" ")
+            with socket.create_connection(address, timeout=5) as conn:
+                conn.sendall(
+                    f"POST {HOOK} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 100000\r\n\r\n{".encode()
+                )
+                while not stop.wait(DRIP):
+                    conn.sendall(b" ")
         except OSError:
             time.sleep(0.05)  # closed by the server (408): open another
-            continue
-        finally:
-            try:
-                conn.close()
-            except (OSError, UnboundLocalError):
-                pass
 
 
 def _healthy(url: str, body: Any, stop: threading.Event, out: dict[str, list[float]]) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+from cds_service.cards.markdown import escape_markdown
 from cds_service.clinical.contrast import Agent
 from cds_service.clinical.guidance import (
     CtNeck,
@@ -122,8 +123,8 @@ def _join(labels: tuple[str, ...]) -> str:
 
 
 def _escape(text: str) -> str:
-    """Keep EHR-supplied names from being read as markdown."""
-    return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", text)
+    """Keep EHR-supplied names from being read as markdown (cds_service.cards.markdown)."""
+    return escape_markdown(text)
 
 
 class Wording:
