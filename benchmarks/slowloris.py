@@ -27,7 +27,7 @@ import requests
 from tests.live import LiveServer, start_gunicorn
 
 ATTACKERS = 70
-DRIP = 2.0
+DRIP = 10.0
 DURATION = 25.0
 HOOK = "/cds-services/salivary-post-treatment-imaging-order-select"
 EXAMPLE = (

@@ -334,3 +334,20 @@ def test_a_draft_too_large_to_be_an_order_is_not_judged() -> None:
     response = _client().post(HOOK_URL, json=body)
     assert response.status_code == 200
     assert body_of(response)["cards"] == []
+
+
+# --- 10 and 14. feedback times are bounded on input --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01T00:00:00+01:00", "2099-01-01T00:00:00Z", "2026-11-24T10:00:00"]
+)
+def test_an_implausible_feedback_time_is_a_400(when: str) -> None:
+    client = _client()
+    item = {"card": "c-1", "outcome": "overridden", "outcomeTimestamp": when}
+    response = client.post(
+        "/cds-services/salivary-post-treatment-imaging-order-select/feedback",
+        json={"feedback": [item]},
+    )
+    assert response.status_code == 400
+    assert body_of(response)["field"] == "feedback.0.outcomeTimestamp"
