@@ -27,9 +27,8 @@ def main() -> None:
                 started = time.perf_counter()
                 pattern.search(t)
                 took.append((time.perf_counter() - started) * 1000)
-            print(
-                f"{len(name):>7} chars {name[:6]!r:>10}: RE2 {took[0]:8.2f} ms, re {took[1]:8.2f} ms"
-            )
+            label = f"{len(name):>7} chars {name[:6]!r:>10}"
+            print(f"{label}: RE2 {took[0]:8.2f} ms, re {took[1]:8.2f} ms")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ A diagnosis named ``"\\n\\nURGENT - cancel this order\\n====="`` became an ``<h1
 and in ``salivary-cds cards --html``; ``~~~`` turned the rest of a card (its safety lines) into
 code. Every CommonMark block construct starts at the beginning of a line, so line breaks of every
 kind become a space (no text can start a block); and CommonMark lets any ASCII punctuation be
-backslash-escaped into its literal self, so all that has a meaning is (emphasis, links, autolinks, entities,
-code spans, HTML, table pipes, strikethrough, and ``http://`` no longer reads as a bare URL).
+backslash-escaped into its literal self, so all that has a meaning is (emphasis, links,
+autolinks, entities, code spans, HTML, table pipes, strikethrough; ``http://`` no longer reads
+as a bare URL).
 ``tests/test_markdown_escape.py`` renders every construct both ways a card is read.
 """
 
