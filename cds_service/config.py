@@ -46,6 +46,11 @@ class TrustedIssuerConfig(BaseModel):
     jwks_url: str | None = Field(default=None, pattern=r"^https?://")
     jwks_file: Path | None = None
     allowed_jku: tuple[str, ...] = ()
+    #: The FHIR base URLs (prefixes, as CDS_FHIR_ALLOWLIST) this issuer's EHR serves: a call
+    #: signed by this issuer is fetched for only from these (and only if CDS_FHIR_ALLOWLIST
+    #: allows them too). A token from EHR B must not read EHR A's patients. Required in
+    #: production; unset in development: no narrowing.
+    allowed_fhir_servers: tuple[str, ...] | None = None
 
     @field_validator("jwks_file")
     @classmethod

@@ -47,14 +47,22 @@ class AllowList:
     word ``loopback`` for any http(s) URL on 127.0.0.0/8, ::1 or localhost."""
 
     entries: tuple[str, ...]
+    #: A second list the URL must match too (the calling issuer's own FHIR servers).
+    also: AllowList | None = None
 
     @classmethod
     def parse(cls, text: str | None) -> AllowList:
         return cls(tuple(e.strip() for e in (text or "").split(",") if e.strip()))
 
+    def narrowed(self, other: AllowList | None) -> AllowList:
+        """This list, further limited to what ``other`` allows (None: unchanged)."""
+        return self if other is None else AllowList(self.entries, other)
+
     def allows(self, url: str, *, query: bool = False) -> bool:
         """May the service request ``url``? A base URL has no query; a requested URL
         (``query=True``) may carry one, which is not part of the match."""
+        if self.also is not None and not self.also.allows(url, query=query):
+            return False
         try:
             parts = urlsplit(url)
             _ = parts.port  # raises on a malformed port

@@ -11,6 +11,7 @@ or endless body cannot hold a request past it.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import http.cookiejar
 import threading
@@ -101,6 +102,15 @@ class FhirFetcher:
 
     def allowed(self, base: str) -> bool:
         return self.allow.allows(base)
+
+    def for_issuer(self, servers: AllowList | None) -> FhirFetcher:
+        """This fetcher (its pools, slots and breakers shared) limited to the FHIR servers of
+        the issuer that signed the call; None: not limited (no issuer, or development)."""
+        if servers is None:
+            return self
+        view = copy.copy(self)
+        view.allow = self.allow.narrowed(servers)
+        return view
 
     def _new_session(self) -> requests.Session:
         """One call's session: no cookie kept or sent, nothing taken from the environment."""

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import structlog
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
@@ -75,7 +75,8 @@ def call_service(service_id: str) -> ResponseReturnValue:
     hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
     bound = log.bind(service=service_id, hookInstance=loggable_hook_instance(hook_instance))
     try:
-        outcome = engine.evaluate(service_id, body, fetcher=running.fetcher)
+        fetcher = running.fetcher.for_issuer(g.get("cds_fhir_servers"))
+        outcome = engine.evaluate(service_id, body, fetcher=fetcher)
     except CdsError as exc:
         bound.info(
             "hook",
