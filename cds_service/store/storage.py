@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.contract.errors import ReplayCheckUnavailableError
+from cds_service.contract.errors import (
+    InvalidRequestError,
+    QuotaExceededError,
+    ReplayCheckUnavailableError,
+)
 
 log = structlog.get_logger("cds_service.storage")
 
@@ -71,6 +75,9 @@ issued_cards = Table(
     Column("order_key", String(32), nullable=False, server_default=""),
     # What each suggestion does, parallel to suggestion_uuids (JSON array).
     Column("suggestion_kinds", Text, nullable=False, server_default="[]"),
+    # Who was shown the card: a hash of the calling issuer ("" without authentication). Only
+    # that caller's feedback, to this card's own service, counts as feedback on it.
+    Column("client_key", String(16), nullable=False, server_default=""),
 )
 
 seen_tokens = Table(
@@ -212,7 +219,7 @@ class IssuedCardStore:
         self.knowledge_version = knowledge_version
         self._insert_card = database.insert(issued_cards).on_conflict_do_nothing()
 
-    def record_batches(self, batches: Iterable[tuple[str, str, Iterable[IssuedCard]]]) -> None:
+    def record_batches(self, batches: Iterable[tuple[str, str, Iterable[IssuedCard], str]]) -> None:
         """Record the cards of several hook calls in one transaction."""
         rows = [
             {
@@ -226,8 +233,9 @@ class IssuedCardStore:
                 "knowledge_version": self.knowledge_version,
                 "order_key": c.order_key,
                 "suggestion_kinds": json.dumps(list(c.suggestion_kinds)),
+                "client_key": client,
             }
-            for service_id, hook_instance, cards in batches
+            for service_id, hook_instance, cards, client in batches
             for c in cards
         ]
         if not rows:
@@ -242,23 +250,58 @@ class IssuedCardStore:
             connection.execute(self._insert_card, rows)
 
 
+#: Feedback items one shown card may hold (accepted, then overridden, then accepted again...).
+FEEDBACK_PER_CARD = 20
+#: Feedback items about cards the service does not know, per day, all callers together.
+UNKNOWN_PER_DAY = 5_000
+
+
 class FeedbackStore:
     """Clinicians' feedback on cards, stored exactly once per distinct item."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def store(self, service_id: str, items: Sequence[FeedbackItem]) -> StoreResult:
-        """Store items in one transaction; returns counts once committed."""
+    def store(
+        self, service_id: str, items: Sequence[FeedbackItem], client: str = ""
+    ) -> StoreResult:
+        """Store items in one transaction; returns counts once committed.
+
+        An item is about a known card only when the card was issued by this service to this
+        client (``client``: a hash of the caller's issuer); feedback on another service's or
+        another caller's card is stored flagged as unknown, never counted for that card. An
+        accepted suggestion the card never had is a 400 naming it. The store has a quota: at
+        most FEEDBACK_PER_CARD items per known card, and UNKNOWN_PER_DAY items about unknown
+        cards a day (429 past either: nothing of the request is stored)."""
         now = datetime.now(UTC)
         with self.database.sql.begin() as connection:
             self.database.sqlite_sync(connection, "FULL")
             uuids = {i.card_uuid for i in items}
-            known = set(
-                connection.execute(
-                    select(issued_cards.c.card_uuid).where(issued_cards.c.card_uuid.in_(uuids))
-                ).scalars()
-            )
+            cards = {
+                row.card_uuid: row
+                for row in connection.execute(
+                    select(
+                        issued_cards.c.card_uuid,
+                        issued_cards.c.service_id,
+                        issued_cards.c.client_key,
+                        issued_cards.c.suggestion_uuids,
+                    ).where(issued_cards.c.card_uuid.in_(uuids))
+                )
+            }
+            known = {
+                uuid
+                for uuid, row in cards.items()
+                if row.service_id == service_id and row.client_key == client
+            }
+            for n, item in enumerate(items):
+                if item.card_uuid in known:
+                    offered = set(json.loads(cards[item.card_uuid].suggestion_uuids))
+                    if not set(item.accepted_suggestions) <= offered:
+                        raise InvalidRequestError(
+                            "an accepted suggestion is not one the card offered",
+                            field=f"feedback.{n}.acceptedSuggestions",
+                        )
+            self._check_quota(connection, items, known, now)
             stored = 0
             for item in items:
                 row = {
@@ -285,6 +328,40 @@ class FeedbackStore:
                 stored += len(connection.execute(statement).all())
         unknown = sum(1 for i in items if i.card_uuid not in known)
         return StoreResult(stored, len(items) - stored, unknown)
+
+    @staticmethod
+    def _check_quota(
+        connection: Connection, items: Sequence[FeedbackItem], known: set[str], now: datetime
+    ) -> None:
+        """Two clients once grew the database by 341 MB in 20 s: feedback is bounded by the
+        cards shown (a few items each) and, about unknown cards, by a daily allowance."""
+        per_card: dict[str, int] = {}
+        for item in items:
+            if item.card_uuid in known:
+                per_card[item.card_uuid] = per_card.get(item.card_uuid, 0) + 1
+        if per_card:
+            held: dict[str, int] = dict(
+                connection.execute(
+                    select(feedback_items.c.card_uuid, func.count())
+                    .where(feedback_items.c.card_uuid.in_(per_card))
+                    .where(feedback_items.c.known_card.is_(True))
+                    .group_by(feedback_items.c.card_uuid)
+                ).all()
+            )
+            if any(held.get(c, 0) + n > FEEDBACK_PER_CARD for c, n in per_card.items()):
+                raise QuotaExceededError(f"a card takes at most {FEEDBACK_PER_CARD} feedback items")
+        unknown = sum(1 for i in items if i.card_uuid not in known)
+        if unknown:
+            recent = connection.execute(
+                select(func.count())
+                .select_from(feedback_items)
+                .where(feedback_items.c.known_card.is_(False))
+                .where(feedback_items.c.received_at >= now - timedelta(days=1))
+            ).scalar_one()
+            if int(recent) + unknown > UNKNOWN_PER_DAY:
+                raise QuotaExceededError(
+                    f"at most {UNKNOWN_PER_DAY} feedback items a day about unknown cards"
+                )
 
     def count(self) -> int:
         with self.database.sql.connect() as connection:

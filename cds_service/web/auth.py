@@ -28,6 +28,7 @@ def _authenticate() -> None:
     # The FHIR servers this caller's EHR serves: its fhirServer is fetched from only if listed
     # (a token from EHR B must not read EHR A's patients through A's allow-listed server).
     g.cds_fhir_servers = running.verifier.fhir_servers(str(claims["iss"]))
+    g.cds_issuer = str(claims["iss"])  # cards and their feedback belong to this caller
 
 
 def install_authentication(app: Flask) -> None:

@@ -60,9 +60,17 @@ def json_body() -> Any:
         raise InvalidRequestError("The request body is not valid JSON") from None
 
 
+def client_key() -> str:
+    """Who is calling: a hash of the verified token's issuer ("" without authentication)."""
+    issuer = g.get("cds_issuer")
+    if not isinstance(issuer, str):
+        return ""
+    return hashlib.sha256(issuer.encode()).hexdigest()[:16]
+
+
 def _record_cards(service_id: str, hook_instance: str, outcome: Outcome) -> None:
     """Remember the cards shown, for feedback, off the request path (see card_log)."""
-    runtime().card_log.record(service_id, hook_instance, outcome.issued)
+    runtime().card_log.record(service_id, hook_instance, outcome.issued, client_key())
 
 
 @blueprint.post("/cds-services/<service_id>")
