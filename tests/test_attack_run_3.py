@@ -351,3 +351,37 @@ def test_an_implausible_feedback_time_is_a_400(when: str) -> None:
     )
     assert response.status_code == 400
     assert body_of(response)["field"] == "feedback.0.outcomeTimestamp"
+
+
+# --- 13. CSV formulas and terminal escapes ------------------------------------------------------
+
+
+def test_the_report_writes_no_formula_and_prints_no_escape_sequence() -> None:
+    from cds_service.store.report import ReportRow, format_report
+
+    rows = [
+        ReportRow(key='=HYPERLINK("http://evil.example.org","x")', rule_id="r", shown=2),
+        ReportRow(key="\x1b[2J\x1b]0;owned\x07card", rule_id="r", shown=1),
+        ReportRow(key="-1+1", rule_id="r", top_override_reasons=[("@SUM(A1)", 3)]),
+    ]
+    csv_text = format_report(rows, "csv", "card")
+    for line in csv_text.splitlines()[1:]:
+        assert not line.startswith(("=", "+", "-", "@")), line
+    assert "'=HYPERLINK" in csv_text and "'-1+1" in csv_text
+    assert "\x1b" not in csv_text and "\x07" not in csv_text
+    table = format_report(rows, "table", "card")
+    assert "\x1b" not in table and "\\x1b[2J" in table
+
+
+def test_orderables_output_prints_no_escape_sequence(tmp_path: Path) -> None:
+    from cds_service.cli.main import main
+
+    export = tmp_path / "export.csv"
+    export.write_text('code,name\nIMG1,"MRI NECK \x1b[31mW WO\x1b[0m CONTRAST"\n')
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["orderables", str(export)]) == 0
+    assert "\x1b" not in out.getvalue() and "\\x1b[31m" in out.getvalue()
