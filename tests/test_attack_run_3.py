@@ -340,17 +340,24 @@ def test_a_draft_too_large_to_be_an_order_is_not_judged() -> None:
 
 
 @pytest.mark.parametrize(
-    "when", ["0001-01-01T00:00:00+01:00", "2099-01-01T00:00:00Z", "2026-11-24T10:00:00"]
+    ("when", "stored"),
+    [
+        ("0001-01-01T00:00:00+01:00", "2000-01-01T00:00:00"),
+        ("9999-12-31T23:59:00-05:00", None),  # no later than its arrival
+        ("2099-01-01T00:00:00Z", None),
+        ("2026-11-24T10:00:00+02:00", "2026-11-24T08:00:00"),
+    ],
 )
-def test_an_implausible_feedback_time_is_a_400(when: str) -> None:
-    client = _client()
-    item = {"card": "c-1", "outcome": "overridden", "outcomeTimestamp": when}
-    response = client.post(
-        "/cds-services/salivary-post-treatment-imaging-order-select/feedback",
-        json={"feedback": [item]},
-    )
-    assert response.status_code == 400
-    assert body_of(response)["field"] == "feedback.0.outcomeTimestamp"
+def test_an_implausible_feedback_time_is_stored_bounded(when: str, stored: str | None) -> None:
+    from datetime import UTC, datetime
+
+    from cds_service.store.storage import bounded_time
+
+    received = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    bounded = bounded_time(datetime.fromisoformat(when), received)
+    assert bounded.tzinfo is not None
+    expected = datetime.fromisoformat(stored).replace(tzinfo=UTC) if stored else received
+    assert bounded == expected
 
 
 # --- 13. CSV formulas and terminal escapes ------------------------------------------------------

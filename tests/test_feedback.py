@@ -354,3 +354,15 @@ def test_a_card_takes_a_bounded_number_of_feedback_items(app: Flask) -> None:
     assert client.post(FEEDBACK_URL, json={"feedback": items[:-1]}).status_code == 200
     last = client.post(FEEDBACK_URL, json={"feedback": items[-1:]})
     assert last.status_code == 429
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:00-05:00"])
+def test_an_absurd_outcome_time_never_breaks_the_report(app: Flask, when: str) -> None:
+    """Stored as it came, year 0001 once broke every later report on PostgreSQL."""
+    card = _show_card(app)
+    item = overridden(card["uuid"])
+    item["outcomeTimestamp"] = when
+    assert app.test_client().post(FEEDBACK_URL, json={"feedback": [item]}).status_code == 200
+    rows = {r.key: r for r in build_report(_database(app))}
+    assert rows["incomplete-mri-protocol"].overridden == 1
+    format_report(list(rows.values()), "csv", "rule")

@@ -9,17 +9,10 @@ the model declares the schema it publishes (``WithJsonSchema``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 #: Where the OpenAPI document keeps its schemas; the models' own references point there.
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -134,21 +127,6 @@ class AcceptedSuggestion(_Request):
     id: str = Field(min_length=1, max_length=64)
 
 
-def _plausible_time(value: datetime) -> datetime:
-    """A feedback time must carry its offset and fall between 2000 and a day from now: an
-    out-of-range one (``0001-01-01T00:00:00+01:00``) was stored and then broke every report on
-    PostgreSQL, and a 2099 one won "latest" forever."""
-    if value.tzinfo is None:
-        raise ValueError("outcomeTimestamp needs a time zone offset")
-    if not _EARLIEST <= value <= datetime.now(UTC) + timedelta(days=1):
-        raise ValueError("outcomeTimestamp must be between 2000-01-01 and a day from now")
-    return value
-
-
-_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-FeedbackTime = Annotated[datetime, AfterValidator(_plausible_time)]
-
-
 class AcceptedFeedback(_Request):
     """CDS Hooks 2.0 feedback: a card whose suggestions the clinician took."""
 
@@ -156,7 +134,7 @@ class AcceptedFeedback(_Request):
     outcome: Literal["accepted"]
     acceptedSuggestions: list[AcceptedSuggestion] = Field(min_length=1)
     overrideReason: None = None
-    outcomeTimestamp: FeedbackTime
+    outcomeTimestamp: datetime
 
 
 class OverriddenFeedback(_Request):
@@ -166,7 +144,7 @@ class OverriddenFeedback(_Request):
     outcome: Literal["overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=0)
     overrideReason: OverrideReason | None = None
-    outcomeTimestamp: FeedbackTime
+    outcomeTimestamp: datetime
 
 
 #: One feedback item: which fields it may carry depends on its outcome.

@@ -250,6 +250,24 @@ class IssuedCardStore:
             connection.execute(self._insert_card, rows)
 
 
+#: The earliest outcome time stored: no card of this service was shown before it.
+EARLIEST_OUTCOME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def bounded_time(when: datetime, now: datetime) -> datetime:
+    """An outcome time as stored: in UTC, no earlier than 2000 and no later than its arrival.
+    A valid but absurd one (``0001-01-01T00:00:00+01:00``, year 0 in UTC) was stored and then
+    broke every report on PostgreSQL; one in 2099 won "latest" forever. Bounded on input, the
+    order of a card's feedback is kept for every real client."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if when < EARLIEST_OUTCOME:
+        return EARLIEST_OUTCOME
+    if when > now:
+        return now
+    return when.astimezone(UTC)
+
+
 #: Feedback items one shown card may hold (accepted, then overridden, then accepted again...).
 FEEDBACK_PER_CARD = 20
 #: Feedback items about cards the service does not know, per day, all callers together.
@@ -315,7 +333,7 @@ class FeedbackStore:
                     "override_code": item.override_code,
                     "override_display": item.override_display,
                     "user_comment": item.user_comment,
-                    "outcome_timestamp": item.outcome_timestamp,
+                    "outcome_timestamp": bounded_time(item.outcome_timestamp, now),
                     "received_at": now,
                 }
                 statement = (
