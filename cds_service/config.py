@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     #: At most this many resources kept per worker process; each for at most the TTL, seconds.
     fact_cache_entries: int = Field(default=20_000, ge=1, le=1_000_000)
     fact_cache_ttl: float = Field(default=600.0, gt=0, le=3600)
+    #: Bytes the fact cache of one worker may hold (each entry counted at its resource's size).
+    fact_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     #: Browser origins allowed by CORS (the CDS Hooks sandbox is a browser app), comma-separated.
     #: Unset: "*" in development, none in production.
     cors_origins: CommaList | None = None

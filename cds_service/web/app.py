@@ -55,7 +55,11 @@ def build_engine(settings: Settings) -> CdsEngine:
     knowledge = load_knowledge(settings.hooks_dir)
     site = load_site(settings.site_dir, knowledge.imaging.study_keys())
     cache = (
-        FactCache(settings.fact_cache_entries, settings.fact_cache_ttl)
+        FactCache(
+            settings.fact_cache_entries,
+            settings.fact_cache_ttl,
+            max_bytes=settings.fact_cache_bytes,
+        )
         if settings.fact_cache
         else None
     )
