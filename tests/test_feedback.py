@@ -92,7 +92,7 @@ def test_a_hook_instance_that_is_not_a_uuid_is_stored_only_as_its_hash(app: Flas
     app.test_client().post(HOOK_URL, json=body)
     runtime(app).card_log.flush()
     [row] = _rows(app, issued_cards)
-    assert row["hook_instance"].startswith("sha256:")
+    assert row["hook_instance"].startswith("hmac:")
     assert "Jane" not in row["hook_instance"]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,14 @@ if TYPE_CHECKING:
     from cds_service.engine import IssuedCard
 
 metadata = MetaData()
+
+#: Secrets the service creates once and every worker and instance shares (the pseudonym key).
+service_secrets = Table(
+    "service_secrets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(128), nullable=False),
+)
 
 issued_cards = Table(
     "issued_cards",
@@ -151,6 +160,22 @@ class Database:
                 connection.execute(text("SELECT pg_advisory_xact_lock(7461203)"))
             metadata.create_all(connection)
             _add_missing_columns(connection)
+
+    def secret(self, name: str) -> str:
+        """A random secret (64 hex digits) created the first time it is asked for and kept:
+        every worker and instance on this database gets the same one."""
+        candidate = secrets.token_hex(32)
+        with self.sql.begin() as connection:
+            connection.execute(
+                self.insert(service_secrets)
+                .values(name=name, value=candidate)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            return str(
+                connection.execute(
+                    select(service_secrets.c.value).where(service_secrets.c.name == name)
+                ).scalar_one()
+            )
 
     def drop_schema(self) -> None:
         """Tests only: start from an empty database."""

@@ -28,6 +28,8 @@ from cds_service.fhir.fact_cache import FactCache
 from cds_service.knowledge.loader import load_knowledge
 from cds_service.knowledge.site import load_site
 from cds_service.store.card_log import CardLog
+from cds_service.store.pseudonyms import KEY_NAME as PSEUDONYM_KEY
+from cds_service.store.pseudonyms import Pseudonyms
 from cds_service.store.storage import Database, FeedbackStore, IssuedCardStore, ReplayStore
 from cds_service.web.auth import install_authentication
 from cds_service.web.feedback import blueprint as feedback_blueprint
@@ -84,8 +86,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         silent_rules=sorted(r for r, m in engine.site.rule_modes.items() if m == "silent"),
         off_rules=sorted(r for r, m in engine.site.rule_modes.items() if m == "off"),
     )
+    pseudonyms = Pseudonyms(lambda: database.secret(PSEUDONYM_KEY))
+    engine.pseudonym_key = pseudonyms.key
     Runtime(
         settings=settings,
+        pseudonyms=pseudonyms,
         engine=engine,
         fetcher=FhirFetcher(
             AllowList(settings.allowed_fhir_servers()),

@@ -30,7 +30,7 @@ def loggable_hook_instance(value: Any) -> str:
     text = str(value)
     if _UUID.match(text):
         return text
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    return "hmac:" + runtime().pseudonyms(text)  # keyed: not reversible by trying candidates
 
 
 @blueprint.get("/cds-services")
