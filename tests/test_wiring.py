@@ -83,6 +83,7 @@ def test_building_the_app_creates_no_tables_and_leaves_logging_alone(tmp_path: P
         "issued_cards",
         "feedback_items",
         "seen_tokens",
+        "service_secrets",
     }
     database.dispose()
 
