@@ -75,6 +75,11 @@ class TrustedIssuerConfig(BaseModel):
     jwks_url: str | None = Field(default=None, pattern=r"^https?://")
     jwks_file: Path | None = None
     allowed_jku: tuple[str, ...] = ()
+    #: The FHIR base URLs (prefixes, as CDS_FHIR_ALLOWLIST) this issuer's EHR serves: a call
+    #: signed by this issuer is fetched for only from these (and only if CDS_FHIR_ALLOWLIST
+    #: allows them too). A token from EHR B must not read EHR A's patients. Required in
+    #: production; unset in development: no narrowing.
+    allowed_fhir_servers: tuple[str, ...] | None = None
 
     @field_validator("jwks_file")
     @classmethod
@@ -103,6 +108,12 @@ class Settings(BaseSettings):
     site_dir: Path | None = None
     #: Largest request body accepted, in bytes (413 above it).
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    #: Seconds a request (headers and body) has to arrive whole once its connection is waited
+    #: on; past it: 408 and closed. Requests are received by the worker's event loop, never by
+    #: a thread (cds_service.web.buffered_worker): a slow client costs no thread.
+    request_read_timeout: float = Field(default=10.0, gt=0, le=300)
+    #: Bytes all requests being received by one worker may hold together (503 past it).
+    request_buffer_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     #: Draft orders judged in one hook call at most; more is a 400 naming the limit.
     max_orders: int = Field(default=50, ge=1, le=500)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -112,6 +123,8 @@ class Settings(BaseSettings):
     #: At most this many resources kept per worker process; each for at most the TTL, seconds.
     fact_cache_entries: int = Field(default=20_000, ge=1, le=1_000_000)
     fact_cache_ttl: float = Field(default=600.0, gt=0, le=3600)
+    #: Bytes the fact cache of one worker may hold (each entry counted at its resource's size).
+    fact_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     #: Browser origins allowed by CORS (the CDS Hooks sandbox is a browser app), comma-separated.
     #: Unset: "*" in development, none in production.
     cors_origins: CommaList | None = None

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
+import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -99,16 +101,21 @@ class IssuedCard:
     suggestion_kinds: tuple[str, ...] = ()
 
 
-def order_key(patient_id: str, order_reference: str) -> str:
-    """64 bits of sha256 over the patient and order ids: enough to tell one order's re-issued
-    cards apart from others', without keeping either id."""
-    return hashlib.sha256(f"{patient_id}\n{order_reference}".encode()).hexdigest()[:16]
+def order_key(patient_id: str, order_reference: str, key: bytes) -> str:
+    """64 bits of HMAC-SHA256 (under the service's secret ``key``) over the patient and order
+    ids: enough to tell one order's re-issued cards apart from others', without keeping either
+    id, and, keyed, not reversible by trying candidate ids (a plain hash was, in 0.5 s)."""
+    message = f"{patient_id}\n{order_reference}".encode("utf-8", "surrogatepass")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:16]
+
+
+_PROCESS_KEY = secrets.token_bytes(32)
 
 
 def snooze_key(patient_id: str, rule: RuleId) -> str:
-    """A patient-view card's key when no snooze store keys it (the command line, tests): the
-    same 64-bit unsalted hash as an order card's, over the patient id and the rule."""
-    return order_key(patient_id, f"rule:{rule}")
+    """A patient-view card's key when no snooze store keys it (the command line, tests): an
+    order card's keyed hash, under this process's key, over the patient id and the rule."""
+    return order_key(patient_id, f"rule:{rule}", _PROCESS_KEY)
 
 
 class Snooze(Protocol):
@@ -211,6 +218,9 @@ class CdsEngine:
             self.client = resolve_client(knowledge.clients, site.client)
         except ClientProfileError as exc:
             raise SiteError(f"{site.root}/{CLIENT_FILE}: {exc}") from exc
+        #: The secret key of order keys: the app's is shared through its database by every
+        #: worker and instance (cds_service.store.pseudonyms); elsewhere one per process.
+        self.pseudonym_key: Callable[[], bytes] = lambda: _PROCESS_KEY
         #: The knowledge in force: hooks/' declared version plus a hash of hooks/ and the site.
         self.version = knowledge_version(knowledge.declared_version, knowledge.digest, site)
         self.max_orders = max_orders
@@ -472,7 +482,7 @@ class CdsEngine:
                     r.rule,
                     tuple(s.uuid for s in r.card.suggestions or []),
                     r in shown,
-                    order_key(context.patientId, r.order),
+                    order_key(context.patientId, r.order, self.pseudonym_key()),
                     r.suggestion_kinds,
                 )
                 for r in rendered

@@ -50,13 +50,13 @@ def start_gunicorn(log_dir: Path, **env: str) -> LiveServer:
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"gunicorn-{port}.log"
-    environment = dict(
-        os.environ,
-        CDS_BIND=f"127.0.0.1:{port}",
-        CDS_WORKERS="2",
-        CDS_DATA_DIR=str(log_dir / "data"),  # its own database, whatever the test's environment
+    environment = {
+        **os.environ,
+        "CDS_BIND": f"127.0.0.1:{port}",
+        "CDS_WORKERS": "2",
+        "CDS_DATA_DIR": str(log_dir / "data"),  # its own database, whatever the test's env
         **env,
-    )
+    }
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     with log_path.open("wb") as log:

@@ -224,3 +224,18 @@ def test_the_app_has_the_cache_unless_it_is_switched_off(
     )
     assert response.status_code == 200
     assert response.get_json()["cards"]
+
+
+def test_the_cache_is_bounded_by_bytes_as_well_as_count() -> None:
+    """150 calls of 4 MB unique text once grew a worker by 624 MB under a count bound alone."""
+    from cds_service.fhir.fact_cache import read_through
+
+    cache = FactCache(1000, 60, max_bytes=100_000)
+    for n in range(50):
+        big = {**CONDITION, "id": f"c{n}", "note": [{"text": "x" * 10_000}]}
+        read_through(cache, P, big, lambda: "fact")
+    assert cache.size <= 100_000
+    assert 0 < len(cache) <= 10
+    huge = {**CONDITION, "id": "huge", "note": [{"text": "x" * 200_000}]}
+    assert read_through(cache, P, huge, lambda: "fact") == "fact"  # read, never kept
+    assert cache.size <= 100_000

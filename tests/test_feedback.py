@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from cds_service.cli.main import main
 from cds_service.config import Settings
 from cds_service.store.report import build_report, format_report
-from cds_service.store.storage import Database, feedback_items, issued_cards
+from cds_service.store.storage import FEEDBACK_PER_CARD, Database, feedback_items, issued_cards
 from cds_service.web.runtime import runtime
 from tests.conftest import HOOK_URL, SERVICE_ID, body_of, build_app, vignette
 
@@ -92,7 +92,7 @@ def test_a_hook_instance_that_is_not_a_uuid_is_stored_only_as_its_hash(app: Flas
     app.test_client().post(HOOK_URL, json=body)
     runtime(app).card_log.flush()
     [row] = _rows(app, issued_cards)
-    assert row["hook_instance"].startswith("sha256:")
+    assert row["hook_instance"].startswith("hmac:")
     assert "Jane" not in row["hook_instance"]
 
 
@@ -313,3 +313,56 @@ def test_input_postgresql_cannot_store_is_a_400_on_both_databases(
     assert response.status_code == 400, response.get_json()
     assert field in body_of(response)["field"]
     assert runtime(app).feedback.count() == 0
+
+
+# --- issue 26: feedback integrity and quota ---------------------------------------------------
+
+OTHER_SERVICE = "salivary-post-treatment-imaging-order-sign"
+
+
+def test_feedback_on_a_card_through_another_service_is_not_counted_for_it(app: Flask) -> None:
+    card = _show_card(app)
+    client = app.test_client()
+    other = client.post(
+        f"/cds-services/{OTHER_SERVICE}/feedback", json={"feedback": [accepted(card)]}
+    )
+    assert body_of(other) == {"stored": 1, "duplicates": 0, "unknownCards": 1}
+    own = client.post(FEEDBACK_URL, json={"feedback": [accepted(card)]})
+    assert body_of(own)["unknownCards"] == 0
+
+
+def test_a_suggestion_the_card_never_had_is_a_400(app: Flask) -> None:
+    card = _show_card(app)
+    item = accepted(card)
+    item["acceptedSuggestions"] = [{"id": "not-a-suggestion-of-this-card"}]
+    response = app.test_client().post(FEEDBACK_URL, json={"feedback": [item]})
+    assert response.status_code == 400
+    assert body_of(response)["field"] == "feedback.0.acceptedSuggestions"
+
+
+def test_a_card_takes_a_bounded_number_of_feedback_items(app: Flask) -> None:
+    card = _show_card(app)
+    client = app.test_client()
+    items = []
+    for n in range(FEEDBACK_PER_CARD + 1):
+        item = overridden(card["uuid"])
+        item["overrideReason"]["userComment"] = f"comment {n}"
+        items.append(item)
+    refused = client.post(FEEDBACK_URL, json={"feedback": items})
+    assert refused.status_code == 429
+    assert body_of(refused)["error"] == "feedback-quota-exceeded"
+    assert client.post(FEEDBACK_URL, json={"feedback": items[:-1]}).status_code == 200
+    last = client.post(FEEDBACK_URL, json={"feedback": items[-1:]})
+    assert last.status_code == 429
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:00-05:00"])
+def test_an_absurd_outcome_time_never_breaks_the_report(app: Flask, when: str) -> None:
+    """Stored as it came, year 0001 once broke every later report on PostgreSQL."""
+    card = _show_card(app)
+    item = overridden(card["uuid"])
+    item["outcomeTimestamp"] = when
+    assert app.test_client().post(FEEDBACK_URL, json={"feedback": [item]}).status_code == 200
+    rows = {r.key: r for r in build_report(_database(app))}
+    assert rows["incomplete-mri-protocol"].overridden == 1
+    format_report(list(rows.values()), "csv", "rule")

@@ -150,7 +150,9 @@ def test_two_instances_on_one_postgresql_share_replay_and_feedback_memory(
     env = {
         "DATABASE_URL": url,
         "CDS_REQUIRE_AUTH": "true",
-        "CDS_TRUSTED_ISSUERS": json.dumps([{"iss": "https://ehr", "jwks_file": str(jwks)}]),
+        "CDS_TRUSTED_ISSUERS": json.dumps(
+            [{"iss": "https://ehr", "jwks_file": str(jwks), "allowed_fhir_servers": []}]
+        ),
         "CDS_PUBLIC_BASE_URL": base,
     }
     first = start_gunicorn(tmp_path / "a", **env)

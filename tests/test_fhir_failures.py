@@ -200,8 +200,10 @@ def test_an_open_circuit_answers_at_once_then_a_probe_closes_it() -> None:
     server = FaultyServer(fixed(503, b"{}", "Service Unavailable")).start()
     client = _client(fhir_breaker_failures=2, fhir_breaker_cool_off=0.5)
     try:
-        for _ in range(2):
-            response, _ = _timed_post(client, _asking(server.base, "conditions"))
+        for patient in ("pt-a", "pt-b"):  # a failure counts once per patient
+            failing = _asking(server.base, "conditions")
+            failing["context"]["patientId"] = patient
+            response, _ = _timed_post(client, failing)
             assert body_of(response)["reasons"] == {"conditions": "http-503"}
         accepted = server.accepted
         response, took = _timed_post(client, _asking(server.base, "conditions"))

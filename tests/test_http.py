@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,7 +226,7 @@ def test_a_hook_instance_that_is_not_a_uuid_is_logged_only_as_a_hash(client: Fla
     with structlog.testing.capture_logs() as logs:
         client.post(HOOK_URL, json=body)
     logged = next(e["hookInstance"] for e in logs if e["event"] == "hook")
-    assert logged.startswith("sha256:")
+    assert logged.startswith("hmac:")
     assert "12345678" not in json.dumps(logs)
 
 
@@ -313,3 +314,27 @@ def test_responses_are_written_once_by_orjson_and_read_like_flasks(app: Flask) -
         for _ in range(300):
             deep = [deep]
         assert json.loads(jsonify(deep).get_data()) == deep
+
+
+def test_the_hook_instance_hash_is_keyed_and_shared_by_every_app_on_the_database(
+    tmp_path: Path,
+) -> None:
+    """A plain sha256 of an MRN-like hookInstance was reversed by trying candidates in 0.5 s:
+    the hash is an HMAC under a random key kept in the database, the same for every worker."""
+    import hashlib
+
+    from cds_service.config import Settings
+    from tests.conftest import build_app
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    hashes = []
+    for _ in range(2):
+        app = build_app(Settings(environment="development", database_url=url))
+        body = vignette(POSITIVE)
+        body["hookInstance"] = "MRN 12345678"
+        with structlog.testing.capture_logs() as logs:
+            app.test_client().post(HOOK_URL, json=body)
+        hashes.append(next(e["hookInstance"] for e in logs if e["event"] == "hook"))
+    assert hashes[0] == hashes[1]  # one key for every app on the database
+    plain = hashlib.sha256(b"MRN 12345678").hexdigest()[:16]
+    assert hashes[0] != "hmac:" + plain and plain not in hashes[0]

@@ -244,5 +244,8 @@ def test_a_name_is_read_once_per_process_and_kept_within_bounds(knowledge: Knowl
     assert fresh.read_text("MRI NECK SOFT TISSUE W WO CONTRAST") is first
     assert first.modality == "MR"
     assert first.contrast == "without-and-with"
-    info = fresh.read_text.cache_info()
+    info = fresh._cached_read.cache_info()
     assert (info.hits, info.misses, info.maxsize) == (1, 1, NAME_READINGS)
+    long_name = "MRI NECK W WO CONTRAST " + "X" * 2000  # past NAME_CACHE_CHARS: read, not kept
+    assert fresh.read_text(long_name).modality == "MR"
+    assert fresh._cached_read.cache_info().currsize == 1

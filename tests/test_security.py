@@ -60,7 +60,9 @@ def auth_settings(keys: Keys, tmp_path: Path, **overrides: Any) -> Settings:
     """Auth required; the tests' issuer trusted with its JWKS in a file; overrides on top."""
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(keys.jwks()))
-    issuers = [{"iss": ISSUER, "jwks_file": str(jwks), "allowed_jku": [JKU]}]
+    issuers = [
+        {"iss": ISSUER, "jwks_file": str(jwks), "allowed_jku": [JKU], "allowed_fhir_servers": []}
+    ]
     values: dict[str, Any] = {
         "require_auth": True,
         "trusted_issuers": json.dumps(issuers),
@@ -257,7 +259,9 @@ def test_keys_from_a_jwks_url_with_refresh_on_a_new_kid(
     url = f"{jwks_server.base}/jwks"
     settings = Settings(
         require_auth=True,
-        trusted_issuers=json.dumps([{"iss": ISSUER, "jwks_url": url}]),
+        trusted_issuers=json.dumps(
+            [{"iss": ISSUER, "jwks_url": url, "allowed_fhir_servers": [jwks_server.base]}]
+        ),
         public_base_url=BASE,
     )
     client = build_app(settings).test_client()
@@ -337,3 +341,52 @@ def test_when_the_jti_store_does_not_answer_the_401_says_so(keys: Keys, tmp_path
     assert any(
         e["event"] == "replay-check-failed" and e["error_type"] == "OperationalError" for e in logs
     )
+
+
+# --- issue 26, finding 9: the token's issuer is tied to the FHIR servers of its EHR ------------
+
+
+def _two_ehrs(keys: Keys, tmp_path: Path, server_of_a: str) -> FlaskClient:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(keys.jwks()))
+    issuers = [
+        {"iss": ISSUER, "jwks_file": str(jwks), "allowed_fhir_servers": [server_of_a]},
+        {"iss": "https://ehr-b.example.org", "jwks_file": str(jwks), "allowed_fhir_servers": []},
+    ]
+    settings = Settings(
+        environment="production",
+        trusted_issuers=json.dumps(issuers),
+        public_base_url=BASE,
+        fhir_allowlist="loopback",
+    )
+    return build_app(settings).test_client()
+
+
+def test_another_issuers_token_never_reads_through_this_ehrs_server(
+    keys: Keys, tmp_path: Path
+) -> None:
+    ehr_a = FhirStandIn([e["resource"] for e in BODY["prefetch"]["conditions"]["entry"]]).start()
+    try:
+        client = _two_ehrs(keys, tmp_path, ehr_a.base)
+        body = json.loads(json.dumps(BODY))
+        body["fhirServer"] = ehr_a.base
+        body["prefetch"].pop("conditions")
+        headers_b = {"Authorization": f"Bearer {token(keys, iss='https://ehr-b.example.org')}"}
+        refused = client.post(HOOK_URL, json=body, headers=headers_b)
+        assert refused.status_code == 412
+        assert refused.get_json()["reasons"] == {"conditions": "fhir-server-not-allowed"}
+        assert ehr_a.seen == []
+        headers_a = {"Authorization": f"Bearer {token(keys)}"}
+        answered = client.post(HOOK_URL, json=body, headers=headers_a)
+        assert answered.status_code == 200
+        assert [s.path for s in ehr_a.seen] == ["/fhir/Condition"]
+    finally:
+        ehr_a.stop()
+
+
+def test_production_refuses_an_issuer_without_its_fhir_servers(keys: Keys, tmp_path: Path) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(keys.jwks()))
+    issuers = [{"iss": ISSUER, "jwks_file": str(jwks)}]
+    with pytest.raises(ConfigurationError, match="allowed_fhir_servers"):
+        build_app(Settings(environment="production", trusted_issuers=json.dumps(issuers)))

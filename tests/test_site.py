@@ -494,3 +494,46 @@ def test_the_standard_pet_ct_orderable_reads_as_the_rated_study(
     out = capsys.readouterr().out
     assert "2 read cleanly as a known study, 0 to review" in out
     assert "also names skull-base" not in out
+
+
+# --- issue 26, finding 15: a malformed site folder stops start-up, naming the file -------------
+
+
+def _site_copy(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "fhir_examples" / "site", site)
+    return site
+
+
+def test_a_deeply_nested_rules_file_is_refused_naming_it(tmp_path: Path) -> None:
+    site = _site_copy(tmp_path)
+    (site / "orderables.json").unlink()
+    (site / "rules.json").write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(SiteError, match=r"rules\.json: nests too deeply"):
+        load_site(site, frozenset())
+    (site / "rules.json").write_text('{"rules": ' + "[" * 100 + "]" * 100 + "}")
+    with pytest.raises(SiteError, match=r"rules\.json: nests deeper"):
+        load_site(site, frozenset())
+
+
+def test_a_rule_named_twice_is_refused(tmp_path: Path) -> None:
+    site = _site_copy(tmp_path)
+    (site / "orderables.json").unlink()
+    (site / "rules.json").write_text(
+        '{"rules": {"pet-too-early": "silent", "pet-too-early": "active"}}'
+    )
+    with pytest.raises(SiteError, match="appears twice"):
+        load_site(site, frozenset())
+
+
+@pytest.mark.parametrize("kind", ["directory", "broken link"])
+def test_an_orderables_file_that_is_not_a_file_is_refused(tmp_path: Path, kind: str) -> None:
+    site = _site_copy(tmp_path)
+    target = site / "orderables.json"
+    target.unlink()
+    if kind == "directory":
+        target.mkdir()
+    else:
+        target.symlink_to(tmp_path / "missing.json")
+    with pytest.raises(SiteError, match="not a regular file"):
+        load_site(site, frozenset())

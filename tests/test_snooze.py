@@ -24,7 +24,7 @@ from cds_service.store.storage import (
     SnoozeStore,
     feedback_items,
     issued_cards,
-    service_salts,
+    service_secrets,
 )
 from cds_service.web.runtime import runtime
 from cds_service.web.snooze import StoreSnooze
@@ -96,7 +96,7 @@ def test_no_patient_id_is_stored_in_clear_or_as_an_unsalted_hash(app: Flask) -> 
     with runtime(app).database.sql.connect() as connection:
         rows = [
             dict(r)
-            for table in (issued_cards, feedback_items, service_salts)
+            for table in (issued_cards, feedback_items, service_secrets)
             for r in connection.execute(select(table)).mappings()
         ]
     flat = json.dumps(rows, default=str)
@@ -105,7 +105,7 @@ def test_no_patient_id_is_stored_in_clear_or_as_an_unsalted_hash(app: Flask) -> 
     key = issued["order_key"]
     assert len(key) == 32 and int(key, 16) >= 0
     plain = hashlib.sha256(f"pt-pv-baseline\n{RuleId.BASELINE_IMAGING_DUE}".encode()).hexdigest()
-    assert not plain.startswith(key) and key != order_key("pt-pv-baseline", "")
+    assert not plain.startswith(key) and key != order_key("pt-pv-baseline", "", b"")
 
 
 def test_each_database_salts_its_keys(tmp_path: Path) -> None:

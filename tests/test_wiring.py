@@ -47,7 +47,10 @@ def test_list_settings_are_typed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     jwks.write_text('{"keys": []}')
     monkeypatch.setenv("CDS_FHIR_ALLOWLIST", "loopback, https://ehr.example.org/fhir")
     monkeypatch.setenv("CDS_CORS_ORIGINS", "https://sandbox.cds-hooks.org")
-    monkeypatch.setenv("CDS_TRUSTED_ISSUERS", f'[{{"iss": "https://e", "jwks_file": "{jwks}"}}]')
+    monkeypatch.setenv(
+        "CDS_TRUSTED_ISSUERS",
+        f'[{{"iss": "https://e", "jwks_file": "{jwks}", "allowed_fhir_servers": []}}]',
+    )
     settings = load_settings()
     assert settings.allowed_fhir_servers() == ("loopback", "https://ehr.example.org/fhir")
     assert settings.allowed_origins() == ["https://sandbox.cds-hooks.org"]
@@ -80,7 +83,7 @@ def test_building_the_app_creates_no_tables_and_leaves_logging_alone(tmp_path: P
         "issued_cards",
         "feedback_items",
         "seen_tokens",
-        "service_salts",
+        "service_secrets",
     }
     database.dispose()
 

@@ -4,11 +4,11 @@ not fill stops the service instead of failing a request."""
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from cds_service.cards.markdown import escape_markdown
 from cds_service.knowledge.loader import CardKnowledge, KnowledgeError
 from cds_service.knowledge.rules import RuleId
 
@@ -29,8 +29,8 @@ def join_labels(labels: tuple[str, ...]) -> str:
 
 
 def escape(text: str) -> str:
-    """Keep EHR-supplied names from being read as markdown."""
-    return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", text)
+    """Keep EHR-supplied names from being read as markdown (cds_service.cards.markdown)."""
+    return escape_markdown(text)
 
 
 #: Texts every card may use, and the placeholders the renderer fills in each.

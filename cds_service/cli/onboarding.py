@@ -19,6 +19,7 @@ from typing import Any
 
 from cds_service.clinical.orders import OrderClassifier, StudyReading
 from cds_service.contract.errors import InputFileError
+from cds_service.contract.text_out import terminal_safe
 from cds_service.knowledge.codesystems import LOINC, SNOMED, STUDY_CLASS
 from cds_service.knowledge.loader import CodedOrderable, ImagingOrderKnowledge
 
@@ -211,7 +212,7 @@ def format_checks(checks: Sequence[OrderableCheck]) -> str:
         f"{len(checks)} orderables: {clean} read cleanly as a known study, {flagged} to review, "
         f"{len(checks) - clean - flagged} outside the service's scope"
     )
-    return "\n".join([*rows, "", summary])
+    return terminal_safe("\n".join([*rows, "", summary]))  # names from a site's export
 
 
 def draft_conceptmap(checks: Sequence[OrderableCheck]) -> dict[str, Any]:

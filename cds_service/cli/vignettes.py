@@ -175,9 +175,13 @@ class VignetteBook:
         #: Bundles sent without Bundle.type, as some clients do ("draftOrders" or a prefetch key).
         untyped = set(entry.get("untypedBundles", []))
         prefetch: dict[str, Any] = {"patient": fb.patient(pid, gender, birth)}
+        #: Searchsets the client sent only the first page of (a ``next`` link to the rest).
+        paged = set(entry.get("morePages", []))
         for key in self._search_keys[hook]:
             resources = [readers[key](pid, r) for r in entry.get(key, [])]
             prefetch[key] = fb.searchset(resources, typed=key not in untyped)
+            if key in paged:
+                prefetch[key]["link"] = fb.next_page_link(key, pid)
         drafts = [self._order(pid, d) for d in entry.get("drafts", [])]
         request = fb.hook_request(
             hook,

@@ -107,6 +107,10 @@ class TextReading:
     contrast: Contrast
 
 
+#: Longest name kept in the name cache (record texts are at most 1,024 characters anyway).
+NAME_CACHE_CHARS = 1024
+
+
 class OrderClassifier:
     """Reads orders with precompiled patterns and a code index built once from the knowledge.
 
@@ -137,7 +141,7 @@ class OrderClassifier:
         self._with = word_pattern(vocab.contrast.with_)
         #: Orderable and study names recur across patients ("MRI NECK W WO CONTRAST"): each
         #: distinct name is read once per process, the last NAME_READINGS of them kept.
-        self.read_text = lru_cache(maxsize=NAME_READINGS)(self._read_text)
+        self._cached_read = lru_cache(maxsize=NAME_READINGS)(self._read_text)
 
     @cached_property
     def coded_keys(self) -> frozenset[tuple[str, str]]:
@@ -172,6 +176,13 @@ class OrderClassifier:
             for region, found in spans.items()
             if found and not all(inside(region, s) for s in found)
         )
+
+    def read_text(self, text: str) -> TextReading:
+        """How a name reads. Only names of at most NAME_CACHE_CHARS are kept (a name cache
+        bounded by count alone once grew by 400 MB on 1 MB names); longer ones are read anew."""
+        if len(text) <= NAME_CACHE_CHARS:
+            return self._cached_read(text)
+        return self._read_text(text)
 
     def _read_text(self, text: str) -> TextReading:
         ambiguous = bool(self._ambiguous.search(text.upper()))

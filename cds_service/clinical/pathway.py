@@ -10,7 +10,6 @@ what it says unambiguously: an older report never speaks for a newer one that sa
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -89,7 +88,7 @@ class PathwayReader:
         self._vs = knowledge.valuesets
         self._reports = ReportReader(knowledge.pathway)
         self._acc_codes = frozenset((c.system, c.code) for c in self._k.acc.morphologyCodes)
-        self._acc_text = re.compile(self._k.acc.textPattern, re.IGNORECASE)
+        self._acc_text = compile_linear(self._k.acc.textPattern)
         self._biopsy = [compile_linear(p) for p in self._k.tissueSampling.procedurePatterns]
         self._glands = [
             (gland, [compile_linear(p) for p in patterns])

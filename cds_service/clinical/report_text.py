@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import re2
-
+from cds_service.knowledge.linear_regex import compile_linear as linear
 from cds_service.knowledge.loader import NiradsCategory, PathwayKnowledge
 
 #: Dashes and minus signs a report may use for "NI-RADS" or "2a-2b": read as "-".
@@ -60,7 +59,7 @@ Compile = Callable[[str], Matcher]
 
 def compile_linear(pattern: str) -> Matcher:
     """Case-insensitive RE2: linear time in the text for any pattern (no backtracking)."""
-    compiled: Matcher = re2.compile("(?i)" + pattern)
+    compiled: Matcher = linear(pattern, ignore_case=True)
     return compiled
 
 

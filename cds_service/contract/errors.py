@@ -70,6 +70,13 @@ class PrefetchUnavailableError(CdsError):
     error = "prefetch-unavailable"
 
 
+class QuotaExceededError(CdsError):
+    """More feedback than a card (or the unknown cards together) may have: nothing stored."""
+
+    status = 429
+    error = "feedback-quota-exceeded"
+
+
 class StorageUnavailableError(CdsError):
     """The feedback database cannot be written: nothing was acknowledged."""
 

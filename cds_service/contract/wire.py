@@ -53,8 +53,14 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: RFC 6750's b64token, the only form a Bearer token may take in a header. Anything else (a
+#: newline, a non-latin-1 character) cannot be sent to the FHIR server: a 400 naming the field,
+#: never a local failure counted against the server's health (or a 412 "internal-error").
+_BEARER_TOKEN = r"^[A-Za-z0-9\-._~+/]+=*$"  # noqa: S105 - a pattern, not a secret
+
+
 class FhirAuthorization(_Request):
-    access_token: str = Field(min_length=1)
+    access_token: str = Field(min_length=1, max_length=8192, pattern=_BEARER_TOKEN)
     token_type: str = "Bearer"  # noqa: S105 - a token type name, not a secret
     expires_in: int | None = Field(default=None, ge=0, le=2_147_483_647)
     scope: str | None = None
@@ -65,7 +71,8 @@ class FhirAuthorization(_Request):
 class HookRequest(_Request):
     hook: str = Field(min_length=1)
     hookInstance: str = Field(min_length=1)
-    fhirServer: str | None = Field(default=None, pattern=r"^https?://")
+    #: A base URL; bounded (every distinct base is state in the breaker's memory).
+    fhirServer: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
     fhirAuthorization: FhirAuthorization | None = None
     #: Validated by the hook's own context model (OrderSelectContext, OrderSignContext,
     #: PatientViewContext).

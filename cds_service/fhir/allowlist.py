@@ -6,6 +6,11 @@ every ``next`` link a server returns. Before matching, percent-encoded unreserve
 are decoded (``%2e`` is a dot); a URL whose path then holds a dot segment (``..``, ``.``), an
 encoded slash or backslash, or a backslash is refused outright, since HTTP clients and servers
 resolve those differently (``/fhir/../admin`` was once fetched with the EHR's token).
+
+What is left must be plain: a path of unreserved characters, ``/`` and the sub-delimiters a
+FHIR path can hold, and nothing else. A ``;`` (``/fhir/..;/admin``: Tomcat-based servers read
+``..;`` as ``..``) or any escape still there after decoding (``%252e%252e`` is ``%2e%2e`` once a
+proxy decodes it) is refused: a path is allowed only when every server reads it the same way.
 """
 
 from __future__ import annotations
@@ -18,13 +23,19 @@ from urllib.parse import urlsplit
 LOOPBACK = "loopback"
 _UNRESERVED = re.compile(r"%(2[dDeE]|3[0-9]|4[1-9a-fA-F]|5[0-9aA]|5[fF]|6[1-9a-fA-F]|7[0-9aAeE])")
 _ENCODED_SEPARATOR = re.compile(r"%(2[fF]|5[cC])")
+#: What a decoded path may hold: unreserved characters, "/" and the sub-delimiters other than
+#: ";" (path parameters), ":" and "@". No "%": an escape left after decoding is a second layer.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~/!$&'()*+,=:@]*")
 
 
 def normalised_path(path: str) -> str | None:
-    """The path with unreserved characters decoded, or None when it must be refused."""
+    """The path with unreserved characters decoded, or None when it must be refused: dot
+    segments, encoded separators, path parameters (``;``) or escapes left after decoding."""
     decoded = _UNRESERVED.sub(lambda m: chr(int(m.group(1), 16)), path)
     if "\\" in decoded or _ENCODED_SEPARATOR.search(decoded):
         return None
+    if _PLAIN_PATH.fullmatch(decoded) is None:
+        return None  # ";" (matrix parameters, "..;"), "%" (double encoding), controls, spaces
     if any(segment in (".", "..") for segment in decoded.split("/")):
         return None
     return decoded
@@ -36,14 +47,22 @@ class AllowList:
     word ``loopback`` for any http(s) URL on 127.0.0.0/8, ::1 or localhost."""
 
     entries: tuple[str, ...]
+    #: A second list the URL must match too (the calling issuer's own FHIR servers).
+    also: AllowList | None = None
 
     @classmethod
     def parse(cls, text: str | None) -> AllowList:
         return cls(tuple(e.strip() for e in (text or "").split(",") if e.strip()))
 
+    def narrowed(self, other: AllowList | None) -> AllowList:
+        """This list, further limited to what ``other`` allows (None: unchanged)."""
+        return self if other is None else AllowList(self.entries, other)
+
     def allows(self, url: str, *, query: bool = False) -> bool:
         """May the service request ``url``? A base URL has no query; a requested URL
         (``query=True``) may carry one, which is not part of the match."""
+        if self.also is not None and not self.also.allows(url, query=query):
+            return False
         try:
             parts = urlsplit(url)
             _ = parts.port  # raises on a malformed port

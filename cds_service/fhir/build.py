@@ -245,6 +245,14 @@ def diagnostic_report(
     return report
 
 
+def next_page_link(key: str, patient_id: str) -> list[dict[str, str]]:
+    """The ``link`` of a searchset's first page whose other pages were not sent (the
+    ``_getpages`` form HAPI FHIR servers use)."""
+    return [
+        {"relation": "next", "url": f"{EXAMPLE_FHIR_BASE}?_getpages={key}-{patient_id}&_offset=20"}
+    ]
+
+
 def searchset(
     resources: Sequence[Mapping[str, Any]],
     base: str | None = EXAMPLE_FHIR_BASE,

@@ -1,13 +1,19 @@
 """Fetch missing prefetch data from the EHR's FHIR server (CDS Hooks 2.0 "Prefetch").
 
-Only allow-listed base URLs are contacted. Keys are fetched in parallel over one pooled
-``requests.Session``; searches follow ``Bundle.link[next]`` (on the same base) up to a page
-limit; every HTTP call has connect/read timeouts and the whole fetch an overall deadline, read
-in chunks so that a slow or endless body cannot hold a request past it.
+Only allow-listed base URLs are contacted. Keys are fetched in parallel over pooled connections,
+with a fresh ``requests.Session`` per call that keeps no cookie and ignores the environment
+(``trust_env`` off: no ``.netrc`` credentials, no proxy variables): nothing one caller's fetch
+leaves behind (a cookie the FHIR server set) can ride along on another caller's. Searches
+follow ``Bundle.link[next]`` (on the same base) up to a page limit; every HTTP call has
+connect/read timeouts and the whole fetch an overall deadline, read in chunks so that a slow
+or endless body cannot hold a request past it.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import http.cookiejar
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +32,7 @@ from cds_service.contract.errors import ServiceError
 from cds_service.fhir.allowlist import AllowList
 from cds_service.fhir.circuit import CircuitBreakers, counts_against_server
 from cds_service.fhir.json_limits import too_deep
+from cds_service.fhir.searchset import searchset_error
 
 log = structlog.get_logger("cds_service.fhir")
 
@@ -66,8 +73,8 @@ def render_template(template: str, context: Mapping[str, Any]) -> str:
 
 
 class FhirFetcher:
-    """One per process: a pooled HTTP session, a bounded set of fetch slots, and a circuit
-    breaker per FHIR base URL.
+    """One per process: pooled connections (a fresh session per call), a bounded set of fetch
+    slots, and a circuit breaker per FHIR server.
 
     Waiting on a slow FHIR server must not take the threads that answer other calls: a fetch
     runs only in a free slot (none free: the key fails at once as ``fhir-busy``, it is never
@@ -84,18 +91,35 @@ class FhirFetcher:
     ) -> None:
         self.allow = allow
         self.limits = limits
-        self.breakers = breakers or CircuitBreakers()
+        self.breakers = breakers if breakers is not None else CircuitBreakers()
         #: Called with the reason whenever a key is not fetched without trying (metrics).
         self.on_skipped: Callable[[str], None] = lambda _reason: None
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=slots, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        #: The connection pools, shared by every call's own session (a pooled connection
+        #: carries no state of its caller: headers are sent per request).
+        self._adapter = HTTPAdapter(pool_connections=8, pool_maxsize=slots, max_retries=0)
         self._slots = threading.BoundedSemaphore(slots)
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="fhir-fetch")
 
     def allowed(self, base: str) -> bool:
         return self.allow.allows(base)
+
+    def for_issuer(self, servers: AllowList | None) -> FhirFetcher:
+        """This fetcher (its pools, slots and breakers shared) limited to the FHIR servers of
+        the issuer that signed the call; None: not limited (no issuer, or development)."""
+        if servers is None:
+            return self
+        view = copy.copy(self)
+        view.allow = self.allow.narrowed(servers)
+        return view
+
+    def _new_session(self) -> requests.Session:
+        """One call's session: no cookie kept or sent, nothing taken from the environment."""
+        session = requests.Session()
+        session.trust_env = False  # no .netrc Basic credentials, no proxies from the env
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        session.mount("http://", self._adapter)
+        session.mount("https://", self._adapter)
+        return session
 
     def fetch(
         self,
@@ -119,6 +143,7 @@ class FhirFetcher:
         if access_token:
             headers["Authorization"] = f"Bearer {access_token}"
         futures: dict[str, Future[list[Mapping[str, Any]]]] = {}
+        session = self._new_session()
         for key, template in templates.items():
             try:
                 url = f"{base.rstrip('/')}/{render_template(template, context)}"
@@ -129,7 +154,7 @@ class FhirFetcher:
                 result.failures[key] = "fhir-busy"  # never queue behind a hung server
                 self.on_skipped("fhir-busy")
                 continue
-            future = self._pool.submit(self._fetch_key, base, url, headers, deadline)
+            future = self._pool.submit(self._fetch_key, session, base, url, headers, deadline)
             future.add_done_callback(lambda _f: self._slots.release())
             futures[key] = future
         wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()) + 0.05)
@@ -146,13 +171,18 @@ class FhirFetcher:
                 result.failures[key] = "internal-error"
         if futures:
             unwell = any(counts_against_server(r) for r in result.failures.values())
-            self.breakers.record(base, healthy=not unwell)
+            self.breakers.record(base, healthy=not unwell, who=_who(context))
         else:
             self.breakers.unused(base)
         return result
 
     def _fetch_key(
-        self, base: str, url: str, headers: Mapping[str, str], deadline: float
+        self,
+        session: requests.Session,
+        base: str,
+        url: str,
+        headers: Mapping[str, str],
+        deadline: float,
     ) -> list[Mapping[str, Any]]:
         resources: list[Mapping[str, Any]] = []
         next_url: str | None = url
@@ -164,7 +194,7 @@ class FhirFetcher:
                 raise FetchFailedError("next-link-off-server")
             if not self.allow.allows(next_url, query=True):
                 raise FetchFailedError("url-not-allowed")  # every URL requested is checked
-            body = self._get_json(next_url, headers, deadline)
+            body = self._get_json(session, next_url, headers, deadline)
             pages += 1
             kind = body.get("resourceType") if isinstance(body, dict) else None
             if kind == "OperationOutcome" or not isinstance(kind, str):
@@ -178,6 +208,8 @@ class FhirFetcher:
             entries = body.get("entry")
             if entries is not None and not isinstance(entries, list):
                 raise FetchFailedError("bundle-entry-not-an-array")
+            if searchset_error(body):
+                raise FetchFailedError("incomplete-searchset")  # an error entry: not "none"
             for entry in entries or []:
                 resource = entry.get("resource") if isinstance(entry, dict) else None
                 if (
@@ -188,7 +220,9 @@ class FhirFetcher:
             next_url = _next_link(body)
         return resources
 
-    def _get_json(self, url: str, headers: Mapping[str, str], deadline: float) -> Any:
+    def _get_json(
+        self, session: requests.Session, url: str, headers: Mapping[str, str], deadline: float
+    ) -> Any:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchFailedError("timeout")
@@ -197,7 +231,7 @@ class FhirFetcher:
             min(self.limits.read_timeout, remaining),
         )
         try:
-            with self._session.get(
+            with session.get(
                 url, headers=dict(headers), timeout=timeout, stream=True, allow_redirects=False
             ) as response:
                 if response.status_code in (401, 403):
@@ -207,6 +241,8 @@ class FhirFetcher:
                 body = self._read_body(response.raw, deadline)
         except requests.Timeout:
             raise FetchFailedError("timeout") from None
+        except _NOT_SENT:
+            raise FetchFailedError("request-invalid") from None  # the caller's, not the server's
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
             raise FetchFailedError("unreachable") from None
         try:
@@ -237,6 +273,26 @@ class FhirFetcher:
             if size > self.limits.max_bytes:
                 raise FetchFailedError("response-too-large")
             chunks.append(chunk)
+
+
+#: Failures before anything reached the server (a header or URL that cannot be sent): they say
+#: nothing about the server's health and never count against it.
+_NOT_SENT = (
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    UnicodeError,
+    ValueError,
+)
+
+
+def _who(context: Mapping[str, Any]) -> str | None:
+    """Which patient a call is about, hashed (the breaker counts a patient's failures once)."""
+    patient = context.get("patientId")
+    if not isinstance(patient, str):
+        return None
+    return hashlib.sha256(patient.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:

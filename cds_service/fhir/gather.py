@@ -3,7 +3,10 @@
 This is the only module that knows where data comes from. Per prefetch key:
 - present (a resource or a Bundle): used;
 - null: the client says there is no such data: used as empty, never fetched;
-- an OperationOutcome, or absent: missing.
+- an OperationOutcome, or absent: missing;
+- a Bundle that is not the whole answer (an error OperationOutcome entry, a ``next`` link to
+  pages not sent): missing too, and remembered as such: when it cannot be fetched whole, an
+  optional key is "could not be read" (the card says so), never "none found".
 Missing keys the reasoning uses are fetched from ``fhirServer`` when it is allow-listed. A failed
 fetch of a required key (conditions, procedures) is a 412 naming keys and reasons. A failed fetch
 of an optional key (devices, prior imaging) makes that key unknown, exactly as when no server may
@@ -19,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 
 from cds_service.contract.errors import InvalidRequestError, PrefetchUnavailableError
@@ -26,6 +30,7 @@ from cds_service.contract.wire import HookRequest
 from cds_service.fhir.json_limits import MAX_RESOURCE_DEPTH, same_content, too_deep
 from cds_service.fhir.provenance import answers_template
 from cds_service.fhir.records import clean, subject_tie
+from cds_service.fhir.searchset import incomplete
 from cds_service.knowledge.loader import ServiceDefinition
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
@@ -64,7 +69,8 @@ def _resources_of(key: str, value: Any) -> Iterator[Mapping[str, Any]] | None:
     if kind == "OperationOutcome":
         return None
     if kind == "Bundle":
-        return iter(bundle_resources(value, f"prefetch.{key}"))
+        resources = bundle_resources(value, f"prefetch.{key}")  # shape errors first (400)
+        return None if incomplete(value) else iter(resources)
     return iter([value])
 
 
@@ -100,6 +106,7 @@ def read_prefetch(
     resources: list[Mapping[str, Any]] = []
     missing: list[str] = []
     not_template: list[str] = []
+    partial: dict[str, str] = {}
     for key, template in service.prefetch.items():
         if key in prefetch and prefetch[key] is None:
             continue  # null: no data of that kind, nothing to fetch
@@ -113,14 +120,17 @@ def read_prefetch(
             and not answers_template(value, template, context)
         ):
             not_template.append(key)
-            found = None
+            missing.append(key)
+            continue
         if found is None:
             missing.append(key)
+            if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+                partial[key] = incomplete(value) or "incomplete-searchset"
         else:
             resources.extend(found)
     if not_template:  # the keys only: a self link may carry patient identifiers
         log.warning("prefetch-not-its-template", keys=not_template)
-    return PrefetchReading(tuple(resources), tuple(missing), not_template=tuple(not_template))
+    return PrefetchReading(tuple(resources), tuple(missing), (), partial, tuple(not_template))
 
 
 def gather(
@@ -148,11 +158,12 @@ def gather(
             )
         fetched = [r for key in wanted for r in result.resources.get(key, [])]
         still_missing = tuple(k for k in reading.missing if k not in result.resources)
+        partial = {k: r for k, r in reading.unreadable.items() if k not in result.resources}
         reading = PrefetchReading(
             reading.resources + tuple(fetched),
             still_missing,
             tuple(k for k in wanted if k in result.resources),
-            dict(sorted(result.failures.items())),
+            dict(sorted({**partial, **result.failures}.items())),
             reading.not_template,
         )
     needed = [k for k in reading.missing if k in service.config.requiredPrefetch]
@@ -167,7 +178,10 @@ def gather(
         raise PrefetchUnavailableError(
             "Required prefetch data is missing and the service cannot fetch it",
             missingPrefetch=needed,
-            reasons={k: NOT_TEMPLATE if k in reading.not_template else reason for k in needed},
+            reasons={
+                k: NOT_TEMPLATE if k in reading.not_template else reading.unreadable.get(k, reason)
+                for k in needed
+            },
             prefetchTemplates={k: service.prefetch[k] for k in needed},
         )
     # An optional key sent as another query and not fetched: unknown, and the card says so
@@ -179,7 +193,23 @@ def gather(
     }
     if unchecked:
         reading = replace(reading, unreadable={**reading.unreadable, **unchecked})
+    if reading.unreadable:  # only the keys the reasoning reads: the card has a line for each
+        kept = {k: r for k, r in reading.unreadable.items() if k in used}
+        reading = replace(reading, unreadable=kept)
     return reading
+
+
+#: Largest draft order judged, as JSON: a card's suggestions copy the draft (an update carries
+#: the whole order), so a draft's size multiplies into the response. A real ServiceRequest is
+#: 1-3 KB; one past this is left unjudged (say less), never copied.
+MAX_DRAFT_BYTES = 32 * 1024
+
+
+def _json_size(resource: Mapping[str, Any]) -> int:
+    try:
+        return len(orjson.dumps(resource))
+    except TypeError:  # not serialisable canonically (an integer past 64 bits): too odd to judge
+        return MAX_DRAFT_BYTES + 1
 
 
 #: Whether a cleaned draft, filled in for the patient in context, is valid FHIR.
@@ -234,6 +264,8 @@ def draft_orders(
             continue
         if too_deep(resource, MAX_RESOURCE_DEPTH) is not None:
             continue  # no real order nests so deep; cleaning it would recurse without end
+        if _json_size(resource) > MAX_DRAFT_BYTES:
+            continue  # copied into every suggestion about it: no real order is this large
         filled = clean(resource)
         filled.setdefault("status", "draft")
         filled.setdefault("intent", "order")

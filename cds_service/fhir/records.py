@@ -271,9 +271,18 @@ def json_copy(value: Any) -> Any:
         return copy.deepcopy(value)
 
 
-def _text(value: Any) -> str | None:
-    """A non-empty string, else None."""
-    return value if isinstance(value, str) and value else None
+#: Longest name, display, code or other text read from a record. Record texts are copied into
+#: cards (detail, suggestion labels, the history note, reasons); a 4 MB ``Condition.code.text``
+#: once made a 1.43 GB response. Real names are short; a text past this is not a name and reads
+#: as absent (the service says less), never cut into something it did not say.
+MAX_TEXT_CHARS = 1024
+#: A report's conclusion is read for its finding, never copied into a card: it may be longer.
+MAX_CONCLUSION_CHARS = 20_000
+
+
+def _text(value: Any, limit: int = MAX_TEXT_CHARS) -> str | None:
+    """A non-empty string of at most ``limit`` characters, else None."""
+    return value if isinstance(value, str) and value and len(value) <= limit else None
 
 
 def _object(value: Any) -> Mapping[str, Any]:
@@ -589,7 +598,7 @@ def prior_imaging_fact(r: Mapping[str, Any]) -> PriorImagingFact | None:
     conclusion: str | None = None
     coded: tuple[str, ...] = ()
     if kind == "DiagnosticReport":
-        conclusion = _text(r.get("conclusion"))
+        conclusion = _text(r.get("conclusion"), MAX_CONCLUSION_CHARS)
         said: list[str | None] = []
         for concept in _objects(r.get("conclusionCode")):
             said.append(text_of(concept))

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import re2
 from fhir.resources.R4B.valueset import ValueSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cds_service.contract.errors import ConfigurationError
 from cds_service.knowledge.clients import ClientProfile, ClientProfileError, load_profiles
 from cds_service.knowledge.codesystems import normalise_code
+from cds_service.knowledge.linear_regex import NotLinearError, compile_linear
 from cds_service.knowledge.names import UncheckablePatternError, required_words
 from cds_service.knowledge.rules import RuleId
 from cds_service.knowledge.safety_table import SafetyTable, SafetyTableKnowledge, check_every_cell
@@ -542,15 +542,12 @@ class PathwayKnowledge(_Strict):
             *self.tissueSampling.reportPatterns,
             *(p for patterns in self.acc.glandPatterns.values() for p in patterns),
         ]
-        for pattern in linear:  # report text: RE2 only, linear time on any input
+        # Report text and the histology pattern: RE2 only, linear time on any input.
+        for pattern in [*linear, self.acc.textPattern]:
             try:
-                re2.compile("(?i)" + pattern)
-            except re2.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not RE2 (linear time): {exc}") from exc
-        try:
-            re.compile(self.acc.textPattern, re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"pattern {self.acc.textPattern!r} does not compile: {exc}") from exc
+                compile_linear(pattern, ignore_case=True)
+            except NotLinearError as exc:
+                raise ValueError(str(exc)) from exc
         if set(self.nirads.rank) != set(self.nirads.branches):
             raise ValueError("every NI-RADS category needs a rank and a branch")
         low, high = self.indeterminateFollowUpMonths
@@ -669,8 +666,8 @@ def _check_patterns(
     ]
     for pattern in groups:
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            compile_linear(pattern)  # applied to client text: RE2 (linear time) or refused
+        except NotLinearError as exc:
             raise KnowledgeError(f"imaging-orders.json: bad pattern {pattern!r}: {exc}") from exc
     # Patterns read behind a fast pre-check derived from them: each needs a word to check for.
     head_neck = imaging.recommendedProtocol.headNeckRegions

@@ -5,6 +5,9 @@ A pre-check that is written down separately from the patterns it guards can sile
 safety rule off: add the implant pattern ``ICD`` without its keyword and "ICD in situ" is never
 read. Here the pre-check words are computed from each pattern (a word every match must contain),
 and a pattern for which no such word can be found is refused when the knowledge is loaded.
+
+Every pattern here runs on RE2 (cds_service.knowledge.linear_regex): names are client text, and
+no name can make a match take more than linear time. ``re`` only parses patterns (pre-checks).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import re._constants as sre_constants  # the stdlib's regex parser (stable since
 import re._parser as sre_parser
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from cds_service.knowledge.linear_regex import LinearPattern, compile_linear
 
 #: Words the normalisation writes itself (W/O -> WO, WITH -> W, + -> AND): the raw name need not
 #: hold them, so they can never serve as a pre-check on the raw name.
@@ -31,18 +36,28 @@ def normalise_text(text: str) -> str:
     so "MR FACE/NECK W+WO" reads "MR FACE NECK W AND WO". The result starts and ends with a space.
     """
     t = text.upper()
-    t = re.sub(r"\bW\s*/\s*O\b", " WO ", t)
-    t = re.sub(r"\bW\s*/", " W ", t)
+    t = _W_SLASH_O.sub(" WO ", t)
+    t = _W_SLASH.sub(" W ", t)
     t = t.replace("+", " AND ").replace("&", " AND ")
-    t = re.sub(r"[^A-Z0-9]+", " ", t)
-    t = re.sub(r"\bWITHOUT\b", "WO", t)
-    t = re.sub(r"\bWITH\b", "W", t)
+    t = _NOT_WORD.sub(" ", t)
+    t = _WITHOUT.sub("WO", t)
+    t = _WITH.sub("W", t)
     return " " + " ".join(t.split()) + " "
 
 
-def word_pattern(alternatives: Iterable[str]) -> re.Pattern[str]:
-    """Alternatives matched as whole words of normalised text."""
-    return re.compile(r"\b(?:" + "|".join(f"(?:{a})" for a in alternatives) + r")\b")
+_W_SLASH_O = compile_linear(r"\bW\s*/\s*O\b")
+_W_SLASH = compile_linear(r"\bW\s*/")
+_NOT_WORD = compile_linear(r"[^A-Z0-9]+")
+_WITHOUT = compile_linear(r"\bWITHOUT\b")
+_WITH = compile_linear(r"\bWITH\b")
+
+
+def word_pattern(alternatives: Iterable[str]) -> LinearPattern:
+    """Alternatives matched as whole words of normalised text (RE2: linear time). An
+    alternative may end with `` $``: the name's last word (normalised text ends with a space;
+    RE2 has no lookahead for ``W(?= $)``)."""
+    joined = "|".join(f"(?:{a})" for a in alternatives)
+    return compile_linear(r"\b(?:" + joined + r")(?:\b|$)")
 
 
 def _usable_pieces(run: str) -> list[str]:
@@ -115,7 +130,7 @@ class NameMatcher:
         self.gate_words = tuple(
             sorted(w for w in words if not any(o != w and o in w for o in words))
         )
-        self._gate = re.compile("|".join(re.escape(w) for w in self.gate_words))
+        self._gate = compile_linear("|".join(re.escape(w) for w in self.gate_words))
         self._pattern = word_pattern(patterns)
 
     def could_match(self, name: str) -> bool:

@@ -106,11 +106,45 @@ class Site:
 NO_SITE = Site(None, SiteCatalogue(), {}, "")
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object naming a key twice is refused: JSON readers disagree on which one wins, and a
+    site's reviewer would read the first while the service used the last."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        found[key] = value
+    return found
+
+
 def _read_json(path: Path) -> Any:
+    """A site file's JSON: duplicate keys and nesting past 64 levels are refused, naming it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        raise SiteError(f"{path}: nests too deeply to be a site file") from None
     except (OSError, ValueError) as exc:
         raise SiteError(f"{path}: cannot read JSON ({exc})") from exc
+    if _deeper_than(data, _MAX_DEPTH):
+        raise SiteError(f"{path}: nests deeper than {_MAX_DEPTH} levels")
+    return data
+
+
+#: No site file nests deeper (a ConceptMap is ~6 levels); deeper is refused, never recursed.
+_MAX_DEPTH = 64
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether JSON ``data`` nests deeper than ``limit`` (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def load_catalogue(path: Path, studies: Set[tuple[str, str]]) -> SiteCatalogue:
@@ -205,6 +239,10 @@ def load_site(root: Path | None, studies: Set[tuple[str, str]]) -> Site:
             f"{root}: {', '.join(unknown)} is not a site file the service reads "
             f"(known: {', '.join(SITE_FILES)})"
         )
+    for name in SITE_FILES:  # a site file that is there but not a readable file is an error
+        path = root / name
+        if (path.exists() or path.is_symlink()) and not path.is_file():
+            raise SiteError(f"{path}: not a regular file (a directory or a broken link)")
     present = [root / name for name in SITE_FILES if (root / name).is_file()]
     catalogue = (
         load_catalogue(root / ORDERABLES_FILE, studies)

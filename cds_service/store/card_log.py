@@ -20,7 +20,7 @@ from cds_service.engine import IssuedCard
 from cds_service.store.storage import IssuedCardStore
 
 log = structlog.get_logger("cds_service.cards")
-_Batch = tuple[str, str, Sequence[IssuedCard]]
+_Batch = tuple[str, str, Sequence[IssuedCard], str]
 
 
 class CardLog:
@@ -34,9 +34,17 @@ class CardLog:
         self._pid: int | None = None
         self._lock = threading.Lock()
 
-    def record(self, service_id: str, hook_instance: str, cards: Sequence[IssuedCard]) -> None:
+    def record(
+        self,
+        service_id: str,
+        hook_instance: str,
+        cards: Sequence[IssuedCard],
+        client: str = "",
+    ) -> None:
+        """Queue the cards of one call; ``client`` is the caller (a hash of its issuer), so
+        that only it may give feedback on them."""
         self._ensure_writer()
-        self._queue.put((service_id, hook_instance, cards))
+        self._queue.put((service_id, hook_instance, cards, client))
 
     def flush(self, timeout: float = 5.0) -> None:
         """Return once every card queued before this call is written (or has failed)."""
@@ -86,6 +94,6 @@ class CardLog:
         except SQLAlchemyError as exc:
             log.error(
                 "cards-not-recorded",
-                cards=sum(len(c) for _, _, c in pending),
+                cards=sum(len(c) for _, _, c, _ in pending),
                 error_type=type(exc).__name__,
             )

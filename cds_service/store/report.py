@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
+from cds_service.contract.text_out import csv_cell, terminal_safe
 from cds_service.store.storage import Database, feedback_items, issued_cards
 
 UNKNOWN_CARD = "(unknown card)"
@@ -315,7 +316,7 @@ def format_report(
         writer.writerow([by, *HEADER])
         for r in rows:
             rate = "" if r.acceptance_rate is None else str(r.acceptance_rate)
-            writer.writerow([r.key, *_cells(r, rate)])
+            writer.writerow([csv_cell(c) for c in (r.key, *_cells(r, rate))])
         return out.getvalue()
     if not rows:
         return "No cards shown and no feedback received yet."
@@ -331,4 +332,4 @@ def format_report(
         for row in [header, *lines]
     ]
     render.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(render)
+    return terminal_safe("\n".join(render))

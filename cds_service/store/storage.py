@@ -50,7 +50,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.contract.errors import DatabaseUnavailableError, ReplayCheckUnavailableError
+from cds_service.contract.errors import (
+    DatabaseUnavailableError,
+    InvalidRequestError,
+    QuotaExceededError,
+    ReplayCheckUnavailableError,
+)
 
 log = structlog.get_logger("cds_service.storage")
 
@@ -58,6 +63,14 @@ if TYPE_CHECKING:
     from cds_service.engine import IssuedCard
 
 metadata = MetaData()
+
+#: Secrets the service creates once and every worker and instance shares (the pseudonym key).
+service_secrets = Table(
+    "service_secrets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(128), nullable=False),
+)
 
 issued_cards = Table(
     "issued_cards",
@@ -76,19 +89,14 @@ issued_cards = Table(
     Column("order_key", String(32), nullable=False, server_default=""),
     # What each suggestion does, parallel to suggestion_uuids (JSON array).
     Column("suggestion_kinds", Text, nullable=False, server_default="[]"),
+    # Who was shown the card: a hash of the calling issuer ("" without authentication). Only
+    # that caller's feedback, to this card's own service, counts as feedback on it.
+    Column("client_key", String(16), nullable=False, server_default=""),
 )
 
 #: patient-view snooze lookups go by (order_key, rule): an index made by create_schema, also on
 #: a table created by an earlier version (create_all adds indexes only with new tables).
 issued_cards_by_key = Index("ix_issued_cards_order_key", issued_cards.c.order_key)
-
-#: Random values the service keeps for itself (the snooze key's salt), created on first use.
-service_salts = Table(
-    "service_salts",
-    metadata,
-    Column("name", String(32), primary_key=True),
-    Column("value", String(64), nullable=False),
-)
 
 seen_tokens = Table(
     "seen_tokens",
@@ -178,6 +186,22 @@ class Database:
                 f"{_first_line(getattr(exc, 'orig', None) or exc)}"
             ) from exc
 
+    def secret(self, name: str) -> str:
+        """A random secret (64 hex digits) created the first time it is asked for and kept:
+        every worker and instance on this database gets the same one."""
+        candidate = secrets.token_hex(32)
+        with self.sql.begin() as connection:
+            connection.execute(
+                self.insert(service_secrets)
+                .values(name=name, value=candidate)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            return str(
+                connection.execute(
+                    select(service_secrets.c.value).where(service_secrets.c.name == name)
+                ).scalar_one()
+            )
+
     def drop_schema(self) -> None:
         """Tests only: start from an empty database."""
         metadata.drop_all(self.sql)
@@ -264,7 +288,7 @@ class IssuedCardStore:
         self.knowledge_version = knowledge_version
         self._insert_card = database.insert(issued_cards).on_conflict_do_nothing()
 
-    def record_batches(self, batches: Iterable[tuple[str, str, Iterable[IssuedCard]]]) -> None:
+    def record_batches(self, batches: Iterable[tuple[str, str, Iterable[IssuedCard], str]]) -> None:
         """Record the cards of several hook calls in one transaction."""
         rows = [
             {
@@ -278,8 +302,9 @@ class IssuedCardStore:
                 "knowledge_version": self.knowledge_version,
                 "order_key": c.order_key,
                 "suggestion_kinds": json.dumps(list(c.suggestion_kinds)),
+                "client_key": client,
             }
-            for service_id, hook_instance, cards in batches
+            for service_id, hook_instance, cards, client in batches
             for c in cards
         ]
         if not rows:
@@ -294,23 +319,76 @@ class IssuedCardStore:
             connection.execute(self._insert_card, rows)
 
 
+#: The earliest outcome time stored: no card of this service was shown before it.
+EARLIEST_OUTCOME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def bounded_time(when: datetime, now: datetime) -> datetime:
+    """An outcome time as stored: in UTC, no earlier than 2000 and no later than its arrival.
+    A valid but absurd one (``0001-01-01T00:00:00+01:00``, year 0 in UTC) was stored and then
+    broke every report on PostgreSQL; one in 2099 won "latest" forever. Bounded on input, the
+    order of a card's feedback is kept for every real client."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if when < EARLIEST_OUTCOME:
+        return EARLIEST_OUTCOME
+    if when > now:
+        return now
+    return when.astimezone(UTC)
+
+
+#: Feedback items one shown card may hold (accepted, then overridden, then accepted again...).
+FEEDBACK_PER_CARD = 20
+#: Feedback items about cards the service does not know, per day, all callers together.
+UNKNOWN_PER_DAY = 5_000
+
+
 class FeedbackStore:
     """Clinicians' feedback on cards, stored exactly once per distinct item."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def store(self, service_id: str, items: Sequence[FeedbackItem]) -> StoreResult:
-        """Store items in one transaction; returns counts once committed."""
+    def store(
+        self, service_id: str, items: Sequence[FeedbackItem], client: str = ""
+    ) -> StoreResult:
+        """Store items in one transaction; returns counts once committed.
+
+        An item is about a known card only when the card was issued by this service to this
+        client (``client``: a hash of the caller's issuer); feedback on another service's or
+        another caller's card is stored flagged as unknown, never counted for that card. An
+        accepted suggestion the card never had is a 400 naming it. The store has a quota: at
+        most FEEDBACK_PER_CARD items per known card, and UNKNOWN_PER_DAY items about unknown
+        cards a day (429 past either: nothing of the request is stored)."""
         now = datetime.now(UTC)
         with self.database.sql.begin() as connection:
             self.database.sqlite_sync(connection, "FULL")
             uuids = {i.card_uuid for i in items}
-            known = set(
-                connection.execute(
-                    select(issued_cards.c.card_uuid).where(issued_cards.c.card_uuid.in_(uuids))
-                ).scalars()
-            )
+            cards = {
+                row.card_uuid: row
+                for row in connection.execute(
+                    select(
+                        issued_cards.c.card_uuid,
+                        issued_cards.c.service_id,
+                        issued_cards.c.client_key,
+                        issued_cards.c.suggestion_uuids,
+                    ).where(issued_cards.c.card_uuid.in_(uuids))
+                )
+            }
+            known = {
+                uuid
+                for uuid, row in cards.items()
+                if row.service_id == service_id and row.client_key == client
+            }
+            for n, item in enumerate(items):
+                if item.card_uuid in known:
+                    offered = set(json.loads(cards[item.card_uuid].suggestion_uuids))
+                    if not set(item.accepted_suggestions) <= offered:
+                        raise InvalidRequestError(
+                            "an accepted suggestion is not one the card offered",
+                            field=f"feedback.{n}.acceptedSuggestions",
+                        )
+            self._check_quota(connection, items, known, now)
             stored = 0
             for item in items:
                 row = {
@@ -324,7 +402,7 @@ class FeedbackStore:
                     "override_code": item.override_code,
                     "override_display": item.override_display,
                     "user_comment": item.user_comment,
-                    "outcome_timestamp": item.outcome_timestamp,
+                    "outcome_timestamp": bounded_time(item.outcome_timestamp, now),
                     "received_at": now,
                 }
                 statement = (
@@ -337,6 +415,40 @@ class FeedbackStore:
                 stored += len(connection.execute(statement).all())
         unknown = sum(1 for i in items if i.card_uuid not in known)
         return StoreResult(stored, len(items) - stored, unknown)
+
+    @staticmethod
+    def _check_quota(
+        connection: Connection, items: Sequence[FeedbackItem], known: set[str], now: datetime
+    ) -> None:
+        """Two clients once grew the database by 341 MB in 20 s: feedback is bounded by the
+        cards shown (a few items each) and, about unknown cards, by a daily allowance."""
+        per_card: dict[str, int] = {}
+        for item in items:
+            if item.card_uuid in known:
+                per_card[item.card_uuid] = per_card.get(item.card_uuid, 0) + 1
+        if per_card:
+            held: dict[str, int] = dict(
+                connection.execute(
+                    select(feedback_items.c.card_uuid, func.count())
+                    .where(feedback_items.c.card_uuid.in_(per_card))
+                    .where(feedback_items.c.known_card.is_(True))
+                    .group_by(feedback_items.c.card_uuid)
+                ).all()
+            )
+            if any(held.get(c, 0) + n > FEEDBACK_PER_CARD for c, n in per_card.items()):
+                raise QuotaExceededError(f"a card takes at most {FEEDBACK_PER_CARD} feedback items")
+        unknown = sum(1 for i in items if i.card_uuid not in known)
+        if unknown:
+            recent = connection.execute(
+                select(func.count())
+                .select_from(feedback_items)
+                .where(feedback_items.c.known_card.is_(False))
+                .where(feedback_items.c.received_at >= now - timedelta(days=1))
+            ).scalar_one()
+            if int(recent) + unknown > UNKNOWN_PER_DAY:
+                raise QuotaExceededError(
+                    f"at most {UNKNOWN_PER_DAY} feedback items a day about unknown cards"
+                )
 
     def count(self) -> int:
         with self.database.sql.connect() as connection:
@@ -378,11 +490,12 @@ class SnoozeStore:
     """Has a clinician overridden a patient-view card for this patient and rule lately?
 
     The issued card is stored with ``key(patient, rule)`` as its order_key: an HMAC-SHA256 of
-    the patient id and rule under a random salt this database keeps (created once), cut to 128
-    bits. Neither the patient id nor an unsalted hash of it (which a list of ids would reverse)
-    is stored; the lookup joins feedback to issued cards by that key. Someone holding the whole
-    database, salt included, could still test candidate ids one by one: the salt protects
-    against precomputed tables and linkage across databases, not against that.
+    the patient id and rule under a random secret this database keeps in service_secrets
+    (created once), cut to 128 bits. Neither the patient id nor an unsalted hash of it (which
+    a list of ids would reverse) is stored; the lookup joins feedback to issued cards by that
+    key. Someone holding the whole database, secret included, could still test candidate ids
+    one by one: the secret protects against precomputed tables and linkage across databases,
+    not against that.
     """
 
     SALT_NAME = "snooze-key"
@@ -392,19 +505,9 @@ class SnoozeStore:
         self._salt: bytes | None = None
 
     def salt(self) -> bytes:
+        """The key's secret, kept in service_secrets (as the pseudonyms' key is)."""
         if self._salt is None:
-            fresh = secrets.token_hex(32)
-            statement = (
-                self.database.insert(service_salts)
-                .values(name=self.SALT_NAME, value=fresh)
-                .on_conflict_do_nothing(index_elements=["name"])
-            )
-            with self.database.sql.begin() as connection:
-                connection.execute(statement)  # the first worker's salt wins; others read it
-                value = connection.execute(
-                    select(service_salts.c.value).where(service_salts.c.name == self.SALT_NAME)
-                ).scalar_one()
-            self._salt = bytes.fromhex(value)
+            self._salt = bytes.fromhex(self.database.secret(self.SALT_NAME))
         return self._salt
 
     def key(self, patient_id: str, rule: str) -> str:

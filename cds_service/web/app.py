@@ -33,6 +33,8 @@ from cds_service.fhir.fact_cache import FactCache
 from cds_service.knowledge.loader import load_knowledge
 from cds_service.knowledge.site import load_site
 from cds_service.store.card_log import CardLog
+from cds_service.store.pseudonyms import KEY_NAME as PSEUDONYM_KEY
+from cds_service.store.pseudonyms import Pseudonyms
 from cds_service.store.storage import (
     Database,
     FeedbackStore,
@@ -85,7 +87,11 @@ def build_engine(settings: Settings) -> CdsEngine:
     knowledge = load_knowledge(settings.hooks_dir)
     site = load_site(settings.site_dir, knowledge.imaging.study_keys())
     cache = (
-        FactCache(settings.fact_cache_entries, settings.fact_cache_ttl)
+        FactCache(
+            settings.fact_cache_entries,
+            settings.fact_cache_ttl,
+            max_bytes=settings.fact_cache_bytes,
+        )
         if settings.fact_cache
         else None
     )
@@ -119,8 +125,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         silent_rules=sorted(r for r, m in engine.site.rule_modes.items() if m == "silent"),
         off_rules=sorted(r for r, m in engine.site.rule_modes.items() if m == "off"),
     )
+    pseudonyms = Pseudonyms(lambda: database.secret(PSEUDONYM_KEY))
+    engine.pseudonym_key = pseudonyms.key
     Runtime(
         settings=settings,
+        pseudonyms=pseudonyms,
         engine=engine,
         fetcher=FhirFetcher(
             AllowList(settings.allowed_fhir_servers()),

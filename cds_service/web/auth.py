@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, g, request
 
 from cds_service.config import Settings
 from cds_service.web.runtime import runtime
@@ -24,7 +24,11 @@ def _authenticate() -> None:
     is_discovery = request.path.rstrip("/") == "/cds-services"
     if not settings.auth_required() or (is_discovery and header is None):
         return  # discovery reveals nothing about patients; a token sent to it is still checked
-    running.verifier.verify(header, called_url(settings))
+    claims = running.verifier.verify(header, called_url(settings))
+    # The FHIR servers this caller's EHR serves: its fhirServer is fetched from only if listed
+    # (a token from EHR B must not read EHR A's patients through A's allow-listed server).
+    g.cds_fhir_servers = running.verifier.fhir_servers(str(claims["iss"]))
+    g.cds_issuer = str(claims["iss"])  # cards and their feedback belong to this caller
 
 
 def install_authentication(app: Flask) -> None:

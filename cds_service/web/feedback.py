@@ -17,7 +17,7 @@ from cds_service.contract.wire import FeedbackItemIn, FeedbackRequest
 from cds_service.fhir.json_limits import MAX_DEPTH, too_deep
 from cds_service.store.storage import FeedbackItem, canonical_json
 from cds_service.web.runtime import runtime
-from cds_service.web.services import json_body
+from cds_service.web.services import client_key, json_body
 
 blueprint = Blueprint("feedback", __name__)
 log = structlog.get_logger("cds_service.feedback")
@@ -69,7 +69,9 @@ def feedback(service_id: str) -> ResponseReturnValue:
         raise InvalidRequestError(f"{where}: {err['msg']}", field=where) from None
     running.card_log.flush()  # cards shown a moment ago are known before their feedback is stored
     try:
-        result = running.feedback.store(service_id, [_item(i) for i in request.feedback])
+        result = running.feedback.store(
+            service_id, [_item(i) for i in request.feedback], client_key()
+        )
     except SQLAlchemyError as exc:
         log.error("feedback-not-stored", service=service_id, error_type=type(exc).__name__)
         raise StorageUnavailableError("Feedback could not be stored; send it again") from None

@@ -41,6 +41,9 @@ bind = settings.bind
 workers = settings.workers
 # Requests are CPU-bound and short; threads only help when the FHIR fallback waits on I/O.
 threads = settings.threads
+# gthread, but each request is received whole by the worker's event loop before a thread is
+# taken: a client that drips its headers or body (slowloris) costs a buffer, never a thread.
+worker_class = "cds_service.web.buffered_worker.BufferedThreadWorker"
 timeout = 30
 graceful_timeout = 10
 accesslog = None  # the app logs one JSON line per hook call itself

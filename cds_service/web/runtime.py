@@ -15,6 +15,7 @@ from cds_service.config import Settings
 from cds_service.engine import CdsEngine
 from cds_service.fhir.client import FhirFetcher
 from cds_service.store.card_log import CardLog
+from cds_service.store.pseudonyms import Pseudonyms
 from cds_service.store.storage import Database, FeedbackStore
 from cds_service.web.security import ClientVerifier
 from cds_service.web.snooze import StoreSnooze
@@ -33,6 +34,8 @@ class Runtime:
     verifier: ClientVerifier
     #: Recent overrides of patient-view cards (the feedback store behind the engine's snooze).
     snooze: StoreSnooze
+    #: Keyed hashes of what is kept but must not be revealed (a non-UUID hookInstance).
+    pseudonyms: Pseudonyms
     #: Readiness probes by name (/readyz); each answers True when its dependency is usable.
     readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
 

@@ -28,6 +28,7 @@ from cds_service.contract.errors import (
     ReplayCheckUnavailableError,
     UnauthorizedError,
 )
+from cds_service.fhir.allowlist import AllowList
 
 ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
 _KEY_TYPES = {"ES": "EC", "RS": "RSA"}
@@ -45,18 +46,26 @@ class TrustedIssuer:
     jwks_url: str | None = None
     jwks_file: Path | None = None
     allowed_jku: tuple[str, ...] = ()
+    #: The FHIR servers this issuer's calls may be fetched from (None: not limited).
+    fhir_servers: AllowList | None = None
 
     @classmethod
     def from_config(cls, config: TrustedIssuerConfig) -> TrustedIssuer:
         allowed = config.allowed_jku
         if config.jwks_url and config.jwks_url not in allowed:
             allowed = (*allowed, config.jwks_url)
-        return cls(config.iss, config.jwks_url, config.jwks_file, allowed)
+        servers = (
+            AllowList(config.allowed_fhir_servers)
+            if config.allowed_fhir_servers is not None
+            else None
+        )
+        return cls(config.iss, config.jwks_url, config.jwks_file, allowed, servers)
 
 
 def sandbox_issuer() -> TrustedIssuer:
-    """The public CDS Hooks sandbox, with its published JWKS shipped in the package (opt-in)."""
-    return TrustedIssuer(SANDBOX_ISSUER, None, SANDBOX_JWKS_FILE, (SANDBOX_JKU,))
+    """The public CDS Hooks sandbox, with its published JWKS shipped in the package (opt-in).
+    Its calls are never fetched for (it prefetches everything itself): no FHIR server."""
+    return TrustedIssuer(SANDBOX_ISSUER, None, SANDBOX_JWKS_FILE, (SANDBOX_JKU,), AllowList(()))
 
 
 def load_trusted_issuers(settings: Settings) -> tuple[TrustedIssuer, ...]:
@@ -75,6 +84,13 @@ def load_trusted_issuers(settings: Settings) -> tuple[TrustedIssuer, ...]:
             raise ConfigurationError(
                 f"CDS_TRUSTED_ISSUERS_FILE={settings.trusted_issuers_file}: {exc}"
             ) from None
+    if settings.environment == "production":
+        unbound = [c.iss for c in configs if c.allowed_fhir_servers is None]
+        if unbound:
+            raise ConfigurationError(
+                f"trusted issuer {unbound[0]} has no allowed_fhir_servers: in production each "
+                "issuer names the FHIR servers its calls may be fetched from ([] for none)"
+            )
     issuers = [TrustedIssuer.from_config(c) for c in configs]
     if settings.trust_sandbox and not any(i.iss == SANDBOX_ISSUER for i in issuers):
         issuers.append(sandbox_issuer())
@@ -205,6 +221,11 @@ class ClientVerifier:
         self._leeway = leeway
         self._jwks = jwks or JwksCache()
         self._replays = replays
+
+    def fhir_servers(self, iss: str) -> AllowList | None:
+        """The FHIR servers a verified token's issuer may have fetched for (None: not limited)."""
+        issuer = self._issuers.get(iss)
+        return issuer.fhir_servers if issuer is not None else AllowList(())
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """Return the verified claims, or raise UnauthorizedError with a reason."""

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import structlog
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
@@ -30,7 +30,7 @@ def loggable_hook_instance(value: Any) -> str:
     text = str(value)
     if _UUID.match(text):
         return text
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    return "hmac:" + runtime().pseudonyms(text)  # keyed: not reversible by trying candidates
 
 
 @blueprint.get("/cds-services")
@@ -60,9 +60,17 @@ def json_body() -> Any:
         raise InvalidRequestError("The request body is not valid JSON") from None
 
 
+def client_key() -> str:
+    """Who is calling: a hash of the verified token's issuer ("" without authentication)."""
+    issuer = g.get("cds_issuer")
+    if not isinstance(issuer, str):
+        return ""
+    return hashlib.sha256(issuer.encode()).hexdigest()[:16]
+
+
 def _record_cards(service_id: str, hook_instance: str, outcome: Outcome) -> None:
     """Remember the cards shown, for feedback, off the request path (see card_log)."""
-    runtime().card_log.record(service_id, hook_instance, outcome.issued)
+    runtime().card_log.record(service_id, hook_instance, outcome.issued, client_key())
 
 
 @blueprint.post("/cds-services/<service_id>")
@@ -75,7 +83,8 @@ def call_service(service_id: str) -> ResponseReturnValue:
     hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
     bound = log.bind(service=service_id, hookInstance=loggable_hook_instance(hook_instance))
     try:
-        outcome = engine.evaluate(service_id, body, fetcher=running.fetcher, snooze=running.snooze)
+        fetcher = running.fetcher.for_issuer(g.get("cds_fhir_servers"))
+        outcome = engine.evaluate(service_id, body, fetcher=fetcher, snooze=running.snooze)
     except CdsError as exc:
         bound.info(
             "hook",
