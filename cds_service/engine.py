@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
-from cds_service.cards.model import OrderingContext, SuggestionStyle, UuidFactory
+from cds_service.cards.guidance_page import GuidancePages
+from cds_service.cards.model import OrderingContext, RenderedCard, SuggestionStyle, UuidFactory
 from cds_service.cards.renderer import CardRenderer
+from cds_service.cards.rules import RULES
 from cds_service.clinical.contrast import ContrastReader
 from cds_service.clinical.guidance import (
     OrderAdvice,
@@ -46,7 +48,13 @@ from cds_service.fhir.records import order_fact, validated
 from cds_service.knowledge.loader import Knowledge, KnowledgeError, ServiceDefinition
 from cds_service.knowledge.names import NameMatcher
 from cds_service.knowledge.rules import RuleId
-from cds_service.knowledge.site import NO_SITE, Site, knowledge_version, with_site_orderables
+from cds_service.knowledge.site import (
+    NO_SITE,
+    RuleMode,
+    Site,
+    knowledge_version,
+    with_site_orderables,
+)
 
 if TYPE_CHECKING:  # the HTTP client is the caller's: the engine never imports it
     from cds_service.fhir.client import FhirFetcher
@@ -59,6 +67,12 @@ OBSERVATION_PREFETCH_KEY = "observations"
 #: Draft orders judged in one call at most: an order set is rarely over a dozen; 7,000 selected
 #: drafts once made one call take 5 s and answer 38 MB.
 DEFAULT_MAX_ORDERS = 50
+
+
+#: Given the order keys of a call's cards and a number of minutes: the (order key, rule id)
+#: pairs whose card the clinician overrode within those minutes. The web layer answers it from
+#: the feedback store; the engine never touches storage.
+OverrideLookup = Callable[[Collection[str], int], Collection[tuple[str, str]]]
 
 
 def random_uuid() -> str:
@@ -107,6 +121,8 @@ class Outcome:
     unreadable: Mapping[str, str] = field(default_factory=dict)
     #: Rules in silent mode that decided a card this call (recorded in ``issued``, not shown).
     silent_rules: tuple[RuleId, ...] = ()
+    #: Rules whose card was not shown again: overridden for the same order this session.
+    hidden_rules: tuple[RuleId, ...] = ()
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
@@ -178,6 +194,13 @@ class CdsEngine:
         self.contrast = ContrastReader(knowledge.contrast, knowledge.valuesets)
         self.pathway = PathwayReader(knowledge)
         self.fact_cache = fact_cache
+        #: The guidance pages the cards link to, built once for this knowledge version.
+        self.guidance = GuidancePages(
+            knowledge.cards,
+            knowledge.ratings,
+            {rule: entry.reason_variants for rule, entry in RULES.items()},
+            self.version,
+        )
         self.records = RecordBuilder(
             knowledge,
             self.classifier,
@@ -200,13 +223,25 @@ class CdsEngine:
         new_uuid: UuidFactory = random_uuid,
         today: date | None = None,
         fetcher: FhirFetcher | None = None,
+        guidance_base: str | None = None,
+        overridden: OverrideLookup | None = None,
     ) -> Outcome:
         """Answer one call. Data comes from prefetch, and from the FHIR server only when a
-        fetcher is given (the HTTP service); the reasoning itself never touches the network."""
+        fetcher is given (the HTTP service); the reasoning itself never touches the network.
+        ``guidance_base``: the service's public URL (cards link their guidance page under it);
+        ``overridden``: the cards overridden earlier in the session (see ``OverrideLookup``)."""
         service = self.service(service_id)
         request, context = parse_request(service, body)
         reading = gather(service, request, fetcher)
-        return self.decide(service, context, reading, new_uuid, today or utc_today())
+        return self.decide(
+            service,
+            context,
+            reading,
+            new_uuid,
+            today or utc_today(),
+            guidance_base=guidance_base,
+            overridden=overridden,
+        )
 
     def _orders(
         self, service: ServiceDefinition, context: DraftOrdersContext
@@ -239,6 +274,9 @@ class CdsEngine:
         reading: PrefetchReading,
         new_uuid: UuidFactory = random_uuid,
         today: date | None = None,
+        *,
+        guidance_base: str | None = None,
+        overridden: OverrideLookup | None = None,
     ) -> Outcome:
         orders = self._orders(service, context)
         k = self.knowledge
@@ -263,6 +301,7 @@ class CdsEngine:
         shown_for: dict[str, RuleId] = {}
         rules: tuple[RuleId, ...] = ()
         silent: tuple[RuleId, ...] = ()
+        hidden: tuple[RuleId, ...] = ()
         issued: tuple[IssuedCard, ...] = ()
         if clinical is not None:
             situation = PatientSituation(
@@ -277,7 +316,9 @@ class CdsEngine:
                 pathway=self.pathway.position(record, clinical),
             )
             history_card = service.config.standaloneHistoryCard
-            advice = self._switched(advise(situation, orders, k, standalone_history=history_card))
+            advice = self._switched(
+                advise(situation, orders, k, standalone_history=history_card), service
+            )
             ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
             rendered = self.renderer.render(
                 advice,
@@ -291,11 +332,16 @@ class CdsEngine:
                     pama=service.config.pamaSystemActions,
                     history_card=history_card,
                 ),
+                guidance_base,
             )
-            shown = [r for r in rendered if self.site.mode(r.rule) == "active"]
+            shown = [r for r in rendered if self._mode(r.rule, r.variant, service) == "active"]
+            again = self._overridden_before(service, context.patientId, shown, overridden)
+            rendered = [r for r in rendered if r not in again]
+            shown = [r for r in shown if r not in again]
             cards = [r.card for r in shown]
             rules = tuple(r.rule for r in shown)
             silent = tuple(r.rule for r in rendered if r not in shown)
+            hidden = tuple(r.rule for r in again)
             issued = tuple(
                 IssuedCard(
                     r.card.uuid,
@@ -326,21 +372,43 @@ class CdsEngine:
             issued,
             reading.unreadable,
             silent,
+            hidden,
         )
 
-    def _switched(self, advice: list[OrderAdvice]) -> list[OrderAdvice]:
-        """The advice of the rules not switched off. A rule that is off is not evaluated: its
-        card is neither built nor recorded, and no other card takes its place (an off
-        contraindication does not let the protocol card fire); the history rule off also takes
-        its line out of other cards."""
-        if not self.site.rule_modes:
+    def _mode(self, rule: RuleId, variant: str | None, service: ServiceDefinition) -> RuleMode:
+        """The site's mode for the rule (or its variant of card), else the service's default."""
+        return self.site.mode(rule, variant, service.config.ruleModes)
+
+    def _overridden_before(
+        self,
+        service: ServiceDefinition,
+        patient_id: str,
+        shown: list[RenderedCard],
+        overridden: OverrideLookup | None,
+    ) -> list[RenderedCard]:
+        """The cards the clinician already overrode for the same order and rule within the
+        service's ``hideOverriddenMinutes`` (at order-select, before this order-sign): not
+        shown again, nor recorded."""
+        minutes = service.config.hideOverriddenMinutes
+        if not minutes or overridden is None or not shown:
+            return []
+        keys = {id(r): order_key(patient_id, r.order) for r in shown}
+        dismissed = set(overridden(set(keys.values()), minutes))
+        return [r for r in shown if (keys[id(r)], str(r.rule)) in dismissed]
+
+    def _switched(self, advice: list[OrderAdvice], service: ServiceDefinition) -> list[OrderAdvice]:
+        """The advice of the rules not switched off (by the site, or by the service's shipped
+        defaults). A rule that is off is not evaluated: its card is neither built nor recorded,
+        and no other card takes its place (an off contraindication does not let the protocol
+        card fire); the history rule off also takes its line out of other cards."""
+        if not self.site.rule_modes and not service.config.ruleModes:
             return advice
-        history_off = self.site.mode(RuleId.MISSING_CLINICAL_HISTORY) == "off"
+        history_off = self._mode(RuleId.MISSING_CLINICAL_HISTORY, None, service) == "off"
         kept = []
         for a in advice:
             if history_off and a.missing_history:
                 a = replace(a, missing_history=False)
-            if a.rule_id is not None and self.site.mode(a.rule_id) != "off":
+            if a.rule_id is not None and self._mode(a.rule_id, a.variant, service) != "off":
                 kept.append(a)
         return kept
 

@@ -145,6 +145,7 @@ def expected_outcomes() -> dict[str, Any]:
             "service": v.service,
             "cards": list(v.cards),
             "pama": [list(p) for p in v.pama],
+            "silent": list(v.silent),
         }
         for name, v in vignette_book().vignettes.items()
     }

@@ -27,7 +27,8 @@ def test_there_are_enough_vignettes() -> None:
     assert sum(1 for o in OUTCOMES.values() if o["cards"]) >= 5
     assert sum(1 for o in OUTCOMES.values() if not o["cards"]) >= 7
     rules_shown = {card["rule"] for o in OUTCOMES.values() for card in o["cards"]}
-    assert rules_shown == set(RuleId)  # every rule has a vignette
+    rules_silent = {rule for o in OUTCOMES.values() for rule in o["silent"]}
+    assert rules_shown | rules_silent == set(RuleId)  # every rule has a vignette
 
 
 @pytest.mark.parametrize("name", sorted(OUTCOMES))
@@ -40,6 +41,7 @@ def test_vignette_gives_expected_cards(client: FlaskClient, engine: CdsEngine, n
     assert len(cards) == len(expected["cards"])
     outcome = engine.evaluate(expected["service"], vignette(name))
     assert list(outcome.rules) == [want["rule"] for want in expected["cards"]]
+    assert list(outcome.silent_rules) == expected["silent"]
     for card, want in zip(cards, expected["cards"], strict=True):
         for text in want["mentions"]:
             assert text in card["detail"]
@@ -151,13 +153,15 @@ def _drafts(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_ct_with_pacemaker_gets_the_mri_advice_once_the_pacemaker_is_gone(
-    client: FlaskClient,
+    client: FlaskClient, engine: CdsEngine
 ) -> None:
     body = vignette("treated_parotid_cancer_pacemaker_ct_neck_with_contrast")
     assert _post(client, body) == []
     body["prefetch"]["conditions"]["entry"].pop()  # the pacemaker Condition
-    [card] = _post(client, body)
-    assert card["indicator"] == "info" and "MRI better tells scar" in card["summary"]
+    # The MRI advice on a CT that is already right ships silent: decided, recorded, not shown.
+    assert _post(client, body) == []
+    outcome = engine.evaluate("salivary-post-treatment-imaging-order-select", body)
+    assert outcome.silent_rules == ("ct-neck-mri-preferred",)
 
 
 def test_explanted_pacemaker_warns_while_still_active(client: FlaskClient) -> None:

@@ -23,6 +23,9 @@ class CardContext:
     situation: PatientSituation
     history: History
     orders: SuggestionBuilder
+    #: The other orders one card speaks for (the history card: every order being signed
+    #: without a reason, in one card).
+    together: tuple[CardContext, ...] = ()
 
     @property
     def ordered(self) -> str:

@@ -1,6 +1,6 @@
-"""The parts every card shares around its rule's own text: the safety lines, the ACR ratings
-table with the ordered study marked, where the patient stands in the pathway, the prior study
-and the record's evidence."""
+"""The parts every card shares around its rule's own text: the safety lines, the comparison of
+the order as placed with the recommended study, and one line of why this patient. (The full ACR
+table, the explanation and the pathway are on the rule's guidance page: cards.guidance_page.)"""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ from cds_service.cards.context import CardContext
 from cds_service.cards.history import cancer_date_phrase, treatment_date_phrase
 from cds_service.cards.wording import Wording, escape
 from cds_service.clinical.contrast import Agent
-from cds_service.clinical.guidance import (
-    OrderAdvice,
-    PatientSituation,
-    RecurrenceRestaging,
-    TissueConfirmationNext,
-)
-from cds_service.clinical.orders import ImagingOrder
 from cds_service.clinical.pama import PamaRater, cpt_codes
 from cds_service.contract.wire import Suggestion
 from cds_service.knowledge.loader import OrderKey, RatedProcedure, RatingKnowledge
@@ -67,90 +60,126 @@ def safety_lines(
     return lines
 
 
-def ratings_table(
-    words: Wording,
-    ratings: RatingKnowledge,
-    rater: PamaRater,
-    rated: RatedProcedure | None,
-    order: ImagingOrder,
-) -> str:
-    """The ACR table, the ordered study's row marked: as read from the order, or else as
-    its procedure code is rated (CPT 70543 is the rated MRI's code, whatever the name)."""
+def _row(words: Wording, which: str, study: str, category: str, radiation: str) -> str:
+    return f"| {words.common(which)} | {study} | {category} | {radiation} |"
+
+
+def _ordered_cells(
+    c: CardContext, ratings: RatingKnowledge, rater: PamaRater
+) -> tuple[str, str, RatedProcedure | None]:
+    """The ACR rating and radiation of the order as placed, as its PAMA rating has it: by what
+    was read from the order, else by its procedure code; "not appropriate now" while this card
+    warns against it (ratings.json ``notAppropriateWhen``); "not rated" for any other order."""
+    advice, words = c.advice, c.words
+    order = advice.order
     codes = cpt_codes(order.draft.codes)
+    rated = advice.rated
     coded = rater.procedure(codes) if rated is None else None
-    rows = [words.common("ratingsColumns"), "|---|---|---|"]
-    for procedure in ratings.procedures:
-        name = procedure.name
-        if rated is not None and procedure.id == rated.id:
-            name = "**" + words.common("orderedMark", name=name) + "**"
-        elif coded is not None and procedure.id == coded.id:
-            code = next(c for c in codes if c in procedure.cpt)
-            name = "**" + words.common("orderedCodeMark", name=name, code=code) + "**"
-        rows.append(f"| {name} | {procedure.category} | {procedure.radiation} |")
-    return f"**{words.common('ratingsHeading')}**\n\n" + "\n".join(rows)
-
-
-def pathway_lines(c: CardContext, advice: OrderAdvice) -> list[str]:
-    """Where the patient stands after the last report, in a card about something else:
-    a recurrence means restaging; a positive report, tissue confirmation next."""
-    if advice.primary is None or isinstance(
-        advice.primary, RecurrenceRestaging | TissueConfirmationNext
-    ):
-        return []
-    pathway = c.situation.pathway
-    if pathway.recurrence is not None:
-        recurrence = c.history.recurrence_phrase(pathway.recurrence)
-        return [c.words.common("restagingLine", recurrence=recurrence)]
-    report = pathway.last_report
-    if report is not None and report.reading.branch == "positive":
-        return [c.words.common("positiveLine", report=c.history.report_phrase(report))]
-    return []
-
-
-def prior_markdown(words: Wording, situation: PatientSituation) -> str:
-    assert situation.latest_prior is not None
-    fact = situation.latest_prior.fact
-    return words.common(
-        "priorComparison",
-        prior=escape(fact.display),
-        date=fact.date.text if fact.date else "date unknown",
+    procedure = rated or coded
+    rule = advice.rule_id
+    warning = ratings.notAppropriateWhen
+    if rule in warning.rules and (rule not in warning.codes or rater.warns_against(codes, rule)):
+        category = warning.shownAs[rule]
+    elif rated is not None:
+        category = rated.category
+    elif coded is not None:
+        code = next(code for code in codes if code in coded.cpt)
+        category = words.common("ratedAsCode", category=coded.category, code=code)
+    else:
+        category = ratings.unrated.category
+    unrated = ratings.unrated
+    radiation = (
+        procedure.radiation
+        if procedure is not None
+        else unrated.radiation.get(order.modality or "", unrated.otherRadiation)
     )
+    return category, radiation, procedure
 
 
-def evidence_markdown(c: CardContext) -> str:
-    """Why the patient is in scope: the cancer, its histology, the treatments, the last report,
-    a recurrence and the adenoid cystic hallmark, one line each."""
+def comparison(
+    c: CardContext, ratings: RatingKnowledge, rater: PamaRater, suggestions: Sequence[Suggestion]
+) -> str:
+    """Two rows: the order as placed and the study the card recommends (or, with no
+    recommendation, the one it offers), each with its ACR rating and radiation. A card that
+    offers no study (recurrence, discuss with radiology) shows the ordered row alone."""
+    words = c.words
+    category, radiation, procedure = _ordered_cells(c, ratings, rater)
+    rows = [
+        words.common("comparisonColumns"),
+        "|---|---|---|---|",
+        _row(words, "comparisonOrdered", f"**{c.ordered}**", category, radiation),
+    ]
+    studies = [s for s in suggestions if c.orders.kinds.get(s.uuid, "history") != "history"]
+    pick = next((s for s in studies if s.isRecommended), None)
+    which = "comparisonRecommended"
+    if pick is None and studies:
+        pick, which = studies[0], "comparisonAlternative"
+    if pick is not None:
+        kind = c.orders.kinds[pick.uuid]
+        if kind == "defer":
+            when = next(
+                str(a.resource.get("occurrenceDateTime"))
+                for a in pick.actions
+                if a.resource is not None
+            )
+            name = procedure.name if procedure is not None else c.ordered
+            rated = procedure.category if procedure is not None else ratings.unrated.category
+            rows.append(
+                _row(
+                    words,
+                    which,
+                    words.common("deferredStudy", study=name, date=when),
+                    rated,
+                    procedure.radiation if procedure is not None else radiation,
+                )
+            )
+        else:
+            key: OrderKey = kind.split(":", 1)[1]  # type: ignore[assignment]  # replace:/add:<key>
+            template = c.k.orders[key]
+            suggested = rater.procedure(cpt_codes(x.model_dump() for x in template.coding))
+            rows.append(
+                _row(
+                    words,
+                    which,
+                    template.text,
+                    suggested.category if suggested else ratings.unrated.category,
+                    suggested.radiation if suggested else ratings.unrated.otherRadiation,
+                )
+            )
+    return "\n".join(rows)
+
+
+def why_patient(c: CardContext) -> str:
+    """One line: the cancer as recorded (code, date, histology where coded apart), each
+    completed treatment with its code and dates, and a recurrence on record. The full history
+    (last report, prior imaging, the adenoid cystic hallmark) goes with the suggested orders."""
     words, history = c.words, c.history
     context, pathway = c.situation.context, c.situation.pathway
     cancer = context.cancer
-    lines = [
-        words.common(
+    histology = ""
+    if pathway.histology and pathway.histology.lower() not in cancer.display.lower():
+        histology = words.common("whyHistology", histology=escape(pathway.histology))
+    return words.common(
+        "whyPatient",
+        cancer=words.common(
             "evidenceCondition",
             display=history.shown(cancer.display),
             code_label=cancer.code.label,
             date_phrase=cancer_date_phrase(words, cancer),
+        ),
+        histology=histology,
+        treatments="; ".join(
+            words.common(
+                "whyTreatment",
+                display=history.shown(t.display),
+                code_label=t.code.label,
+                date_phrase=treatment_date_phrase(words, t),
+            )
+            for t in context.treatments
+        ),
+        recurrence=words.common(
+            "whyRecurrence", recurrence=history.recurrence_phrase(pathway.recurrence)
         )
-    ]
-    if pathway.histology and pathway.histology.lower() not in context.cancer.display.lower():
-        lines.append(words.common("evidenceHistology", histology=escape(pathway.histology)))
-    lines += [
-        words.common(
-            "evidenceTreatment",
-            display=history.shown(t.display),
-            code_label=t.code.label,
-            date_phrase=treatment_date_phrase(words, t),
-        )
-        for t in context.treatments
-    ]
-    if pathway.last_report is not None:
-        lines.append(
-            words.common("evidenceLastReport", **history.report_parts(pathway.last_report))
-        )
-    if pathway.recurrence is not None and pathway.recurrence.report is None:
-        # (a report's recurrence is already on the line of the last report)
-        recurrence = history.recurrence_phrase(pathway.recurrence)
-        lines.append(words.common("evidenceRecurrence", recurrence=recurrence))
-    if pathway.adenoid_cystic:
-        lines.append(words.common("accLine"))
-    heading = words.common("evidenceHeading")
-    return f"**{heading}**\n\n" + "\n".join(f"- {line}" for line in lines)
+        if pathway.recurrence is not None
+        else "",
+    )

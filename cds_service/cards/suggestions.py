@@ -6,6 +6,7 @@ clinical-history note for the radiologist."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from cds_service.cards.history import History
@@ -245,9 +246,10 @@ class SuggestionBuilder:
             resource=self.new_order(key),
         )
 
-    def history_choices(self) -> list[Suggestion]:
+    def history_choices(self, also: Sequence[SuggestionBuilder] = ()) -> list[Suggestion]:
         """The history as one-click choices of the reason for the exam (the guidance's third
-        piece of history): each adds the cancer, the concern and the history note."""
+        piece of history): each adds the cancer, the concern and the history note, to this
+        draft and to the drafts of ``also`` (one card for every order without a reason)."""
         rule = RuleId.MISSING_CLINICAL_HISTORY
         words = self.words
         return [
@@ -256,11 +258,12 @@ class SuggestionBuilder:
                 words.rule(rule, "choiceLabel", concern=concern.display),
                 False,
                 [
-                    self.update(
+                    b.update(
                         words.rule(rule, "choiceDescription", concern=concern.display),
-                        self.updated_draft(concern),
+                        b.updated_draft(concern),
                         warned=True,
                     )
+                    for b in (self, *also)
                 ],
             )
             for concern in self.k.clinicalConcerns

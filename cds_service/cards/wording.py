@@ -74,6 +74,17 @@ COMMON_TEXTS: dict[str, frozenset[str]] = {
     "conditionalLine": needs("implant"),
     "cochlearLine": needs("implant"),
     "noStudyLine": needs(),
+    "whyPatient": needs("cancer", "histology", "treatments", "recurrence"),
+    "whyTreatment": needs("display", "code_label", "date_phrase"),
+    "whyRecurrence": needs("recurrence"),
+    "whyHistology": needs("histology"),
+    "comparisonColumns": needs(),
+    "comparisonOrdered": needs(),
+    "comparisonRecommended": needs(),
+    "comparisonAlternative": needs(),
+    "deferredStudy": needs("study", "date"),
+    "ratedAsCode": needs("category", "code"),
+    "guidanceLinkLabel": needs(),
 }
 
 DATE_TEXTS: dict[str, frozenset[str]] = {

@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from cds_service.cli.replay import LOCAL_PUBLIC_URL
 from cds_service.contract.errors import CdsError, InputFileError
 from cds_service.engine import CdsEngine
 from cds_service.fhir import build as fb
@@ -96,6 +97,8 @@ class Vignette:
     cards: tuple[dict[str, Any], ...]
     #: PAMA ratings expected as [draft reference, rating].
     pama: tuple[tuple[str, str], ...]
+    #: Rules expected to decide a card in silent mode (recorded, not shown).
+    silent: tuple[str, ...] = ()
 
 
 class VignetteBook:
@@ -172,6 +175,7 @@ class VignetteBook:
             request=request,
             cards=tuple(expected.get("cards", ())),
             pama=tuple(tuple(p) for p in expected.get("pama", ())),
+            silent=tuple(expected.get("silent", ())),
         )
 
     def _condition(self, pid: str, r: dict[str, Any]) -> fb.Resource:
@@ -294,7 +298,13 @@ def sequential_uuids() -> Callable[[], str]:
 def golden_response(engine: CdsEngine, vignette: Vignette, today: date) -> dict[str, Any]:
     """The whole response, with uuids counted from 1 and a fixed date, as goldens store it."""
     try:
-        outcome = engine.evaluate(vignette.service, vignette.request, sequential_uuids(), today)
+        outcome = engine.evaluate(
+            vignette.service,
+            vignette.request,
+            sequential_uuids(),
+            today,
+            guidance_base=LOCAL_PUBLIC_URL,
+        )
     except CdsError as exc:
         return {"service": vignette.service, "status": exc.status, "response": exc.to_json()}
     return {

@@ -121,6 +121,9 @@ class RecurrenceRestaging:
 
     order: ImagingOrder
     recurrence: Recurrence
+    #: The order is already the full MRI protocol: the card says nothing about the order, only
+    #: where the patient stands (a variant that ships silent: knowledge.rules.RULE_VARIANTS).
+    full_protocol: bool = False
     rule_id: Literal[RuleId.RECURRENCE_RESTAGING] = RuleId.RECURRENCE_RESTAGING
 
 
@@ -244,6 +247,13 @@ class OrderAdvice:
         if self.primary is not None:
             return self.primary.rule_id
         return RuleId.MISSING_CLINICAL_HISTORY if self.missing_history else None
+
+    @property
+    def variant(self) -> str | None:
+        """The kind of the rule's card a mode may be set for apart from the rule, if any."""
+        if isinstance(self.primary, RecurrenceRestaging) and self.primary.full_protocol:
+            return "full-protocol"
+        return None
 
 
 def find_implant(
@@ -403,7 +413,14 @@ def _pathway_finding(
 ) -> Finding | None:
     pathway = situation.pathway
     if pathway.recurrence is not None:
-        return RecurrenceRestaging(order, pathway.recurrence)
+        protocol = knowledge.imaging.recommendedProtocol
+        full = (
+            order.modality == protocol.modality
+            and order.contrast == protocol.contrast
+            and order.covers_any(protocol.headNeckRegions)
+            and assess_mri(order, protocol) is None
+        )
+        return RecurrenceRestaging(order, pathway.recurrence, full)
     report = pathway.last_report
     if report is None:
         return None

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cds_service.contract.errors import ConfigurationError
 from cds_service.knowledge.codesystems import normalise_code
 from cds_service.knowledge.names import UncheckablePatternError, required_words
-from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.rules import RuleId, mode_key_problem
 from cds_service.knowledge.terminology import Concept, ValueSetName, ValueSets
 
 CHECKED_AGAINST_URL = "urn:salivary-imaging-cds:extension:checked-against"
@@ -75,6 +75,25 @@ class ServiceConfig(_Strict):
     #: nothing else to say. Off at order-select (it appeared on every correct selection), on at
     #: order-sign: once per ordering session, at the end, whatever minimumIndicator says.
     standaloneHistoryCard: bool = False
+    #: The mode each rule ships in, by rule id or ``<rule id>:<variant>``
+    #: (knowledge.rules.RULE_VARIANTS): cards on orders that are already right ship silent, and
+    #: a site's rules.json switches them on. A rule not named is active.
+    ruleModes: dict[str, Literal["active", "silent", "off"]] = {}
+    #: A card the clinician overrode for the same draft within this many minutes (at
+    #: order-select) is not shown again here; 0: always shown. The web layer looks the
+    #: overrides up in the feedback store; the engine is given the answer.
+    hideOverriddenMinutes: int = Field(default=0, ge=0, le=24 * 60)
+
+    @field_validator("ruleModes")
+    @classmethod
+    def _known_mode_keys(
+        cls, modes: dict[str, Literal["active", "silent", "off"]]
+    ) -> dict[str, Literal["active", "silent", "off"]]:
+        for key in modes:
+            problem = mode_key_problem(key)
+            if problem is not None:
+                raise ValueError(problem)
+        return modes
 
 
 class ServiceDefinition(_Strict):
@@ -295,6 +314,26 @@ class RatedProcedure(_Strict):
 class RatingOverrides(_Strict):
     description: str
     rules: tuple[RuleId, ...]
+    #: A rule listed here counts only for orders with one of these CPT codes.
+    codes: dict[RuleId, tuple[str, ...]] = {}
+    #: What the card's comparison table says of the order as placed while the rule counts.
+    shownAs: dict[RuleId, str]
+
+    @model_validator(mode="after")
+    def _said_for_every_rule(self) -> RatingOverrides:
+        if set(self.shownAs) != set(self.rules) or not set(self.codes) <= set(self.rules):
+            raise ValueError("shownAs must name every rule, and codes only listed rules")
+        return self
+
+
+class UnratedOrders(_Strict):
+    """What the comparison table says of an order the ACR table does not rate."""
+
+    description: str
+    category: str = Field(min_length=1)
+    #: By modality; ``otherRadiation`` for any other.
+    radiation: dict[str, str]
+    otherRadiation: str
 
 
 class RatingKnowledge(_Strict):
@@ -302,6 +341,7 @@ class RatingKnowledge(_Strict):
     pamaNoCriteria: Literal["no-criteria-apply"]
     #: While one of these rules' cards is shown for an order, its rating is not-appropriate.
     notAppropriateWhen: RatingOverrides
+    unrated: UnratedOrders
     procedures: tuple[RatedProcedure, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

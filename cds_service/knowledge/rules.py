@@ -21,3 +21,19 @@ class RuleId(StrEnum):
     TISSUE_CONFIRMATION_NEXT = "tissue-confirmation-next"
     REPEAT_MRI_TOO_SOON = "repeat-mri-too-soon"
     MISSING_CLINICAL_HISTORY = "missing-clinical-history"
+
+
+#: Cards of a rule that a site (or a service's ``_config.ruleModes``) may switch apart from the
+#: rule, as ``<rule id>:<variant>``: the recurrence card on an order that is already the full
+#: MRI protocol says nothing about the order (it is right), only where the patient stands.
+RULE_VARIANTS: frozenset[str] = frozenset({f"{RuleId.RECURRENCE_RESTAGING}:full-protocol"})
+
+
+def mode_key_problem(key: str) -> str | None:
+    """Why ``key`` is no rule-mode key (a rule id or one of ``RULE_VARIANTS``); None if it is."""
+    if key in {r.value for r in RuleId} or key in RULE_VARIANTS:
+        return None
+    return (
+        f"{key!r} is neither a rule id ({', '.join(RuleId)}) nor a rule variant "
+        f"({', '.join(sorted(RULE_VARIANTS))})"
+    )

@@ -32,8 +32,9 @@ def incomplete_mri(c: CardContext, finding: IncompleteMri) -> Rendered:
                 c.text(rule, "contrastProblem"),
             )
         )
-    (lead, explanation), *others = problems
-    paragraphs = [explanation, *(f"{more} {why}" for more, why in others)]
+    # Every problem the order has, one sentence each: the card's why.
+    lead = " ".join(more for more, _ in problems)
+    paragraphs = [why for _, why in problems]
     restaging = situation.pathway.recurrence is not None
     paragraphs.append(c.text(rule, "whyRestaging" if restaging else "why"))
     summary = c.summary(rule) if finding.missing_regions else c.text(rule, "summaryContrast")
@@ -74,6 +75,10 @@ def ct_neck(c: CardContext, finding: CtNeck) -> Rendered:
         suggestion = c.orders.replace(label, "mri-protocol", at_risk)
         return Rendered(summary, lead, paragraphs, [suggestion])
     preferred = situation.preferred()
+    if rule == RuleId.CT_NECK_CONTRAST_UNSPECIFIED and situation.can_suggest(
+        "ct-neck-with-contrast"
+    ):  # its summary asks to say "with IV contrast": that is the recommended button
+        preferred = "ct-neck-with-contrast"
     suggestions = []
     if situation.can_suggest("ct-neck-with-contrast"):
         label = c.text(rule, "ctSuggestionLabel")
