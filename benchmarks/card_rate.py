@@ -27,6 +27,7 @@ from typing import Any
 
 from cds_service.cli.replay import request_from_bundle
 from cds_service.cli.vignettes import VignetteBook, sequential_uuids
+from cds_service.contract.errors import CdsError
 from cds_service.engine import CdsEngine, order_key
 from cds_service.knowledge.loader import load_knowledge
 
@@ -77,7 +78,7 @@ def vignettes(engine: CdsEngine) -> tuple[int, int]:
     for v in book.vignettes.values():
         try:
             outcome = engine.evaluate(v.service, v.request, sequential_uuids(), book.today)
-        except Exception:  # a vignette that expects an error (e.g. 412) judges no order
+        except CdsError:  # a vignette that expects an error (e.g. 412) judges no order
             continue
         cards += len(outcome.response.cards)
         orders += outcome.orders_checked
@@ -125,7 +126,9 @@ def main() -> None:
     engine = CdsEngine(load_knowledge())
     cards, orders = vignettes(engine)
     at_select, at_sign, count = sessions(engine)
-    print(f"vignettes: {cards} cards / {orders} imaging orders = {100 * cards / orders:.0f} per 100")
+    print(
+        f"vignettes: {cards} cards / {orders} imaging orders = {100 * cards / orders:.0f} per 100"
+    )
     print(
         f"sessions: {at_select} at order-select + {at_sign} at order-sign / {count} orders"
         f" = {100 * (at_select + at_sign) / count:.0f} per 100"

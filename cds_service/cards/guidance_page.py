@@ -100,13 +100,16 @@ class GuidancePages:
         texts = self._k.rules[rule].texts
         left_off = _VARIANT_TEXTS.get(variant, frozenset())
         paragraphs = [
-            text
-            for name, text in texts.items()
-            if not name.endswith(_NOT_EXPLANATION)
-            and not name.startswith("summary")
-            and name not in _NOT_EXPLANATION_NAMES
-            and name not in left_off
-            and _placeholder_free(text)
+            *self._k.guidancePages.rules.get(rule, ()),
+            *(
+                text
+                for name, text in texts.items()
+                if not name.endswith(_NOT_EXPLANATION)
+                and not name.startswith("summary")
+                and name not in _NOT_EXPLANATION_NAMES
+                and name not in left_off
+                and _placeholder_free(text)
+            ),
         ]
         for key, phrase in self._k.contrastProblems.items():
             if key == variant and rule == RuleId.INCOMPLETE_MRI_PROTOCOL:
@@ -128,6 +131,12 @@ class GuidancePages:
         wording = self._k.rules[rule]
         md = self._markdown.render
         title = wording.summary
+        if (
+            variant in _VARIANT_TEXTS
+            and variant != "regions"
+            and "summaryContrast" in wording.texts
+        ):
+            title = wording.texts["summaryContrast"]  # the summary of the contrast variants
         parts = [f"<h1>{html.escape(title)}</h1>"]
         explanation = self._explanation(rule, variant)
         if explanation:

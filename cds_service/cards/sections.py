@@ -151,8 +151,8 @@ def comparison(
 
 def why_patient(c: CardContext) -> str:
     """One line: the cancer as recorded (code, date, histology where coded apart), each
-    completed treatment with its code and dates, and a recurrence on record. The full history
-    (last report, prior imaging, the adenoid cystic hallmark) goes with the suggested orders."""
+    completed treatment with its code and dates, and what changes what imaging is for. The full
+    history (last report, prior imaging) goes with the suggested orders, for the radiologist."""
     words, history = c.words, c.history
     context, pathway = c.situation.context, c.situation.pathway
     cancer = context.cancer
@@ -177,9 +177,22 @@ def why_patient(c: CardContext) -> str:
             )
             for t in context.treatments
         ),
-        recurrence=words.common(
-            "whyRecurrence", recurrence=history.recurrence_phrase(pathway.recurrence)
-        )
-        if pathway.recurrence is not None
-        else "",
+        pathway="".join(_pathway_phrases(c)),
     )
+
+
+def _pathway_phrases(c: CardContext) -> list[str]:
+    """What the record says that changes what imaging is for: a recurrence (restaging), a last
+    report positive for recurrence (tissue confirmation next), adenoid cystic histology
+    (perineural spread)."""
+    words, history, pathway = c.words, c.history, c.situation.pathway
+    phrases = []
+    if pathway.recurrence is not None:
+        recurrence = history.recurrence_phrase(pathway.recurrence)
+        phrases.append(words.common("whyRecurrence", recurrence=recurrence))
+    elif pathway.last_report is not None and pathway.last_report.reading.branch == "positive":
+        report = history.report_phrase(pathway.last_report)
+        phrases.append(words.common("whyPositive", report=report))
+    if pathway.adenoid_cystic:
+        phrases.append(words.common("whyAcc"))
+    return phrases

@@ -92,6 +92,9 @@ class CtNeck:
         RuleId.CT_NECK_CONTRAST_UNSPECIFIED,
         RuleId.CT_NECK_MRI_PREFERRED,
     ]
+    #: The CT's own iodinated contrast is unsafe to suggest (an allergy, the kidneys): the
+    #: MRI-preferred card is then about safety (a variant that ships active).
+    contrast_risk: bool = False
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,8 @@ class OrderAdvice:
         """The kind of the rule's card a mode may be set for apart from the rule, if any."""
         if isinstance(self.primary, RecurrenceRestaging) and self.primary.full_protocol:
             return "full-protocol"
+        if isinstance(self.primary, CtNeck) and self.primary.contrast_risk:
+            return "contrast-risk"
         return None
 
 
@@ -380,7 +385,8 @@ def _ct_neck(order: ImagingOrder, situation: PatientSituation) -> CtNeck | None:
         and situation.mri_possible
         and situation.can_suggest("mri-protocol")
     ):
-        return CtNeck(order, RuleId.CT_NECK_MRI_PREFERRED)
+        at_risk = not situation.can_suggest("ct-neck-with-contrast")
+        return CtNeck(order, RuleId.CT_NECK_MRI_PREFERRED, at_risk)
     return None  # with contrast and MRI contraindicated or unknown; w/wo; conflicting
 
 

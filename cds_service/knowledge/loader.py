@@ -254,6 +254,12 @@ class RuleWording(_Strict):
 OrderKey = Literal["mri-protocol", "ct-neck-with-contrast"]
 
 
+class GuidancePageTexts(_Strict):
+    description: str
+    #: Per rule: explanation for its guidance page where the card's is filled with dates.
+    rules: dict[RuleId, tuple[str, ...]]
+
+
 class CardKnowledge(_Strict):
     description: str
     source: CardSource
@@ -269,6 +275,7 @@ class CardKnowledge(_Strict):
     #: Wording per rule; which texts each rule needs, and which placeholders each may use, is
     #: checked at start-up against the rule's entry in cds_service.cards.renderer.RULES.
     rules: dict[RuleId, RuleWording]
+    guidancePages: GuidancePageTexts
     #: How a modality is named in a sentence ("Last MRI 2026-08-03: NI-RADS 2b").
     modalityNames: dict[str, str]
     #: How a report's branch is said, and its NI-RADS category.

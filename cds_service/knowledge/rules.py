@@ -25,8 +25,15 @@ class RuleId(StrEnum):
 
 #: Cards of a rule that a site (or a service's ``_config.ruleModes``) may switch apart from the
 #: rule, as ``<rule id>:<variant>``: the recurrence card on an order that is already the full
-#: MRI protocol says nothing about the order (it is right), only where the patient stands.
-RULE_VARIANTS: frozenset[str] = frozenset({f"{RuleId.RECURRENCE_RESTAGING}:full-protocol"})
+#: MRI protocol says nothing about the order (it is right), only where the patient stands; the
+#: MRI-preferred card on a CT with contrast when that contrast is at risk (an allergy, the
+#: kidneys) is about safety, not preference.
+RULE_VARIANTS: frozenset[str] = frozenset(
+    {
+        f"{RuleId.RECURRENCE_RESTAGING}:full-protocol",
+        f"{RuleId.CT_NECK_MRI_PREFERRED}:contrast-risk",
+    }
+)
 
 
 def mode_key_problem(key: str) -> str | None:

@@ -32,9 +32,16 @@ def incomplete_mri(c: CardContext, finding: IncompleteMri) -> Rendered:
                 c.text(rule, "contrastProblem"),
             )
         )
-    # Every problem the order has, one sentence each: the card's why.
-    lead = " ".join(more for more, _ in problems)
     paragraphs = [why for _, why in problems]
+    lead = problems[0][0]
+    if finding.missing_regions and finding.contrast_problem:  # both problems, in one sentence
+        lead = c.text(
+            rule,
+            "bothLead",
+            ordered=c.ordered,
+            missing=join_labels(finding.missing_regions),
+            contrast_problem=c.k.contrastProblems[finding.contrast_problem],
+        )
     restaging = situation.pathway.recurrence is not None
     paragraphs.append(c.text(rule, "whyRestaging" if restaging else "why"))
     summary = c.summary(rule) if finding.missing_regions else c.text(rule, "summaryContrast")
@@ -116,6 +123,7 @@ RENDERINGS: dict[RuleId, RuleRendering] = {
             "regionsProblem": needs(),
             "contrastLead": needs("ordered", "contrast_problem"),
             "contrastProblem": needs(),
+            "bothLead": needs("ordered", "missing", "contrast_problem"),
             "why": needs(),
             "whyRestaging": needs(),
             "suggestionLabel": needs(),
