@@ -16,7 +16,13 @@ import structlog
 from pydantic import ValidationError
 
 from cds_service.cards.guidance_page import GuidancePages
-from cds_service.cards.model import OrderingContext, RenderedCard, SuggestionStyle, UuidFactory
+from cds_service.cards.model import (
+    INDICATOR_RANK,
+    OrderingContext,
+    RenderedCard,
+    SuggestionStyle,
+    UuidFactory,
+)
 from cds_service.cards.renderer import CardRenderer
 from cds_service.cards.rules import RULES
 from cds_service.clinical.contrast import ContrastReader
@@ -319,6 +325,8 @@ class CdsEngine:
             advice = self._switched(
                 advise(situation, orders, k, standalone_history=history_card), service
             )
+            if history_card:
+                advice = self._history_for_unshown(advice, service)
             ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
             rendered = self.renderer.render(
                 advice,
@@ -374,6 +382,25 @@ class CdsEngine:
             silent,
             hidden,
         )
+
+    def _history_for_unshown(
+        self, advice: list[OrderAdvice], service: ServiceDefinition
+    ) -> list[OrderAdvice]:
+        """Where the service shows the history card (order-sign), an order without a reason
+        whose own card will not be shown here (below the indicator floor, or silent) joins the
+        history card: otherwise its missing history would go unsaid."""
+        floor = INDICATOR_RANK[service.config.minimumIndicator]
+        out = []
+        for a in advice:
+            out.append(a)
+            rule = a.rule_id
+            if a.primary is None or not a.missing_history or rule is None:
+                continue
+            indicator = self.knowledge.cards.rules[rule].indicator
+            active = self._mode(rule, a.variant, service) == "active"
+            if not (active and INDICATOR_RANK[indicator] >= floor):
+                out.append(replace(a, primary=None))
+        return out
 
     def _mode(self, rule: RuleId, variant: str | None, service: ServiceDefinition) -> RuleMode:
         """The site's mode for the rule (or its variant of card), else the service's default."""

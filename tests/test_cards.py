@@ -109,13 +109,13 @@ def test_every_card_leads_with_one_sentence_of_why_then_the_comparison_then_the_
             paragraphs = detail.split("\n\n")
             assert paragraphs[-1].startswith("**Why this patient:**"), name
             assert paragraphs[-1].count("\n") == 0, name  # one line
-            tables = [p for p in paragraphs if p.startswith("| | Study | ACR rating |")]
+            tables = [p for p in paragraphs if p.startswith("| Study | ACR |")]
             if history:
                 assert tables == [], name  # no table: the card is about the reason, not the study
             else:
                 [table] = tables
                 rows = table.split("\n")[2:]
-                assert rows[0].startswith("| Ordered | **"), name
+                assert rows[0].startswith("| Ordered: **"), name
                 assert len(rows) <= 2, name
                 assert bool(card.get("suggestions")) <= (len(rows) == 2) or all(
                     s["label"].startswith("Add the cancer diagnosis") for s in card["suggestions"]
@@ -206,7 +206,7 @@ def test_contrast_detail_names_both_sequences(
     assert "non-contrast T1-weighted" in page and "post-contrast" in page
     assert "may not include the dedicated thin-section images" not in page  # the regions'
     # The rating, the table and the card agree: CPT 70540 is not-appropriate while it warns.
-    assert "Not appropriate as ordered" in card["detail"]
+    assert "Not appropriate without both sequences" in card["detail"]
     [rating] = outcome.response.to_json()["systemActions"]
     assert _pama(rating["resource"]) == "not-appropriate"
 
@@ -455,7 +455,7 @@ def test_pet_deferral_sets_the_date(engine: CdsEngine) -> None:
     assert card["suggestions"][1]["label"].startswith("Add MRI orbits face neck")
     assert card["selectionBehavior"] == "any"
     assert (
-        "| Recommended | FDG-PET/CT skull base to mid-thigh, on or after 2027-01-05 |"
+        "| Recommended: FDG-PET/CT skull base to mid-thigh, on or after 2027-01-05 |"
         in card["detail"]
     )
 
@@ -478,11 +478,11 @@ def test_the_comparison_shows_the_ordered_row_and_the_recommended_one(
     card = _first_card(engine, vignette("treated_parotid_cancer_ct_neck_without_contrast"))
     recommended = next(s for s in card["suggestions"] if s.get("isRecommended"))
     assert recommended["label"] == "Replace with MRI orbits face neck without and with IV contrast"
-    rows = card["detail"].split("| | Study | ACR rating | Radiation |")[1].split("\n")[2:4]
-    assert rows[0].startswith("| Ordered | **") and "Not rated by the ACR" in rows[0]
-    assert rows[0].endswith("| ionizing (level not rated here) |")
+    rows = card["detail"].split("| Study | ACR | Radiation |")[1].split("\n")[2:4]
+    assert rows[0].startswith("| Ordered: **") and "Not rated for this scenario" in rows[0]
+    assert rows[0].endswith("| ☢ (not rated) |")
     assert rows[1] == (
-        "| Recommended | MRI orbits face neck without and with IV contrast"
+        "| Recommended: MRI orbits face neck without and with IV contrast"
         " | Usually Appropriate | none |"
     )
 
@@ -495,7 +495,7 @@ def test_unstated_contrast_recommends_what_its_summary_asks(engine: CdsEngine) -
     assert card["summary"].startswith("Say 'with IV contrast'")
     [recommended] = [s for s in card["suggestions"] if s.get("isRecommended")]
     assert recommended["label"] == "Replace with CT neck with IV contrast"
-    assert "| Recommended | CT neck with IV contrast | Usually Appropriate |" in card["detail"]
+    assert "| Recommended: CT neck with IV contrast | Usually Appropriate |" in card["detail"]
 
 
 def test_pama_rating_is_an_update_of_the_draft(engine: CdsEngine) -> None:
@@ -584,7 +584,7 @@ def test_the_rating_of_an_update_is_that_of_the_order_as_updated(engine: CdsEngi
     defer, mri = response["cards"][0]["suggestions"]
     assert _pama(defer["actions"][0]["resource"]) == "appropriate"  # no longer too early
     assert mri["actions"][0]["type"] == "create"  # an added order: rated when selected
-    assert "Not appropriate now" in response["cards"][0]["detail"]  # the table agrees
+    assert "Not appropriate within 12 weeks" in response["cards"][0]["detail"]  # the table agrees
 
 
 def test_the_history_card_has_no_table_and_a_cpt_70543_order_is_rated_by_its_code(

@@ -30,7 +30,7 @@ DEFAULT_VARIANT = "default"
 #: Texts of a rule that are not explanation: button labels, action descriptions, alternative
 #: summaries and the line folded into other cards.
 _NOT_EXPLANATION = ("Label", "Description")
-_NOT_EXPLANATION_NAMES = frozenset({"folded", "lead"})
+_NOT_EXPLANATION_NAMES = frozenset({"lead"})
 #: A problem variant's own explanation; the other variants' are left off its page.
 _VARIANT_TEXTS: Mapping[str, frozenset[str]] = {
     "regions": frozenset({"contrastProblem"}),

@@ -157,11 +157,13 @@ class CardRenderer:
             raise TypeError(f"{rule_id} renders {expected}, not {type(advice.primary).__name__}")
         rendered = entry.build(context, advice.primary)
         suggestions = rendered.suggestions
-        folded = []
-        if advice.primary is not None and advice.missing_history:
-            folded.append(context.text(RuleId.MISSING_CLINICAL_HISTORY, "folded"))
-            if not any(touches(s, advice.order.reference, ("update",)) for s in suggestions):
-                suggestions = [*suggestions, context.orders.history_update(recommended=False)]
+        # An order without a reason: the card's change adds it (its button says so).
+        if (
+            advice.primary is not None
+            and advice.missing_history
+            and not any(touches(s, advice.order.reference, ("update",)) for s in suggestions)
+        ):
+            suggestions = [*suggestions, context.orders.history_update(recommended=False)]
         notices = sections.safety_lines(context, self._agent_labels, suggestions)
         if cautions:
             notices.insert(0, self._words.common("couldNotCheck", lines=" ".join(cautions)))
@@ -174,7 +176,6 @@ class CardRenderer:
             rendered.lead,
             *notices,
             *compared,
-            *folded,
             sections.why_patient(context),
         ]
         card = Card(

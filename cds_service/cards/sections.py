@@ -61,7 +61,7 @@ def safety_lines(
 
 
 def _row(words: Wording, which: str, study: str, category: str, radiation: str) -> str:
-    return f"| {words.common(which)} | {study} | {category} | {radiation} |"
+    return f"| {words.common(which)} {study} | {category} | {radiation} |"
 
 
 def _ordered_cells(
@@ -106,7 +106,7 @@ def comparison(
     category, radiation, procedure = _ordered_cells(c, ratings, rater)
     rows = [
         words.common("comparisonColumns"),
-        "|---|---|---|---|",
+        "|---|---|---|",
         _row(words, "comparisonOrdered", f"**{c.ordered}**", category, radiation),
     ]
     studies = [s for s in suggestions if c.orders.kinds.get(s.uuid, "history") != "history"]

@@ -29,7 +29,6 @@ RENDERINGS: dict[RuleId, RuleRendering] = {
         {
             "lead": needs("ordered"),
             "problem": needs(),
-            "folded": needs(),
             "suggestionLabel": needs(),
             "updateDescription": needs(),
             "choiceLabel": needs("concern"),
