@@ -651,3 +651,25 @@ def test_json_copy_is_a_deep_copy_of_json_data_whatever_orjson_can_write() -> No
     again = json_copy(small)
     again["a"][0]["b"] = 2
     assert small == {"a": [{"b": 1}]}
+
+
+def test_a_reason_the_clinician_picked_is_not_doubled_by_a_replacement(engine: CdsEngine) -> None:
+    """The sandbox's reason search codes "Neoplasm of parotid gland" in SNOMED CT; replacing
+    the order keeps that one coded reason (no second, ICD-10-CM, reason for the same cancer)
+    and refers to the cancer Condition."""
+    body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    picked = {
+        "coding": [
+            {
+                "system": "http://snomed.info/sct",
+                "code": "126788000",
+                "display": "Neoplasm of parotid gland (disorder)",
+            }
+        ]
+    }
+    draft["reasonCode"] = [picked]
+    card = _first_card(engine, body)
+    replaced = _replacement(card)
+    assert replaced["reasonCode"] == [picked]
+    assert [r["reference"] for r in replaced["reasonReference"]] == ["Condition/parotid-mec"]

@@ -114,12 +114,11 @@ class SuggestionBuilder:
         resource["reasonReference"] = reasons
         code = self.situation.context.cancer.code
         coded = [r for r in resource.get("reasonCode", []) if isinstance(r, dict)]
-        if not any(
-            isinstance(c, dict) and c.get("system") == code.system and c.get("code") == code.code
-            for r in coded
-            for c in r.get("coding", [])
-            if isinstance(r.get("coding"), list)
-        ):
+        # The cancer is added as a coded reason only to an order that codes none: a reason the
+        # clinician picked ("Neoplasm of parotid gland", in the sandbox's SNOMED CT list) is
+        # theirs, and a second coded reason for the same cancer beside it reads as two. The
+        # reference to the cancer Condition above carries it either way.
+        if not coded:
             coding = {"system": code.system, "code": code.code}
             if code.display:
                 coding["display"] = code.display
