@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+from collections import Counter
 from collections.abc import Collection
 from datetime import date
 from pathlib import Path
@@ -94,9 +95,10 @@ def _record(in_scope: bool) -> dict[str, Any]:
     return bundle
 
 
-def sessions(engine: CdsEngine) -> tuple[int, int, int]:
-    """(cards at order-select, cards at order-sign, sessions)."""
+def sessions(engine: CdsEngine) -> tuple[int, int, int, Counter[str]]:
+    """(cards at order-select, cards at order-sign, sessions, order-sign cards by rule)."""
     at_select = at_sign = count = 0
+    sign_rules: Counter[str] = Counter()
     for in_scope in (True, False):
         bundle = _record(in_scope)
         for text, cpt in ORDERS:
@@ -118,14 +120,15 @@ def sessions(engine: CdsEngine) -> tuple[int, int, int]:
                 signed = _evaluate(engine, SIGN, sign, overrides)
                 at_select += len(shown.response.cards)
                 at_sign += len(signed.response.cards)
+                sign_rules.update(str(r) for r in signed.rules)
                 count += 1
-    return at_select, at_sign, count
+    return at_select, at_sign, count, sign_rules
 
 
 def main() -> None:
     engine = CdsEngine(load_knowledge())
     cards, orders = vignettes(engine)
-    at_select, at_sign, count = sessions(engine)
+    at_select, at_sign, count, sign_rules = sessions(engine)
     print(
         f"vignettes: {cards} cards / {orders} imaging orders = {100 * cards / orders:.0f} per 100"
     )
@@ -134,6 +137,7 @@ def main() -> None:
         f" = {100 * (at_select + at_sign) / count:.0f} per 100"
         f" ({100 * at_select / count:.0f} + {100 * at_sign / count:.0f})"
     )
+    print(f"order-sign cards by rule: {dict(sorted(sign_rules.items()))}")
 
 
 if __name__ == "__main__":
