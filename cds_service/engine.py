@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,8 +18,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 from pydantic import ValidationError
 
-from cds_service.cards.model import OrderingContext, SuggestionStyle, UuidFactory
+from cds_service.cards.guidance_page import GuidancePages
+from cds_service.cards.model import (
+    INDICATOR_RANK,
+    OrderingContext,
+    RenderedCard,
+    SuggestionStyle,
+    UuidFactory,
+)
 from cds_service.cards.renderer import CardRenderer
+from cds_service.cards.rules import RULES
 from cds_service.clinical.contrast import ContrastReader
 from cds_service.clinical.due_imaging import DueImagingReader
 from cds_service.clinical.guidance import (
@@ -58,6 +66,7 @@ from cds_service.knowledge.safety_table import SafetyTable
 from cds_service.knowledge.site import (
     CLIENT_FILE,
     NO_SITE,
+    RuleMode,
     Site,
     SiteError,
     knowledge_version,
@@ -75,6 +84,12 @@ OBSERVATION_PREFETCH_KEY = "observations"
 #: Draft orders judged in one call at most: an order set is rarely over a dozen; 7,000 selected
 #: drafts once made one call take 5 s and answer 38 MB.
 DEFAULT_MAX_ORDERS = 50
+
+
+#: Given the order keys of a call's cards and a number of minutes: the (order key, rule id)
+#: pairs whose card the clinician overrode within those minutes. The web layer answers it from
+#: the feedback store; the engine never touches storage.
+OverrideLookup = Callable[[Collection[str], int], Collection[tuple[str, str]]]
 
 
 def random_uuid() -> str:
@@ -152,6 +167,8 @@ class Outcome:
     snoozed_rules: tuple[RuleId, ...] = ()
     #: No draft to judge is an imaging order the service reads: answered without prefetch.
     no_imaging_order: bool = False
+    #: Rules whose card was not shown again: overridden for the same order this session.
+    hidden_rules: tuple[RuleId, ...] = ()
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidRequestError:
@@ -242,6 +259,13 @@ class CdsEngine:
         self.pathway = PathwayReader(knowledge)
         self.due_imaging = DueImagingReader(knowledge.pathway)
         self.fact_cache = fact_cache
+        #: The guidance pages the cards link to, built once for this knowledge version.
+        self.guidance = GuidancePages(
+            knowledge.cards,
+            knowledge.ratings,
+            {rule: entry.reason_variants for rule, entry in RULES.items()},
+            self.version,
+        )
         self.records = RecordBuilder(
             knowledge,
             self.classifier,
@@ -273,10 +297,14 @@ class CdsEngine:
         today: date | None = None,
         fetcher: FhirFetcher | None = None,
         snooze: Snooze | None = None,
+        guidance_base: str | None = None,
+        overridden: OverrideLookup | None = None,
     ) -> Outcome:
         """Answer one call. Data comes from prefetch, and from the FHIR server only when a
         fetcher is given (the HTTP service); the reasoning itself never touches the network.
-        ``snooze``: who knows recent overrides (patient-view; none: nothing is snoozed)."""
+        ``snooze``: who knows recent overrides (patient-view; none: nothing is snoozed);
+        ``guidance_base``: the service's public URL (cards link their guidance page under it);
+        ``overridden``: the cards overridden earlier in the session (see ``OverrideLookup``)."""
         service = self.service(service_id)
         request, context = parse_request(service, body)
         if isinstance(context, PatientViewContext):  # no draft orders: what is due
@@ -291,7 +319,16 @@ class CdsEngine:
         if not orders:
             return Outcome(CdsResponse(cards=[]), False, 0, 0, no_imaging_order=True)
         reading = gather(service, request, fetcher)
-        return self.decide(service, context, reading, new_uuid, today or utc_today(), orders)
+        return self.decide(
+            service,
+            context,
+            reading,
+            new_uuid,
+            today or utc_today(),
+            orders,
+            guidance_base=guidance_base,
+            overridden=overridden,
+        )
 
     def _orders(
         self, service: ServiceDefinition, context: DraftOrdersContext
@@ -430,6 +467,9 @@ class CdsEngine:
         new_uuid: UuidFactory = random_uuid,
         today: date | None = None,
         orders: list[ImagingOrder] | None = None,
+        *,
+        guidance_base: str | None = None,
+        overridden: OverrideLookup | None = None,
     ) -> Outcome:
         """Cards for the imaging drafts (``orders``: as ``evaluate`` read them; read here when
         not given) from the patient data in ``reading``."""
@@ -451,12 +491,17 @@ class CdsEngine:
         shown_for: dict[str, RuleId] = {}
         rules: tuple[RuleId, ...] = ()
         silent: tuple[RuleId, ...] = ()
+        hidden: tuple[RuleId, ...] = ()
         issued: tuple[IssuedCard, ...] = ()
         not_appropriate: dict[str, str] = {}
         if clinical is not None:
             situation = self._situation(record, clinical, today or utc_today())
             history_card = service.config.standaloneHistoryCard
-            advice = self._switched(advise(situation, orders, k, standalone_history=history_card))
+            advice = self._switched(
+                advise(situation, orders, k, standalone_history=history_card), service
+            )
+            if history_card:
+                advice = self._history_for_unshown(advice, service)
             ordering = OrderingContext(context.patientId, context.userId, context.encounterId)
             rendered = self.renderer.render(
                 advice,
@@ -471,11 +516,16 @@ class CdsEngine:
                     history_card=history_card,
                     selection=self.client.selectionBehavior,
                 ),
+                guidance_base,
             )
-            shown = [r for r in rendered if self.site.mode(r.rule) == "active"]
+            shown = [r for r in rendered if self._mode(r.rule, r.variant, service) == "active"]
+            again = self._overridden_before(service, context.patientId, shown, overridden)
+            rendered = [r for r in rendered if r not in again]
+            shown = [r for r in shown if r not in again]
             cards = [r.card for r in shown]
             rules = tuple(r.rule for r in shown)
             silent = tuple(r.rule for r in rendered if r not in shown)
+            hidden = tuple(r.rule for r in again)
             issued = tuple(
                 IssuedCard(
                     r.card.uuid,
@@ -514,21 +564,62 @@ class CdsEngine:
             issued,
             reading.unreadable,
             silent,
+            hidden_rules=hidden,
         )
 
-    def _switched(self, advice: list[OrderAdvice]) -> list[OrderAdvice]:
-        """The advice of the rules not switched off. A rule that is off is not evaluated: its
-        card is neither built nor recorded, and no other card takes its place (an off
-        contraindication does not let the protocol card fire); the history rule off also takes
-        its line out of other cards."""
-        if not self.site.rule_modes:
+    def _history_for_unshown(
+        self, advice: list[OrderAdvice], service: ServiceDefinition
+    ) -> list[OrderAdvice]:
+        """Where the service shows the history card (order-sign), an order without a reason
+        whose own card will not be shown here (below the indicator floor, or silent) joins the
+        history card: otherwise its missing history would go unsaid."""
+        floor = INDICATOR_RANK[service.config.minimumIndicator]
+        out = []
+        for a in advice:
+            out.append(a)
+            rule = a.rule_id
+            if a.primary is None or not a.missing_history or rule is None:
+                continue
+            indicator = self.knowledge.cards.rules[rule].indicator
+            active = self._mode(rule, a.variant, service) == "active"
+            if not (active and INDICATOR_RANK[indicator] >= floor):
+                out.append(replace(a, primary=None))
+        return out
+
+    def _mode(self, rule: RuleId, variant: str | None, service: ServiceDefinition) -> RuleMode:
+        """The site's mode for the rule (or its variant of card), else the service's default."""
+        return self.site.mode(rule, variant, service.config.ruleModes)
+
+    def _overridden_before(
+        self,
+        service: ServiceDefinition,
+        patient_id: str,
+        shown: list[RenderedCard],
+        overridden: OverrideLookup | None,
+    ) -> list[RenderedCard]:
+        """The cards the clinician already overrode for the same order and rule within the
+        service's ``hideOverriddenMinutes`` (at order-select, before this order-sign): not
+        shown again, nor recorded."""
+        minutes = service.config.hideOverriddenMinutes
+        if not minutes or overridden is None or not shown:
+            return []
+        keys = {id(r): order_key(patient_id, r.order, self.pseudonym_key()) for r in shown}
+        dismissed = set(overridden(set(keys.values()), minutes))
+        return [r for r in shown if (keys[id(r)], str(r.rule)) in dismissed]
+
+    def _switched(self, advice: list[OrderAdvice], service: ServiceDefinition) -> list[OrderAdvice]:
+        """The advice of the rules not switched off (by the site, or by the service's shipped
+        defaults). A rule that is off is not evaluated: its card is neither built nor recorded,
+        and no other card takes its place (an off contraindication does not let the protocol
+        card fire); the history rule off also takes its line out of other cards."""
+        if not self.site.rule_modes and not service.config.ruleModes:
             return advice
-        history_off = self.site.mode(RuleId.MISSING_CLINICAL_HISTORY) == "off"
+        history_off = self._mode(RuleId.MISSING_CLINICAL_HISTORY, None, service) == "off"
         kept = []
         for a in advice:
             if history_off and a.missing_history:
                 a = replace(a, missing_history=False)
-            if a.rule_id is not None and self.site.mode(a.rule_id) != "off":
+            if a.rule_id is not None and self._mode(a.rule_id, a.variant, service) != "off":
                 kept.append(a)
         return kept
 

@@ -148,6 +148,7 @@ def expected_outcomes() -> dict[str, Any]:
             "pama": [list(p) for p in v.pama],
             "overridden": list(v.overridden),
             "client": v.client,
+            "silent": list(v.silent),
         }
         for name, v in vignette_book().vignettes.items()
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
 from typing import Any
@@ -59,13 +60,28 @@ def test_every_card_meets_the_card_rules(
                 assert value not in ("", [], {}), path
 
 
+PUBLIC_URL = "https://cds.example.org"
+
+
+def _guidance(engine: CdsEngine, card: dict[str, Any]) -> str:
+    """The guidance page a card links to, as the service serves it."""
+    [link] = card["links"]
+    assert link["type"] == "absolute" and link["url"].startswith(PUBLIC_URL + "/guidance/")
+    page = engine.guidance.get(link["url"].removeprefix(PUBLIC_URL))
+    assert page is not None, link["url"]
+    return page.html
+
+
 def test_detail_says_why(engine: CdsEngine, sequential_uuids: Callable[[], str]) -> None:
-    card = _cards(
-        engine, "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck", sequential_uuids
-    )[0]
+    body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
+    response = engine.evaluate(SERVICE_ID, body, sequential_uuids, guidance_base=PUBLIC_URL)
+    card = response.response.to_json()["cards"][0]
     detail = card["detail"]
+    assert "may not cover the face and orbits/skull base" in detail
+    # The explanation is on the rule's guidance page, one click away.
+    page = _guidance(engine, card)
     for phrase in ("scar", "recurrence", "perineural spread", "CN VII", "CN V", "skull base"):
-        assert phrase in detail
+        assert phrase in page
     assert (
         "Mucoepidermoid carcinoma of left parotid gland (ICD-10-CM C07), diagnosed 2024-02-06"
         in detail
@@ -74,14 +90,15 @@ def test_detail_says_why(engine: CdsEngine, sequential_uuids: Callable[[], str])
     assert "2024-04-22 to 2024-06-03" in detail
 
 
-#: What a clinician can take in at a glance in an EHR's card pane: a bound, not a style guide.
-MAX_DETAIL_CHARACTERS = 2000
+#: What a clinician can take in at a glance in an EHR's card pane: a bound, not a style guide
+#: (tests/test_browser.py checks the buttons are above the fold as the sandbox lays cards out).
+MAX_DETAIL_CHARACTERS = 1100
 MAX_BUTTONS = 2
 MAX_HISTORY_CHOICES = 5
 MAX_LEAD_CHARACTERS = 220
 
 
-def test_every_card_leads_with_one_sentence_of_why_then_the_table_then_the_evidence(
+def test_every_card_leads_with_one_sentence_of_why_then_the_comparison_then_the_patient(
     engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
     for name in POSITIVE:
@@ -89,11 +106,23 @@ def test_every_card_leads_with_one_sentence_of_why_then_the_table_then_the_evide
             detail = card["detail"]
             lead = detail.split("\n\n")[0]
             assert len(lead) <= MAX_LEAD_CHARACTERS, (name, lead)
-            assert lead.count(". ") == 0 and lead.endswith("."), (name, lead)
-            table = detail.index("**ACR ratings for this scenario:**")
-            evidence = detail.index("**Why this patient:**")
-            assert 0 < table < evidence, name
-            assert detail.rstrip().split("\n\n")[-2] == "**Why this patient:**", name
+            history = card["summary"].startswith("Add the clinical history")
+            sentences = 1 if not history else 2  # the history card: what is missing, and why
+            assert lead.count(". ") == sentences - 1 and lead.endswith("."), (name, lead)
+            paragraphs = detail.split("\n\n")
+            assert paragraphs[-1].startswith("**Why this patient:**"), name
+            assert paragraphs[-1].count("\n") == 0, name  # one line
+            tables = [p for p in paragraphs if p.startswith("| Study | ACR |")]
+            if history:
+                assert tables == [], name  # no table: the card is about the reason, not the study
+            else:
+                [table] = tables
+                rows = table.split("\n")[2:]
+                assert rows[0].startswith("| Ordered: **"), name
+                assert len(rows) <= 2, name
+                assert bool(card.get("suggestions")) <= (len(rows) == 2) or all(
+                    s["label"].startswith("Add the cancer diagnosis") for s in card["suggestions"]
+                ), name
             assert len(detail) <= MAX_DETAIL_CHARACTERS, (name, len(detail))
             # The history card's buttons are the reasons for the exam, one click each.
             history = card["summary"].startswith("Add the clinical history")
@@ -101,7 +130,24 @@ def test_every_card_leads_with_one_sentence_of_why_then_the_table_then_the_evide
             assert len(card.get("suggestions", [])) <= limit, name
 
 
-def test_every_card_links_to_the_guidance(
+def test_every_card_links_its_guidance_page_on_the_service(
+    engine: CdsEngine, sequential_uuids: Callable[[], str]
+) -> None:
+    for name in POSITIVE:
+        service = OUTCOMES[name]["service"]
+        outcome = engine.evaluate(
+            service, vignette(name), sequential_uuids, guidance_base=PUBLIC_URL
+        )
+        cards = outcome.response.to_json()["cards"]
+        for rule, card in zip(outcome.rules, cards, strict=True):
+            page = _guidance(engine, card)
+            assert card["links"][0]["url"].startswith(f"{PUBLIC_URL}/guidance/{rule}"), name
+            summaries = (engine.knowledge.cards.rules[rule].summary, card["summary"])
+            assert any(html.escape(summary) in page for summary in summaries), name
+            assert card["source"]["url"] == "https://doi.org/10.1016/j.jacr.2023.08.008"
+
+
+def test_without_a_public_url_cards_link_the_published_guidance(
     engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
     for name in POSITIVE:
@@ -151,9 +197,21 @@ def test_treatments_are_named_as_clinicians_name_them(
 def test_contrast_detail_names_both_sequences(
     engine: CdsEngine, sequential_uuids: Callable[[], str]
 ) -> None:
-    card = _cards(engine, "parotid_cancer_cpt_70540_without_contrast", sequential_uuids)[0]
-    assert "non-contrast T1-weighted" in card["detail"]
-    assert "post-contrast" in card["detail"]
+    outcome = engine.evaluate(
+        SERVICE_ID,
+        vignette("parotid_cancer_cpt_70540_without_contrast"),
+        sequential_uuids,
+        guidance_base=PUBLIC_URL,
+    )
+    card = outcome.response.to_json()["cards"][0]
+    assert card["links"][0]["url"].endswith("/guidance/incomplete-mri-protocol/without")
+    page = _guidance(engine, card)
+    assert "non-contrast T1-weighted" in page and "post-contrast" in page
+    assert "may not include the dedicated thin-section images" not in page  # the regions'
+    # The rating, the table and the card agree: CPT 70540 is not-appropriate while it warns.
+    assert "Not appropriate without both sequences" in card["detail"]
+    [rating] = outcome.response.to_json()["systemActions"]
+    assert _pama(rating["resource"]) == "not-appropriate"
 
 
 def delete_create_engine() -> CdsEngine:
@@ -333,14 +391,14 @@ def test_history_note_carries_histology_treatment_dates_and_prior(engine: CdsEng
     card = _first_card(engine, body, SIGN_SERVICE_ID)
     # The reason for the exam, as one-click choices: each an update of the draft.
     labels = [s["label"] for s in card["suggestions"]]
-    assert labels == [
-        "Add history, reason: Routine surveillance after treatment, no new symptom",
+    assert labels == [  # the symptoms first
         "Add history, reason: New pain at or near the treated site",
         "Add history, reason: New palpable mass or firmness",
         "Add history, reason: New facial nerve weakness",
         "Add history, reason: Other new focal neurologic deficit",
+        "Add history, reason: Routine surveillance after treatment, no new symptom",
     ]
-    suggestion = card["suggestions"][2]
+    suggestion = card["suggestions"][1]
     [action] = suggestion["actions"]
     assert action["type"] == "update"
     updated = action["resource"]
@@ -402,7 +460,16 @@ def test_pet_deferral_sets_the_date(engine: CdsEngine) -> None:
     defer = card["suggestions"][0]["actions"][0]
     assert defer["type"] == "update"
     assert defer["resource"]["occurrenceDateTime"] == "2027-01-05"
-    assert card["selectionBehavior"] == "at-most-one"
+    # The MRI for a specific concern is added beside the deferred PET/CT, not swapped in:
+    # both can be taken.
+    [add] = card["suggestions"][1]["actions"]
+    assert add["type"] == "create" and add["resource"]["code"]["coding"][0]["code"] == "70543"
+    assert card["suggestions"][1]["label"].startswith("Add MRI orbits face neck")
+    assert card["selectionBehavior"] == "any"
+    assert (
+        "| Recommended: FDG-PET/CT skull base to mid-thigh, on or after 2027-01-05 |"
+        in card["detail"]
+    )
 
 
 def test_one_card_per_selected_order(engine: CdsEngine) -> None:
@@ -417,14 +484,30 @@ def test_one_card_per_selected_order(engine: CdsEngine) -> None:
     assert targets == ["mri-neck-1", "mri-neck-2"]
 
 
-def test_ratings_table_marks_the_ordered_procedure_only(engine: CdsEngine) -> None:
-    card = _first_card(engine, vignette("treated_parotid_cancer_ct_neck_with_contrast"))
-    assert card["detail"].count("← ordered") == 1
-    assert (
-        "| **CT neck with IV contrast ← ordered** | Usually Appropriate | ☢☢☢ 1–10 mSv |"
-        in card["detail"]
+def test_the_comparison_shows_the_ordered_row_and_the_recommended_one(
+    engine: CdsEngine,
+) -> None:
+    card = _first_card(engine, vignette("treated_parotid_cancer_ct_neck_without_contrast"))
+    recommended = next(s for s in card["suggestions"] if s.get("isRecommended"))
+    assert recommended["label"] == "Replace with MRI orbits face neck without and with IV contrast"
+    rows = card["detail"].split("| Study | ACR | Radiation |")[1].split("\n")[2:4]
+    assert rows[0].startswith("| Ordered: **") and "Not rated for this scenario" in rows[0]
+    assert rows[0].endswith("| ☢ (not rated) |")
+    assert rows[1] == (
+        "| Recommended: MRI orbits face neck without and with IV contrast"
+        " | Usually Appropriate | none |"
     )
-    assert "| US neck | May Be Appropriate | none |" in card["detail"]
+
+
+def test_unstated_contrast_recommends_what_its_summary_asks(engine: CdsEngine) -> None:
+    body = vignette("treated_parotid_cancer_ct_neck_with_contrast")
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["code"] = {"text": "CT SOFT TISSUE NECK"}  # no CPT, no contrast said
+    card = _first_card(engine, body)
+    assert card["summary"].startswith("Say 'with IV contrast'")
+    [recommended] = [s for s in card["suggestions"] if s.get("isRecommended")]
+    assert recommended["label"] == "Replace with CT neck with IV contrast"
+    assert "| Recommended: CT neck with IV contrast | Usually Appropriate |" in card["detail"]
 
 
 def test_pama_rating_is_an_update_of_the_draft() -> None:
@@ -522,19 +605,23 @@ def test_the_rating_of_an_update_is_that_of_the_order_as_updated() -> None:
     assert _pama(system["resource"]) == "not-appropriate"  # agrees with the card's warning
     defer, mri = response["cards"][0]["suggestions"]
     assert _pama(defer["actions"][0]["resource"]) == "appropriate"  # no longer too early
-    assert _pama(mri["actions"][0]["resource"]) == "appropriate"  # CPT 70543
+    assert mri["actions"][0]["type"] == "create"  # an added order: rated when selected
+    assert "Not appropriate within 12 weeks" in response["cards"][0]["detail"]  # the table agrees
 
 
-def test_the_table_marks_the_rated_row_of_a_cpt_70543_order(engine: CdsEngine) -> None:
+def test_the_history_card_has_no_table_and_a_cpt_70543_order_is_rated_by_its_code(
+    engine: CdsEngine,
+) -> None:
     body = vignette("parotid_cancer_cpt_70543_only")
     del body["context"]["draftOrders"]["entry"][0]["resource"]["reasonReference"]
     body["hook"] = "order-sign"
     card = _first_card(engine, body, SIGN_SERVICE_ID)  # the history card, at signing
-    assert (
-        "| **MRI orbits face neck without and with IV contrast ← ordered as CPT 70543** |"
-        in card["detail"]
-    )
-    assert card["detail"].count("← ordered") == 1
+    assert "| Study |" not in card["detail"]
+    body = vignette("parotid_cancer_cpt_70543_only")
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["code"]["text"] = "MRI NECK W WO CONTRAST"  # a 70543 orderable named for the neck
+    card = _first_card(engine, body)
+    assert "| Usually Appropriate (as CPT 70543) | none |" in card["detail"]
 
 
 @pytest.mark.parametrize("profile", ["generic", "epic", "oracle"])
@@ -630,3 +717,25 @@ def test_any_only_clients_get_suggestions_that_can_all_be_taken(
                 assert card["suggestions"][0]["isRecommended"], name
             checked += 1
     assert checked >= 15
+
+
+def test_a_reason_the_clinician_picked_is_not_doubled_by_a_replacement(engine: CdsEngine) -> None:
+    """The sandbox's reason search codes "Neoplasm of parotid gland" in SNOMED CT; replacing
+    the order keeps that one coded reason (no second, ICD-10-CM, reason for the same cancer)
+    and refers to the cancer Condition."""
+    body = vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck")
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    picked = {
+        "coding": [
+            {
+                "system": "http://snomed.info/sct",
+                "code": "126788000",
+                "display": "Neoplasm of parotid gland (disorder)",
+            }
+        ]
+    }
+    draft["reasonCode"] = [picked]
+    card = _first_card(engine, body)
+    replaced = _replacement(card)
+    assert replaced["reasonCode"] == [picked]
+    assert [r["reference"] for r in replaced["reasonReference"]] == ["Condition/parotid-mec"]

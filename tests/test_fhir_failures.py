@@ -203,6 +203,8 @@ def test_an_open_circuit_answers_at_once_then_a_probe_closes_it() -> None:
         for patient in ("pt-a", "pt-b"):  # a failure counts once per patient
             failing = _asking(server.base, "conditions")
             failing["context"]["patientId"] = patient
+            for entry in failing["context"]["draftOrders"]["entry"]:  # the drafts are theirs
+                entry["resource"]["subject"] = {"reference": f"Patient/{patient}"}
             response, _ = _timed_post(client, failing)
             assert body_of(response)["reasons"] == {"conditions": "http-503"}
         accepted = server.accepted

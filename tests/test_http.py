@@ -280,9 +280,14 @@ def test_order_sign_needs_no_selections_and_checks_every_draft(client: FlaskClie
     assert "selections" not in body["context"]
     response = client.post(SIGN_URL, json=body)
     assert response.status_code == 200
-    [card] = body_of(response)["cards"]
+    card, history = body_of(response)["cards"]
     [update] = card["suggestions"][0]["actions"]
     assert update["type"] == "update" and update["resource"]["id"] == "mri-neck-sign"
+    # The CT neck has no reason and no card shown at signing: the one history card asks for it.
+    assert history["summary"].startswith("Add the clinical history")
+    assert {a["resource"]["id"] for s in history["suggestions"] for a in s["actions"]} == {
+        "ct-neck-sign"
+    }
     assert "extension" not in update["resource"]  # order-sign rates nothing (its _config)
     assert "systemActions" not in body_of(response)
 

@@ -20,7 +20,6 @@ from cds_service.config import Settings
 from cds_service.contract.errors import ConfigurationError
 from cds_service.engine import CdsEngine
 from cds_service.knowledge.loader import default_hooks_dir, load_knowledge
-from cds_service.knowledge.rules import RuleId
 from cds_service.knowledge.site import NO_SITE, SiteError, load_site
 from cds_service.knowledge.terminology import Code
 from cds_service.store.report import build_report
@@ -287,13 +286,16 @@ def test_an_off_rule_is_not_evaluated_and_no_other_card_takes_its_place(tmp_path
 
 
 def test_history_off_also_takes_its_line_out_of_other_cards(tmp_path: Path) -> None:
-    request = vignette(MRI_NECK)  # the draft has no reason: the protocol card says so
-    folded = default_engine().knowledge.cards.rules[RuleId.MISSING_CLINICAL_HISTORY].texts["folded"]
+    request = vignette("treated_parotid_cancer_us_neck")  # its card adds an MRI
+    draft = request["context"]["draftOrders"]["entry"][0]["resource"]
+    for field in ("reasonCode", "reasonReference"):
+        draft.pop(field, None)  # no reason: the card offers to add the history
+    label = "Add the cancer diagnosis and treatment history to the order"
     shown = default_engine().evaluate(SERVICE, request).response.to_json()["cards"][0]
-    assert folded in shown["detail"]
+    assert label in [s["label"] for s in shown["suggestions"]]
     engine = site_engine(site_copy(tmp_path, {"missing-clinical-history": "off"}))
     card = engine.evaluate(SERVICE, request).response.to_json()["cards"][0]
-    assert folded not in card["detail"]
+    assert label not in [s["label"] for s in card["suggestions"]]
     assert card["summary"] == shown["summary"]
 
 

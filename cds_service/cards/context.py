@@ -27,6 +27,9 @@ class CardContext:
     orders: SuggestionBuilder
     #: The safety table's cell for this order (None: a study the table does not cover).
     cell: Cell | None = None
+    #: The other orders one card speaks for (the history card: every order being signed
+    #: without a reason, in one card).
+    together: tuple[CardContext, ...] = ()
 
     @property
     def ordered(self) -> str:

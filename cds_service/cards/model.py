@@ -25,6 +25,8 @@ class RenderedCard(NamedTuple):
     order: str
     #: What each of the card's suggestions does ("replace:mri-protocol", "history"...), in order.
     suggestion_kinds: tuple[str, ...] = ()
+    #: The kind of the rule's card a mode may be set for apart from the rule (RULE_VARIANTS).
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class Rendered:
     summary: str
     #: One sentence: why this card, for this order (the detail opens with it).
     lead: str
-    #: The explanation, read after the ACR table.
+    #: The explanation. Not on the card (it is the same for every patient: the rule's guidance
+    #: page tells it); kept for the rule's tests and as what the lead is short for.
     paragraphs: list[str]
     suggestions: list[Suggestion]
     #: Which of the rule's override-reason lists fit this card (the problems it names).

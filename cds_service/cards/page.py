@@ -16,6 +16,28 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+#: The width of a card in the CDS Hooks sandbox's PAMA screen in a 1280 px window with its
+#: developer panel open (its source, src/components: the panel takes half the window; the PAMA
+#: screen the other 640 px, with 30 px padding; a card has a 16 px right margin):
+#: 1280 / 2 - 2 * 30 - 16.
+SANDBOX_CARD_WIDTH = 564
+
+#: The sandbox's card (CardList/card-list.css and its MUI Card): 20 px padding plus the
+#: CardContent's 16 px (24 px at the bottom), a 1 px border and 5 px on the indicator's side,
+#: the summary in 18 px bold, text at 16 px with MUI's 1.5 line height, contained MUI buttons
+#: (14 px capitals, 6 px 16 px padding).
+_SANDBOX_CARD_STYLE = """
+main {{ max-width: none; width: {width}px; padding: 0; }}
+article.card {{ box-sizing: border-box; width: {width}px; padding: 36px 36px 44px;
+  margin: 16px 0; border-width: 1px; border-left-width: 5px; border-radius: 12px;
+  font-size: 16px; line-height: 1.5; }}
+.summary {{ font-size: 18px; }}
+.detail p {{ margin: 1em 0; }}
+.detail table {{ font-size: 16px; }}
+button.suggestion {{ font-size: 14px; text-transform: uppercase; line-height: 1.75;
+  padding: 6px 16px; }}
+"""
+
 #: The order a client lists cards in: the most urgent first (as the sandbox does).
 _INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -61,8 +83,10 @@ class CardSet:
 class CardPage:
     """Renders card sets into one self-contained HTML page (no script, no external asset)."""
 
-    def __init__(self) -> None:
+    def __init__(self, card_width: int | None = None) -> None:
+        """``card_width``: lay each card out this wide, in the sandbox's card box (CSS px)."""
         self._markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+        self._style = _STYLE + (_SANDBOX_CARD_STYLE.format(width=card_width) if card_width else "")
 
     def render(self, sets: Iterable[CardSet], title: str) -> str:
         sections = "\n".join(self._section(s) for s in sets)
@@ -70,7 +94,7 @@ class CardPage:
             "<!DOCTYPE html>\n"
             '<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
+            f"<title>{html.escape(title)}</title><style>{self._style}</style></head>\n"
             f"<body><main><h1>{html.escape(title)}</h1>\n{sections}\n</main></body></html>\n"
         )
 

@@ -2,8 +2,9 @@
 
 Wording comes from hooks/knowledge/cards.json; this package only assembles it. Each rule's
 rendering lives in its family's module under ``cards.rules`` with the texts it fills; the parts
-every card shares (safety lines, the ACR table, the pathway, the evidence) are in ``sections``,
-suggested orders in ``suggestions``, the record in words in ``history``.
+every card shares (safety lines, the comparison with the recommended study, why this patient)
+are in ``sections``, suggested orders in ``suggestions``, the record in words in ``history``.
+What a card leaves out to stay short is on its rule's guidance page (``guidance_page``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import replace
 
 from cds_service.cards import sections
 from cds_service.cards.context import CardContext
+from cds_service.cards.guidance_page import DEFAULT_VARIANT, guidance_path
 from cds_service.cards.history import History
 from cds_service.cards.model import (
     DEFAULT_STYLE,
@@ -74,19 +76,30 @@ class CardRenderer:
         minimum_indicator: str = "info",
         unreadable: Sequence[str] = (),
         style: SuggestionStyle = DEFAULT_STYLE,
+        guidance_base: str | None = None,
     ) -> list[RenderedCard]:
         """(rule id, card) for each advice at or above ``minimum_indicator``; every card says in
-        one line what could not be read from the EHR (``unreadable`` prefetch keys)."""
+        one line what could not be read from the EHR (``unreadable`` prefetch keys). The orders
+        with nothing to say but a missing reason share one history card, after the others.
+        ``guidance_base``: the service's public URL, for the link to the rule's guidance page
+        (None: the cards link the guidance's public text instead)."""
         floor = INDICATOR_RANK[minimum_indicator]
         cautions = list(dict.fromkeys(self._k.unreadable[key] for key in unreadable))
+        findings = [a for a in advice if a.primary is not None]
+        reasonless = [a for a in advice if a.primary is None and a.missing_history]
+        groups: list[tuple[OrderAdvice, tuple[OrderAdvice, ...]]] = [(a, ()) for a in findings]
+        if reasonless:
+            groups.append((reasonless[0], tuple(reasonless[1:])))
         rendered = []
-        for a in advice:
-            card, kinds = self._card(a, situation, ordering, new_uuid, cautions, style)
+        for a, together in groups:
+            card, kinds = self._card(
+                a, situation, ordering, new_uuid, cautions, style, guidance_base, together
+            )
             # The standalone history card is info, yet shown where the service asks for it
-            # (order-sign: once per ordering session) whatever its indicator floor.
+            # (order-sign: once per call, for every order without a reason) whatever its floor.
             history = a.rule_id == RuleId.MISSING_CLINICAL_HISTORY and style.history_card
             if (INDICATOR_RANK[card.indicator] >= floor or history) and a.rule_id is not None:
-                rendered.append(RenderedCard(a.rule_id, card, a.order.reference, kinds))
+                rendered.append(RenderedCard(a.rule_id, card, a.order.reference, kinds, a.variant))
         return rendered
 
     def render_due(
@@ -168,6 +181,7 @@ class CardRenderer:
         ordering: OrderingContext,
         new_uuid: UuidFactory,
         style: SuggestionStyle,
+        together: Sequence[OrderAdvice] = (),
     ) -> CardContext:
         history = History(self._k, self._words, situation)
         orders = SuggestionBuilder(
@@ -182,7 +196,10 @@ class CardRenderer:
             self.rater,
         )
         cell = situation.cell(advice.order, advice.rated)
-        return CardContext(self._k, self._words, advice, situation, history, orders, cell)
+        others = tuple(self._context(a, situation, ordering, new_uuid, style) for a in together)
+        return CardContext(
+            self._k, self._words, advice, situation, history, orders, cell=cell, together=others
+        )
 
     def _card(
         self,
@@ -192,28 +209,36 @@ class CardRenderer:
         new_uuid: UuidFactory,
         cautions: Sequence[str] = (),
         style: SuggestionStyle = DEFAULT_STYLE,
+        guidance_base: str | None = None,
+        together: Sequence[OrderAdvice] = (),
     ) -> tuple[Card, tuple[str, ...]]:
+        """A card short enough to act on without scrolling: one sentence of why, the safety
+        lines, the order as placed against the recommended study, why this patient, the
+        buttons. The explanation, the full ACR table and the pathway are on the rule's guidance
+        page, linked from the card."""
         rule_id = advice.rule_id
         assert rule_id is not None  # advice exists only when something is to be said
         rule = self._k.rules[rule_id]
-        context = self._context(advice, situation, ordering, new_uuid, style)
+        context = self._context(advice, situation, ordering, new_uuid, style, together)
         entry = RULES[rule_id]
         expected = entry.finding
         if not (isinstance(advice.primary, expected) if expected else advice.primary is None):
             raise TypeError(f"{rule_id} renders {expected}, not {type(advice.primary).__name__}")
         rendered = entry.build(context, advice.primary)
         suggestions = rendered.suggestions
-        explanation = list(rendered.paragraphs)
         # Nothing to click where the study is radiology's to decide (discuss with radiology):
         # not even the history update, which would complete the order as placed.
         discuss = rule_id == RuleId.DISCUSS_WITH_RADIOLOGY or (
             context.cell is not None and context.cell.kind == "discuss"
         )
-        if advice.primary is not None and advice.missing_history:
-            explanation.append(context.text(RuleId.MISSING_CLINICAL_HISTORY, "folded"))
-            updated = any(touches(s, advice.order.reference, ("update",)) for s in suggestions)
-            if not updated and not discuss:
-                suggestions = [*suggestions, context.orders.history_update(recommended=False)]
+        # An order without a reason: the card's change adds it (its button says so).
+        if (
+            advice.primary is not None
+            and advice.missing_history
+            and not discuss
+            and not any(touches(s, advice.order.reference, ("update",)) for s in suggestions)
+        ):
+            suggestions = [*suggestions, context.orders.history_update(recommended=False)]
         if discuss:
             suggestions = []
         if style.selection == "any":
@@ -221,22 +246,16 @@ class CardRenderer:
         notices = sections.safety_lines(context, self._agent_labels)
         if cautions:
             notices.insert(0, self._words.common("couldNotCheck", lines=" ".join(cautions)))
-        explanation[:0] = sections.pathway_lines(context, advice)
-        # One sentence of why, what bears on safety, the ratings at a glance; then the rest.
+        compared = (
+            [sections.comparison(context, self._ratings, self.rater, suggestions)]
+            if advice.primary is not None
+            else []
+        )
         paragraphs = [
             rendered.lead,
             *notices,
-            sections.ratings_table(
-                self._words,
-                self._ratings,
-                self.rater,
-                advice.rated,
-                advice.order,
-                sections.not_offered_here(context.cell, situation.table.k.procedures),
-            ),
-            *explanation,
-            *([sections.prior_markdown(self._words, situation)] if situation.latest_prior else []),
-            sections.evidence_markdown(context),
+            *compared,
+            sections.why_patient(context),
         ]
         card = Card(
             uuid=new_uuid(),
@@ -244,7 +263,7 @@ class CardRenderer:
             detail="\n\n".join(paragraphs),
             indicator=rule.indicator,
             source=self._source,
-            links=self._links,
+            links=self._card_links(rule_id, rendered.reason_variants, guidance_base),
             suggestions=suggestions or None,
             selectionBehavior=(
                 "any"
@@ -256,6 +275,18 @@ class CardRenderer:
             overrideReasons=self._reasons(rule_id, rendered.reason_variants, context),
         )
         return card, tuple(context.orders.kinds[s.uuid] for s in suggestions)
+
+    def _card_links(
+        self, rule_id: RuleId, variants: tuple[str, ...], guidance_base: str | None
+    ) -> list[Link] | None:
+        """The rule's guidance page on this service (the variant's, when the card names one
+        problem), as an absolute link; without a public URL, the guidance's public text. The
+        source (``source.url``) links the published guidance either way."""
+        if guidance_base is None:
+            return self._links
+        variant = variants[0] if len(variants) == 1 else DEFAULT_VARIANT
+        url = guidance_base.rstrip("/") + guidance_path(rule_id, variant)
+        return [Link(label=self._words.common("guidanceLinkLabel"), url=url, type="absolute")]
 
     def _reasons(
         self, rule_id: RuleId, variants: tuple[str, ...], context: CardContext

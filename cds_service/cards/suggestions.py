@@ -6,7 +6,7 @@ clinical-history note for the radiologist."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cds_service.cards.history import History
@@ -141,12 +141,11 @@ class SuggestionBuilder:
         resource["reasonReference"] = reasons
         code = self.situation.context.cancer.code
         coded = [r for r in resource.get("reasonCode", []) if isinstance(r, dict)]
-        if not any(
-            isinstance(c, dict) and c.get("system") == code.system and c.get("code") == code.code
-            for r in coded
-            for c in r.get("coding", [])
-            if isinstance(r.get("coding"), list)
-        ):
+        # The cancer is added as a coded reason only to an order that codes none: a reason the
+        # clinician picked ("Neoplasm of parotid gland", in the sandbox's SNOMED CT list) is
+        # theirs, and a second coded reason for the same cancer beside it reads as two. The
+        # reference to the cancer Condition above carries it either way.
+        if not coded:
             coding = {"system": code.system, "code": code.code}
             if code.display:
                 coding["display"] = code.display
@@ -320,9 +319,10 @@ class SuggestionBuilder:
             resource=self.new_order(key),
         )
 
-    def history_choices(self) -> list[Suggestion]:
+    def history_choices(self, also: Sequence[SuggestionBuilder] = ()) -> list[Suggestion]:
         """The history as one-click choices of the reason for the exam (the guidance's third
-        piece of history): each adds the cancer, the concern and the history note."""
+        piece of history): each adds the cancer, the concern and the history note, to this
+        draft and to the drafts of ``also`` (one card for every order without a reason)."""
         rule = RuleId.MISSING_CLINICAL_HISTORY
         words = self.words
         if self.style.selection == "any":  # five exclusive reasons: one update that adds the
@@ -333,11 +333,12 @@ class SuggestionBuilder:
                 words.rule(rule, "choiceLabel", concern=concern.display),
                 False,
                 [
-                    self.update(
+                    b.update(
                         words.rule(rule, "choiceDescription", concern=concern.display),
-                        self.updated_draft(concern),
+                        b.updated_draft(concern),
                         warned=True,
                     )
+                    for b in (self, *also)
                 ],
             )
             for concern in self.k.clinicalConcerns

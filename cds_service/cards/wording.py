@@ -71,6 +71,19 @@ COMMON_TEXTS: dict[str, frozenset[str]] = {
     "createDescription": needs("alternative"),
     "deleteDescription": needs("ordered"),
     "couldNotCheck": needs("lines"),
+    "whyPatient": needs("cancer", "histology", "treatments", "pathway"),
+    "whyPositive": needs("report", "judgement"),
+    "whyAcc": needs(),
+    "whyTreatment": needs("display", "code_label", "date_phrase"),
+    "whyRecurrence": needs("recurrence"),
+    "whyHistology": needs("histology"),
+    "comparisonColumns": needs(),
+    "comparisonOrdered": needs(),
+    "comparisonRecommended": needs(),
+    "comparisonAlternative": needs(),
+    "deferredStudy": needs("study", "date"),
+    "ratedAsCode": needs("category", "code"),
+    "guidanceLinkLabel": needs(),
 }
 
 DATE_TEXTS: dict[str, frozenset[str]] = {

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cds_service.cards.page import CardPage, CardSet
+from cds_service.cards.page import SANDBOX_CARD_WIDTH, CardPage, CardSet
 from cds_service.cli import simulate
 from cds_service.cli.onboarding import (
     OrderableChecker,
@@ -109,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     page.add_argument("--html", type=Path, required=True, help="the page to write")
     page.add_argument("--examples", type=Path, default=None, help="default: fhir_examples/")
+    page.add_argument(
+        "--card-width",
+        type=int,
+        default=None,
+        help=f"lay the cards out this many CSS px wide, as the CDS Hooks sandbox does "
+        f"(its PAMA screen at 1280 px: {SANDBOX_CARD_WIDTH}); default: a wide page",
+    )
 
     onboarding = commands.add_parser(
         "orderables",
@@ -266,7 +273,9 @@ def _cards(args: argparse.Namespace) -> int:
     for name, vignette in book.vignettes.items():
         response = golden_response(engine, vignette, book.today)["response"]
         sets.append(CardSet(name, vignette.description, response.get("cards", [])))
-    page = CardPage().render(sets, "Salivary imaging CDS: the cards of every vignette")
+    page = CardPage(args.card_width).render(
+        sets, "Salivary imaging CDS: the cards of every vignette"
+    )
     try:
         args.html.write_text(page, encoding="utf-8")
     except OSError as exc:

@@ -20,6 +20,10 @@ from cds_service.engine import CdsEngine
 from cds_service.fhir import build as fhir_build
 from cds_service.knowledge.loader import ServiceDefinition
 
+#: The public URL in-process answers link their cards' guidance pages under: the address
+#: ``salivary-cds serve`` listens on by default (a running service uses its own URL).
+LOCAL_PUBLIC_URL = "http://127.0.0.1:8080"
+
 
 class ReplayError(InputFileError):
     """The input file cannot be turned into a hook request."""
@@ -105,7 +109,8 @@ def request_from_bundle(
 def run_local(engine: CdsEngine, service_id: str, request: Any) -> tuple[int, dict[str, Any]]:
     """Answer through the in-process engine, as the HTTP endpoint would."""
     try:
-        return 200, engine.evaluate(service_id, request).response.to_json()
+        outcome = engine.evaluate(service_id, request, guidance_base=LOCAL_PUBLIC_URL)
+        return 200, outcome.response.to_json()
     except CdsError as exc:
         return exc.status, exc.to_json()
 

@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from cds_service.cli.replay import LOCAL_PUBLIC_URL
 from cds_service.contract.errors import CdsError, InputFileError
 from cds_service.engine import CdsEngine, snooze_key
 from cds_service.fhir import build as fb
@@ -110,6 +111,8 @@ class Vignette:
     overridden: tuple[RuleId, ...] = ()
     #: The client profile the vignette is answered for (hooks/clients/; "generic" by default).
     client: str = DEFAULT_PROFILE
+    #: Rules expected to decide a card in silent mode (recorded, not shown).
+    silent: tuple[str, ...] = ()
 
 
 class VignetteBook:
@@ -201,6 +204,7 @@ class VignetteBook:
             pama=tuple(tuple(p) for p in expected.get("pama", ())),
             overridden=tuple(RuleId(r) for r in entry.get("overridden", ())),
             client=entry.get("client", DEFAULT_PROFILE),
+            silent=tuple(expected.get("silent", ())),
         )
 
     def _condition(self, pid: str, r: dict[str, Any]) -> fb.Resource:
@@ -353,7 +357,12 @@ def golden_response(engine: CdsEngine, vignette: Vignette, today: date) -> dict[
         snooze = RecordedOverrides(vignette.request["context"]["patientId"], vignette.overridden)
     try:
         outcome = engine.evaluate(
-            vignette.service, vignette.request, sequential_uuids(), today, snooze=snooze
+            vignette.service,
+            vignette.request,
+            sequential_uuids(),
+            today,
+            guidance_base=LOCAL_PUBLIC_URL,
+            snooze=snooze,
         )
     except CdsError as exc:
         return {

@@ -120,6 +120,9 @@ class CtNeck:
         RuleId.CT_NECK_CONTRAST_UNSPECIFIED,
         RuleId.CT_NECK_MRI_PREFERRED,
     ]
+    #: The CT's own iodinated contrast is unsafe to suggest (an allergy, the kidneys): the
+    #: MRI-preferred card is then about safety (a variant that ships active).
+    contrast_risk: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,9 @@ class RecurrenceRestaging:
 
     order: ImagingOrder
     recurrence: Recurrence
+    #: The order is already the full MRI protocol: the card says nothing about the order, only
+    #: where the patient stands (a variant that ships silent: knowledge.rules.RULE_VARIANTS).
+    full_protocol: bool = False
     rule_id: Literal[RuleId.RECURRENCE_RESTAGING] = RuleId.RECURRENCE_RESTAGING
 
 
@@ -286,6 +292,15 @@ class OrderAdvice:
             return self.primary.rule_id
         return RuleId.MISSING_CLINICAL_HISTORY if self.missing_history else None
 
+    @property
+    def variant(self) -> str | None:
+        """The kind of the rule's card a mode may be set for apart from the rule, if any."""
+        if isinstance(self.primary, RecurrenceRestaging) and self.primary.full_protocol:
+            return "full-protocol"
+        if isinstance(self.primary, CtNeck) and self.primary.contrast_risk:
+            return "contrast-risk"
+        return None
+
 
 def find_implant(
     record: PatientRecord,
@@ -415,7 +430,10 @@ def _ct_neck(order: ImagingOrder, cell: Cell | None) -> CtNeck | None:
         and "mri-protocol" in cell.offered
     )
     if order.contrast == "with" and mri:
-        return CtNeck(order, RuleId.CT_NECK_MRI_PREFERRED)
+        # The CT's own contrast at risk (the safety table does not clear it): the card is then
+        # about safety (a variant that ships active), not preference.
+        at_risk = cell is not None and cell.tiers["ct-neck-with-contrast"] != "clear"
+        return CtNeck(order, RuleId.CT_NECK_MRI_PREFERRED, at_risk)
     # with contrast and MRI not recommended (an implant, a cochlear implant's CT, device data
     # unknown); w/wo; conflicting
     return None
@@ -450,7 +468,14 @@ def _pathway_finding(
 ) -> Finding | None:
     pathway = situation.pathway
     if pathway.recurrence is not None:
-        return RecurrenceRestaging(order, pathway.recurrence)
+        protocol = knowledge.imaging.recommendedProtocol
+        full = (
+            order.modality == protocol.modality
+            and order.contrast == protocol.contrast
+            and order.covers_any(protocol.headNeckRegions)
+            and assess_mri(order, protocol) is None
+        )
+        return RecurrenceRestaging(order, pathway.recurrence, full)
     report = pathway.last_report
     if report is None or report.reading is None:
         return None  # no report, or one that says nothing clear: "see the report", no card

@@ -45,16 +45,26 @@ class PamaRater:
         }
         self._no_criteria = ratings.pamaNoCriteria
         self._warning_rules = frozenset(ratings.notAppropriateWhen.rules)
+        self._warning_codes = {r: frozenset(c) for r, c in ratings.notAppropriateWhen.codes.items()}
 
     def procedure(self, codes: Iterable[str]) -> RatedProcedure | None:
         """The rated procedure of the first of ``codes`` the ACR table lists."""
         return next((p for c in codes if (p := self._by_code.get(c)) is not None), None)
 
+    def warns_against(self, codes: Iterable[str], shown_rule: RuleId | None) -> bool:
+        """Does the card of ``shown_rule`` make an order with these CPT codes not-appropriate
+        (hooks/knowledge/ratings.json ``notAppropriateWhen``)?"""
+        if shown_rule not in self._warning_rules:
+            return False
+        only = self._warning_codes.get(shown_rule)
+        return only is None or any(c in only for c in codes)
+
     def rating(self, codes: Iterable[str], in_scope: bool, shown_rule: RuleId | None) -> str:
         """The rating of an order with these CPT codes, given the card shown for it (if any)."""
+        codes = tuple(codes)
         if not in_scope:
             return self._no_criteria
-        if shown_rule in self._warning_rules:
+        if self.warns_against(codes, shown_rule):
             return "not-appropriate"
         procedure = self.procedure(codes)
         return procedure.pama if procedure is not None else self._no_criteria

@@ -23,7 +23,7 @@ from cds_service.knowledge.clients import ClientProfile, ClientProfileError, loa
 from cds_service.knowledge.codesystems import normalise_code
 from cds_service.knowledge.linear_regex import NotLinearError, compile_linear
 from cds_service.knowledge.names import UncheckablePatternError, required_words
-from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.rules import RuleId, mode_key_problem
 from cds_service.knowledge.safety_table import SafetyTable, SafetyTableKnowledge, check_every_cell
 from cds_service.knowledge.terminology import Concept, ValueSetName, ValueSets
 
@@ -85,6 +85,25 @@ class ServiceConfig(_Strict):
     #: patient-view: days a card stays away for the patient and rule after a clinician overrode
     #: it (0: never snoozed). Opening a chart ten times a day must not mean ten cards.
     snoozeDays: int = Field(default=0, ge=0, le=365)
+    #: The mode each rule ships in, by rule id or ``<rule id>:<variant>``
+    #: (knowledge.rules.RULE_VARIANTS): cards on orders that are already right ship silent, and
+    #: a site's rules.json switches them on. A rule not named is active.
+    ruleModes: dict[str, Literal["active", "silent", "off"]] = {}
+    #: A card the clinician overrode for the same draft within this many minutes (at
+    #: order-select) is not shown again here; 0: always shown. The web layer looks the
+    #: overrides up in the feedback store; the engine is given the answer.
+    hideOverriddenMinutes: int = Field(default=0, ge=0, le=24 * 60)
+
+    @field_validator("ruleModes")
+    @classmethod
+    def _known_mode_keys(
+        cls, modes: dict[str, Literal["active", "silent", "off"]]
+    ) -> dict[str, Literal["active", "silent", "off"]]:
+        for key in modes:
+            problem = mode_key_problem(key)
+            if problem is not None:
+                raise ValueError(problem)
+        return modes
 
 
 class ServiceDefinition(_Strict):
@@ -255,6 +274,12 @@ class RuleWording(_Strict):
 OrderKey = Literal["mri-protocol", "ct-neck-with-contrast"]
 
 
+class GuidancePageTexts(_Strict):
+    description: str
+    #: Per rule: explanation for its guidance page where the card's is filled with dates.
+    rules: dict[RuleId, tuple[str, ...]]
+
+
 class CardKnowledge(_Strict):
     description: str
     source: CardSource
@@ -270,6 +295,7 @@ class CardKnowledge(_Strict):
     #: Wording per rule; which texts each rule needs, and which placeholders each may use, is
     #: checked at start-up against the rule's entry in cds_service.cards.renderer.RULES.
     rules: dict[RuleId, RuleWording]
+    guidancePages: GuidancePageTexts
     #: How a modality is named in a sentence ("Last MRI 2026-08-03: NI-RADS 2b").
     modalityNames: dict[str, str]
     #: How a report's branch is said, and its NI-RADS category.
@@ -317,6 +343,26 @@ class RatedProcedure(_Strict):
 class RatingOverrides(_Strict):
     description: str
     rules: tuple[RuleId, ...]
+    #: A rule listed here counts only for orders with one of these CPT codes.
+    codes: dict[RuleId, tuple[str, ...]] = {}
+    #: What the card's comparison table says of the order as placed while the rule counts.
+    shownAs: dict[RuleId, str]
+
+    @model_validator(mode="after")
+    def _said_for_every_rule(self) -> RatingOverrides:
+        if set(self.shownAs) != set(self.rules) or not set(self.codes) <= set(self.rules):
+            raise ValueError("shownAs must name every rule, and codes only listed rules")
+        return self
+
+
+class UnratedOrders(_Strict):
+    """What the comparison table says of an order the ACR table does not rate."""
+
+    description: str
+    category: str = Field(min_length=1)
+    #: By modality; ``otherRadiation`` for any other.
+    radiation: dict[str, str]
+    otherRadiation: str
 
 
 class RatingKnowledge(_Strict):
@@ -324,6 +370,7 @@ class RatingKnowledge(_Strict):
     pamaNoCriteria: Literal["no-criteria-apply"]
     #: While one of these rules' cards is shown for an order, its rating is not-appropriate.
     notAppropriateWhen: RatingOverrides
+    unrated: UnratedOrders
     procedures: tuple[RatedProcedure, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -7,7 +7,9 @@ silently first. The site folder says both, as data the site's CDS team reviews:
   studies the service reads (LOINC, or the service's own study classes where no verified LOINC
   code exists). A draft coded with a mapped site code is read from its target; every order the
   service suggests carries the site's orderable for that study first.
-- ``rules.json``: ``{"rules": {"<rule id>": "active" | "silent" | "off"}}``.
+- ``rules.json``: ``{"rules": {"<rule id>" | "<rule id>:<variant>": "active" | "silent" |
+  "off"}}`` (variants: ``knowledge.rules.RULE_VARIANTS``). A site's modes win over the defaults
+  each service ships in its ``_config.ruleModes`` (some cards ship silent).
 - ``client.json``: which client the site's EHR is, ``{"profile": "generic" | "epic" | "oracle" |
   "sandbox"}`` (hooks/clients/), and any of the profile's keys overridden
   (``selectionBehavior``, ``replacementStyle``, ``pama``; see ``knowledge.clients``).
@@ -27,12 +29,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fhir.resources.R4B.conceptmap import ConceptMap
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from cds_service.knowledge.clients import NO_CHOICE, ClientChoice
 from cds_service.knowledge.codesystems import SHORT_NAMES, normalise_code
 from cds_service.knowledge.loader import CardKnowledge, KnowledgeError, WireCoding, files_digest
-from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.rules import RULE_VARIANTS, RuleId, mode_key_problem
 from cds_service.knowledge.terminology import Code
 
 ORDERABLES_FILE = "orderables.json"
@@ -84,7 +86,16 @@ class _RulesFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str | None = None
-    rules: dict[RuleId, RuleMode]
+    rules: dict[str, RuleMode]
+
+    @field_validator("rules")
+    @classmethod
+    def _known_keys(cls, rules: dict[str, RuleMode]) -> dict[str, RuleMode]:
+        for key in rules:
+            problem = mode_key_problem(key)
+            if problem is not None:
+                raise ValueError(problem)
+        return rules
 
 
 @dataclass(frozen=True)
@@ -93,14 +104,28 @@ class Site:
 
     root: Path | None
     catalogue: SiteCatalogue
-    rule_modes: Mapping[RuleId, RuleMode]
+    #: By rule id, or ``<rule id>:<variant>`` for one kind of a rule's cards.
+    rule_modes: Mapping[str, RuleMode]
     #: sha256 of the site's files (part of the knowledge version); "" without a site folder.
     digest: str
     #: Which client the site's EHR is (client.json): a profile and its overrides.
     client: ClientChoice = NO_CHOICE
 
-    def mode(self, rule: RuleId) -> RuleMode:
-        return self.rule_modes.get(rule, "active")
+    def mode(
+        self,
+        rule: RuleId,
+        variant: str | None = None,
+        defaults: Mapping[str, RuleMode] | None = None,
+    ) -> RuleMode:
+        """The mode of ``rule`` (of its ``variant`` of card, if any): the site's own setting for
+        the variant, then for the rule; else the service's shipped default (``defaults``, from
+        its ``_config.ruleModes``) for the variant, then for the rule; else active."""
+        keys = (*((f"{rule}:{variant}",) if variant else ()), str(rule))
+        for modes in (self.rule_modes, defaults or {}):
+            for key in keys:
+                if key in modes:
+                    return modes[key]
+        return "active"
 
 
 NO_SITE = Site(None, SiteCatalogue(), {}, "")
@@ -191,13 +216,16 @@ def load_catalogue(path: Path, studies: Set[tuple[str, str]]) -> SiteCatalogue:
     return SiteCatalogue(reads, orderables)
 
 
-def load_rule_modes(path: Path) -> dict[RuleId, RuleMode]:
+def load_rule_modes(path: Path) -> dict[str, RuleMode]:
     raw = _read_json(path)
     try:
         return dict(_RulesFile.model_validate(raw).rules)
     except ValidationError as exc:
         known = ", ".join(RuleId)
-        raise SiteError(f"{path}: {exc}\nrule ids: {known}; modes: active, silent, off") from exc
+        variants = ", ".join(sorted(RULE_VARIANTS))
+        raise SiteError(
+            f"{path}: {exc}\nrule ids: {known}; variants: {variants}; modes: active, silent, off"
+        ) from exc
 
 
 def knowledge_version(declared: str, hooks_digest: str, site: Site) -> str:

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -449,6 +449,31 @@ class FeedbackStore:
                 raise QuotaExceededError(
                     f"at most {UNKNOWN_PER_DAY} feedback items a day about unknown cards"
                 )
+
+    def overridden(self, order_keys: Collection[str], minutes: int) -> set[tuple[str, str]]:
+        """The (order key, rule id) pairs among ``order_keys`` whose card was issued within the
+        last ``minutes`` and whose latest feedback (by outcome time) is "overridden": the
+        clinician dismissed it in this ordering session, so it is not shown again."""
+        if not order_keys:
+            return set()
+        since = datetime.now(UTC) - timedelta(minutes=minutes)
+        query = (
+            select(
+                issued_cards.c.order_key,
+                issued_cards.c.rule_id,
+                feedback_items.c.outcome,
+                feedback_items.c.outcome_timestamp,
+            )
+            .join(feedback_items, feedback_items.c.card_uuid == issued_cards.c.card_uuid)
+            .where(issued_cards.c.order_key.in_(set(order_keys)))
+            .where(issued_cards.c.issued_at >= since)
+            .order_by(feedback_items.c.outcome_timestamp, feedback_items.c.id)
+        )
+        latest: dict[tuple[str, str], str] = {}
+        with self.database.sql.connect() as connection:
+            for key, rule, outcome, _when in connection.execute(query):
+                latest[(key, rule)] = outcome  # ordered by time: the last one stays
+        return {pair for pair, outcome in latest.items() if outcome == "overridden"}
 
     def count(self) -> int:
         with self.database.sql.connect() as connection:

@@ -44,6 +44,7 @@ from cds_service.store.storage import (
 )
 from cds_service.web.auth import install_authentication
 from cds_service.web.feedback import blueprint as feedback_blueprint
+from cds_service.web.guidance import blueprint as guidance_blueprint
 from cds_service.web.health import blueprint as health_blueprint
 from cds_service.web.metrics import install_metrics
 from cds_service.web.openapi import blueprint as openapi_blueprint
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(feedback_blueprint)
     app.register_blueprint(health_blueprint)
     app.register_blueprint(openapi_blueprint)
+    app.register_blueprint(guidance_blueprint)
     _enable_cors(app, settings)
     _register_error_handlers(app)
     return app

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Collection
 from typing import Any
 
 import structlog
 from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from cds_service.contract.errors import CdsError, InvalidRequestError, UnsupportedMediaTypeError
@@ -73,6 +75,24 @@ def _record_cards(service_id: str, hook_instance: str, outcome: Outcome) -> None
     runtime().card_log.record(service_id, hook_instance, outcome.issued, client_key())
 
 
+def public_base() -> str:
+    """The service's public URL, under which the cards link their guidance pages: the
+    configured ``CDS_PUBLIC_BASE_URL`` (behind a proxy that changes host or scheme it must be
+    set: the same URL the client JWT's aud names), else the URL this request came to."""
+    configured = runtime().settings.public_base_url
+    return (configured or request.host_url).rstrip("/")
+
+
+def overridden_before(order_keys: Collection[str], minutes: int) -> set[tuple[str, str]]:
+    """The cards overridden in this ordering session, from the feedback store. If the store
+    cannot be read the cards are shown (as they were before it was asked), and that is logged."""
+    try:
+        return runtime().feedback.overridden(order_keys, minutes)
+    except SQLAlchemyError as exc:
+        log.warning("override-lookup-failed", error_type=type(exc).__name__)
+        return set()
+
+
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> ResponseReturnValue:
     started = time.perf_counter()
@@ -84,7 +104,14 @@ def call_service(service_id: str) -> ResponseReturnValue:
     bound = log.bind(service=service_id, hookInstance=loggable_hook_instance(hook_instance))
     try:
         fetcher = running.fetcher.for_issuer(g.get("cds_fhir_servers"))
-        outcome = engine.evaluate(service_id, body, fetcher=fetcher, snooze=running.snooze)
+        outcome = engine.evaluate(
+            service_id,
+            body,
+            fetcher=fetcher,
+            snooze=running.snooze,
+            guidance_base=public_base(),
+            overridden=overridden_before,
+        )
     except CdsError as exc:
         bound.info(
             "hook",
@@ -105,6 +132,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
         no_imaging_order=outcome.no_imaging_order,
         rules=list(outcome.rules),
         snoozed=list(outcome.snoozed_rules),
+        hidden_rules=list(outcome.hidden_rules),
         fetched=list(outcome.fetched),
         unreadable=dict(outcome.unreadable),
         resources_skipped=outcome.resources_skipped,

@@ -38,9 +38,9 @@ def pet_too_early(c: CardContext, finding: PetTooEarly) -> Rendered:
     )
     key = c.situation.alternative()
     suggestions = [defer]
-    if key is not None:
+    if key is not None:  # the PET/CT stays deferred: the MRI is added, not swapped in
         label = c.text(rule, "alternativeLabel", alternative=c.k.orders[key].text)
-        suggestions.append(c.orders.replace(label, key, False))
+        suggestions.append(c.orders.add(label, key))
     return Rendered(c.summary(rule), lead, paragraphs, suggestions)
 
 

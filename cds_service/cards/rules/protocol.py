@@ -4,6 +4,8 @@ ultrasound (limited for the deep tissues)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cds_service.cards.context import CardContext
 from cds_service.cards.model import Rendered
 from cds_service.cards.rules.registry import RuleRendering
@@ -32,8 +34,16 @@ def incomplete_mri(c: CardContext, finding: IncompleteMri) -> Rendered:
                 c.text(rule, "contrastProblem"),
             )
         )
-    (lead, explanation), *others = problems
-    paragraphs = [explanation, *(f"{more} {why}" for more, why in others)]
+    paragraphs = [why for _, why in problems]
+    lead = problems[0][0]
+    if finding.missing_regions and finding.contrast_problem:  # both problems, in one sentence
+        lead = c.text(
+            rule,
+            "bothLead",
+            ordered=c.ordered,
+            missing=join_labels(finding.missing_regions),
+            contrast_problem=c.k.contrastProblems[finding.contrast_problem],
+        )
     restaging = situation.pathway.recurrence is not None
     paragraphs.append(c.text(rule, "whyRestaging" if restaging else "why"))
     summary = c.summary(rule) if finding.missing_regions else c.text(rule, "summaryContrast")
@@ -61,10 +71,20 @@ def ct_neck(c: CardContext, finding: CtNeck) -> Rendered:
             "ct-neck-with-contrast": c.text(rule, "ctSuggestionLabel"),
         }
     summary = c.summary(rule)
-    ct_only = c.cell is not None and "mri-protocol" not in c.cell.offered
+    cell = c.cell
+    ct_only = cell is not None and "mri-protocol" not in cell.offered
     if rule != RuleId.CT_NECK_MRI_PREFERRED and ct_only:
         summary = c.text(rule, "summaryCtOnly")  # e.g. an implant: the MRI is not offered
-    return Rendered(summary, lead, paragraphs, c.orders.offered(c.cell, labels))
+    ct = "ct-neck-with-contrast"
+    if (
+        rule == RuleId.CT_NECK_CONTRAST_UNSPECIFIED
+        and cell is not None
+        and ct in cell.offered
+        and cell.tiers[ct] == "clear"
+    ):  # its summary asks to say "with IV contrast": that is the recommended button
+        others = tuple(k for k in cell.offered if k != ct)
+        cell = replace(cell, recommended=ct, options=others)
+    return Rendered(summary, lead, paragraphs, c.orders.offered(cell, labels))
 
 
 def us_limited(c: CardContext, finding: UsLimited) -> Rendered:
@@ -94,6 +114,7 @@ RENDERINGS: dict[RuleId, RuleRendering] = {
             "regionsProblem": needs(),
             "contrastLead": needs("ordered", "contrast_problem"),
             "contrastProblem": needs(),
+            "bothLead": needs("ordered", "missing", "contrast_problem"),
             "why": needs(),
             "whyRestaging": needs(),
             "suggestionLabel": needs(),
