@@ -35,6 +35,7 @@ from cds_service.clinical.pama import PamaRater, cpt_codes, with_rating
 from cds_service.contract.wire import Action, Card, Coding, Link, Source
 from cds_service.knowledge.loader import CardKnowledge, KnowledgeError, RatingKnowledge
 from cds_service.knowledge.rules import RuleId
+from cds_service.knowledge.safety_table import Cell
 
 
 class CardRenderer:
@@ -115,22 +116,10 @@ class CardRenderer:
         the order (no draft exists), the same safety lines as the order cards and the record's
         evidence. Its ``order`` is empty: the card is about no order."""
         rule_id = finding.rule_id
-        history = History(self._k, self._words, situation)
-        orders = SuggestionBuilder(
-            self._k,
-            self._words,
-            history,
-            None,
-            situation,
-            ordering,
-            new_uuid,
-            style,
-            self.rater,
-        )
         # No order is placed: the table's cell is the one for an order it suggests nothing in
         # place of (as for an ultrasound), so the study offered and its safety lines agree.
         cell = situation.table.cell(situation.factors, "us")
-        context = CardContext(self._k, self._words, None, situation, history, orders, cell)
+        context = self._bare_context(None, situation, ordering, new_uuid, style, cell)
         rendered = RULES[rule_id].build(context, finding)
         suggestions = rendered.suggestions
         cautions = list(dict.fromkeys(self._k.unreadable[key] for key in unreadable))
@@ -160,7 +149,8 @@ class CardRenderer:
                 rule_id, rendered.reason_variants, replace(context, cell=None)
             ),
         )
-        return RenderedCard(rule_id, card, "", tuple(orders.kinds[s.uuid] for s in suggestions))
+        kinds = tuple(context.orders.kinds[s.uuid] for s in suggestions)
+        return RenderedCard(rule_id, card, "", kinds)
 
     def pama_action(self, order: ImagingOrder, rating: str) -> Action | None:
         """The Argonaut PAMA rating as an update of a CPT-coded draft (sandbox PAMA view)."""
@@ -183,6 +173,22 @@ class CardRenderer:
         style: SuggestionStyle,
         together: Sequence[OrderAdvice] = (),
     ) -> CardContext:
+        cell = situation.cell(advice.order, advice.rated)
+        others = tuple(self._context(a, situation, ordering, new_uuid, style) for a in together)
+        context = self._bare_context(advice, situation, ordering, new_uuid, style, cell)
+        return replace(context, together=others)
+
+    def _bare_context(
+        self,
+        advice: OrderAdvice | None,
+        situation: PatientSituation,
+        ordering: OrderingContext,
+        new_uuid: UuidFactory,
+        style: SuggestionStyle,
+        cell: Cell | None,
+    ) -> CardContext:
+        """One card's inputs: the record in words and a suggestion builder for ``advice``'s
+        draft (None: a patient-view card, about no order)."""
         history = History(self._k, self._words, situation)
         orders = SuggestionBuilder(
             self._k,
@@ -195,11 +201,7 @@ class CardRenderer:
             style,
             self.rater,
         )
-        cell = situation.cell(advice.order, advice.rated)
-        others = tuple(self._context(a, situation, ordering, new_uuid, style) for a in together)
-        return CardContext(
-            self._k, self._words, advice, situation, history, orders, cell=cell, together=others
-        )
+        return CardContext(self._k, self._words, advice, situation, history, orders, cell=cell)
 
     def _card(
         self,
