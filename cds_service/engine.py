@@ -310,7 +310,7 @@ class CdsEngine:
         if isinstance(context, PatientViewContext):  # no draft orders: what is due
             reading = gather(service, request, fetcher)
             return self.decide_patient_view(
-                service, context, reading, new_uuid, today or utc_today(), snooze
+                service, context, reading, new_uuid, today or utc_today(), snooze, guidance_base
             )
         # Decided before prefetch is looked at: most order-select and order-sign calls are
         # medications and labs, and they get their (empty) answer at once, with no prefetch
@@ -398,6 +398,7 @@ class CdsEngine:
         new_uuid: UuidFactory = random_uuid,
         today: date | None = None,
         snooze: Snooze | None = None,
+        guidance_base: str | None = None,
     ) -> Outcome:
         """patient-view: at most one info card, for imaging that is due and not ordered
         (cds_service.clinical.due_imaging); none for a rule that is off, and none for a
@@ -436,6 +437,7 @@ class CdsEngine:
             new_uuid,
             tuple(reading.unreadable),
             SuggestionStyle(selection=self.client.selectionBehavior),
+            guidance_base,
         )
         shown = self.site.mode(rule) == "active"
         card = rendered.card

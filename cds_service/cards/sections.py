@@ -315,5 +315,7 @@ def _pathway_phrases(c: CardContext) -> list[str]:
         judgement = history.judgement(pathway.last_report)
         phrases.append(words.common("whyPositive", report=report, judgement=judgement))
     if pathway.adenoid_cystic:
-        phrases.append(words.common("whyAcc"))
+        phrases.append(words.common("whyAcc", nerves=history.acc_nerves()))
+        if pathway.recurrence is not None:  # restaging an adenoid cystic carcinoma
+            phrases.append(words.common("whyAccChest"))
     return phrases

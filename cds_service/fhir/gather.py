@@ -112,9 +112,8 @@ def read_prefetch(
             continue  # null: no data of that kind, nothing to fetch
         value = prefetch.get(key)
         found = _resources_of(key, value)
-        if (
-            found is not None
-            and context is not None
+        if (  # another query's Bundle: not this patient's answer, complete or not
+            context is not None
             and isinstance(value, dict)
             and value.get("resourceType") == "Bundle"
             and not answers_template(value, template, context)

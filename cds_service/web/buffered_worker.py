@@ -54,13 +54,19 @@ class _IncompleteError(Exception):
 class _RefusedError(Exception):
     """Answer ``status`` and close (the request is never handed to the app)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, limit_bytes: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
+        #: A 413 names the limit, as the app's own 413 does (``limitBytes``).
+        self.limit_bytes = limit_bytes
 
 
 def _too_large(max_body: int) -> _RefusedError:
-    return _RefusedError(413, "Request Entity Too Large", f"the body is over {max_body} bytes")
+    return _RefusedError(
+        413, "Request Entity Too Large", f"the body is over {max_body} bytes", max_body
+    )
 
 
 @dataclass
@@ -127,9 +133,7 @@ def _chunked_end(data: bytes | bytearray, at: int, max_body: int) -> int:
             return len(data)  # malformed: gunicorn's parser answers 400 from what it has
         total += size
         if total > max_body:
-            raise _RefusedError(
-                413, "Request Entity Too Large", f"the body is over {max_body} bytes"
-            )
+            raise _too_large(max_body)
         if size == 0:  # the last chunk; trailer lines, if any, end with an empty line
             end = data.find(b"\r\n\r\n", line_end)
             if end < 0:
@@ -143,10 +147,15 @@ def _chunked_end(data: bytes | bytearray, at: int, max_body: int) -> int:
         at = chunk_end
 
 
-def _answer(sock: socket.socket, status: int, reason: str, message: str) -> None:
+def _answer(
+    sock: socket.socket, status: int, reason: str, message: str, limit: int | None = None
+) -> None:
     """A short JSON answer, sent without blocking (it fits a fresh socket's buffer), then the
     connection is closed by the caller."""
-    body = json.dumps({"error": reason.lower().replace(" ", "-"), "message": message}).encode()
+    fields: dict[str, object] = {"error": reason.lower().replace(" ", "-"), "message": message}
+    if limit is not None:
+        fields["limitBytes"] = limit
+    body = json.dumps(fields).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -227,7 +236,9 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
             self._continue_if_expected(conn, incoming)
             return False
         except _RefusedError as refusal:
-            self._refuse(conn, incoming, refusal.status, refusal.reason, refusal.message)
+            self._refuse(
+                conn, incoming, refusal.status, refusal.reason, refusal.message, refusal.limit_bytes
+            )
             return True
         del end  # the parser finds the end itself; read-ahead stays in its buffer
         self._unregister(conn)
@@ -268,10 +279,16 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         conn.close()
 
     def _refuse(
-        self, conn: Any, incoming: _Incoming, status: int, reason: str, message: str
+        self,
+        conn: Any,
+        incoming: _Incoming,
+        status: int,
+        reason: str,
+        message: str,
+        limit: int | None = None,
     ) -> None:
         """Answer, stop sending, and drain what the client still sends for a short linger."""
-        _answer(conn.sock, status, reason, message)
+        _answer(conn.sock, status, reason, message, limit)
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_WR)
         self.buffered_bytes -= len(incoming.data)
