@@ -120,6 +120,10 @@ class CardRenderer:
         # No order is placed: the table's cell is the one for an order it suggests nothing in
         # place of (as for an ultrasound), so the study offered and its safety lines agree.
         cell = situation.table.cell(situation.factors, "us")
+        if situation.implant is not None and "implant" not in cell.lines:
+            # The study offered is chosen with the implant in mind: its line says what to do
+            # first (identify an unknown labelling; an MR Conditional system's conditions).
+            cell = replace(cell, lines=(*cell.lines, "implant"))
         context = self._bare_context(None, situation, ordering, new_uuid, style, cell)
         rendered = RULES[rule_id].build(context, finding)
         suggestions = rendered.suggestions

@@ -23,7 +23,6 @@ _STUDY_TEXTS = {
     "studyCt": needs(),
     "studyNone": needs(),
     "createLabel": needs("alternative"),
-    "mriRuledOutImplant": needs("implant"),
     "mriRuledOutAllergy": needs("evidence"),
 }
 
@@ -37,9 +36,8 @@ def _offer(c: CardContext, rule: RuleId) -> tuple[str, list[Suggestion], list[st
     key = situation.alternative()  # the safety table's first study offered (MRI, else CT)
     if key != "mri-protocol":
         implant, allergy = situation.implant, situation.contrast.allergy("gadolinium")
-        if implant is not None and implant.rules_out_mri:
-            why_not_mri.append(c.text(rule, "mriRuledOutImplant", implant=escape(implant.display)))
-        elif allergy is not None:
+        # An implant: its own safety line says why, and what to do first.
+        if implant is None and allergy is not None:
             why_not_mri.append(c.text(rule, "mriRuledOutAllergy", evidence=escape(allergy.display)))
     if key is None:
         return c.text(rule, "studyNone"), [], why_not_mri
