@@ -265,6 +265,7 @@ class CdsEngine:
             knowledge.ratings,
             {rule: entry.reason_variants for rule, entry in RULES.items()},
             self.version,
+            acc_nerves=knowledge.pathway.acc.nerves["default"],
         )
         self.records = RecordBuilder(
             knowledge,

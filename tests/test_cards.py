@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
+from cds_service.cards.rules import RULES
 from cds_service.contract.errors import CdsError
 from cds_service.engine import CdsEngine
 from cds_service.knowledge.clients import ClientChoice, PamaPlacement
@@ -743,3 +744,17 @@ def test_a_reason_the_clinician_picked_is_not_doubled_by_a_replacement(engine: C
     replaced = _replacement(card)
     assert replaced["reasonCode"] == [picked]
     assert [r["reference"] for r in replaced["reasonReference"]] == ["Condition/parotid-mec"]
+
+
+def test_no_guidance_page_shows_an_unfilled_placeholder(engine: CdsEngine) -> None:
+    """The pages are built from knowledge texts: a text with a placeholder (the adenoid cystic
+    line's {nerves}, issue 24) once reached every page as a literal "{nerves}"."""
+    for rule, entry in RULES.items():
+        for variant in ("default", *entry.reason_variants):
+            page = engine.guidance.get(f"/guidance/{rule}/{variant}") or engine.guidance.get(
+                f"/guidance/{rule}"
+            )
+            assert page is not None, rule
+            assert re.search(r"\{[a-z_]+\}", page.html) is None, (rule, variant)
+    page = engine.guidance.get("/guidance/incomplete-mri-protocol")
+    assert page is not None and "trigeminal (CN V) and facial (CN VII) nerves" in page.html

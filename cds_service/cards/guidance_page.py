@@ -77,9 +77,12 @@ class GuidancePages:
         ratings: RatingKnowledge,
         variants: Mapping[RuleId, Iterable[str]],
         version: str,
+        acc_nerves: str = "the nerves of its gland",
     ) -> None:
         """``variants``: each rule's problem variants (``cards.rules.RULES``' reason
         variants); ``version``: the knowledge version the pages are built from (their ETag)."""
+        #: The pages name no gland: adenoid cystic carcinoma's nerves when the gland is unknown.
+        self._acc_nerves = acc_nerves
         self.version = version
         self._k = cards
         self._ratings = ratings
@@ -151,7 +154,11 @@ class GuidancePages:
         ]
         if pathway:
             parts.append("<h2>After the last report</h2>" + "".join(md(p) for p in pathway))
-        common = [self._k.common[n] for n in ("accLine", "noStudyLine") if n in self._k.common]
+        common = [
+            self._k.common[n].format(nerves=self._acc_nerves)
+            for n in ("accLine",)
+            if n in self._k.common
+        ]
         parts.append("<h2>Safety and history</h2>" + "".join(md(p) for p in common))
         own = wording.overrideReasons
         reasons = self._k.override_reasons(rule, (variant,) if variant in own else tuple(own))

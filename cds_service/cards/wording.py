@@ -35,16 +35,8 @@ def escape(text: str) -> str:
 
 #: Texts every card may use, and the placeholders the renderer fills in each.
 COMMON_TEXTS: dict[str, frozenset[str]] = {
-    "evidenceHeading": needs(),
     "evidenceCondition": needs("display", "code_label", "date_phrase"),
-    "evidenceTreatment": needs("display", "code_label", "date_phrase"),
-    "ratingsHeading": needs(),
-    "ratingsColumns": needs(),
-    "orderedMark": needs("name"),
-    "orderedCodeMark": needs("name", "code"),
-    "notHereMark": needs("name"),
     "replaceDescription": needs("alternative"),
-    "priorComparison": needs("prior", "date"),
     "historyNote": needs(
         "cancer",
         "code_label",
@@ -57,15 +49,9 @@ COMMON_TEXTS: dict[str, frozenset[str]] = {
     ),
     "historyHistology": needs("histology"),
     "historyLastReport": needs("modality", "date", "finding"),
-    "evidenceHistology": needs("histology"),
-    "evidenceLastReport": needs("modality", "date", "finding"),
-    "evidenceRecurrence": needs("recurrence"),
     "accHallmark": needs("nerves"),
     "accLine": needs("nerves"),
     "accChestLine": needs(),
-    "restagingLine": needs("recurrence"),
-    "restagingLineProven": needs("recurrence"),
-    "positiveLine": needs("report", "judgement"),
     "historyTreatment": needs("display", "date_phrase"),
     "historyPrior": needs("prior", "date"),
     "createDescription": needs("alternative"),
