@@ -105,6 +105,8 @@ class TextReading:
     regions: frozenset[str]
     regions_ambiguous: bool
     contrast: Contrast
+    #: The name says the imaging guides a procedure (a biopsy, an FNA): not a surveillance study.
+    guided: bool = False
 
 
 #: Longest name kept in the name cache (record texts are at most 1,024 characters anyway).
@@ -199,7 +201,8 @@ class OrderClassifier:
             contrast = "with"
         else:
             contrast = "unspecified"
-        return TextReading(modality, regions, ambiguous, contrast)
+        guided = bool(self._guided.search(t))
+        return TextReading(modality, regions, ambiguous, contrast, guided)
 
     def classify(self, order: OrderFact) -> ImagingOrder | None:
         """Return what the order asks for, or None when it is not a recognisable imaging order."""
@@ -270,7 +273,7 @@ class OrderClassifier:
             contrast = "conflicting"
 
         possible = frozenset(r for o in coded if not o.regionsExact for r in o.regions)
-        guided = any(self._guided.search(normalise_text(t)) for t in texts)
+        guided = any(r.guided for r in readings)
         return StudyReading(
             modality,
             frozenset(regions),

@@ -6,8 +6,11 @@ safety rule off: add the implant pattern ``ICD`` without its keyword and "ICD in
 read. Here the pre-check words are computed from each pattern (a word every match must contain),
 and a pattern for which no such word can be found is refused when the knowledge is loaded.
 
-Every pattern here runs on RE2 (cds_service.knowledge.linear_regex): names are client text, and
-no name can make a match take more than linear time. ``re`` only parses patterns (pre-checks).
+Every knowledge pattern here runs on RE2 (cds_service.knowledge.linear_regex): names are client
+text, and no name can make a match take more than linear time. ``re`` parses patterns (pre-checks)
+and runs the five fixed patterns of the normalisation, which are this module's own and linear in
+``re`` too (see ``normalise_text``): RE2's Python wrapper substitutes in a Python loop, ~9x
+slower, and the normalisation runs on every name read.
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ def normalise_text(text: str) -> str:
 
     "W/O" and "WITHOUT" -> WO, "W/" and "WITH" -> W, "+" and "&" -> AND, other punctuation -> space,
     so "MR FACE/NECK W+WO" reads "MR FACE NECK W AND WO". The result starts and ends with a space.
+
+    The patterns are fixed (never from knowledge or clients) and cannot backtrack more than
+    linearly in ``re``: each has at most one repeat before a literal, and a repeat of spaces
+    that fails at a non-``/`` is not tried again from inside the same run of spaces (a run
+    follows one ``W`` only). ``tests/test_names.py`` checks them against the same patterns on
+    RE2 on adversarial names; ``benchmarks/redos.py`` times them on 100,000 characters.
     """
     t = text.upper()
     t = _W_SLASH_O.sub(" WO ", t)
@@ -45,11 +54,24 @@ def normalise_text(text: str) -> str:
     return " " + " ".join(t.split()) + " "
 
 
-_W_SLASH_O = compile_linear(r"\bW\s*/\s*O\b")
-_W_SLASH = compile_linear(r"\bW\s*/")
-_NOT_WORD = compile_linear(r"[^A-Z0-9]+")
-_WITHOUT = compile_linear(r"\bWITHOUT\b")
-_WITH = compile_linear(r"\bWITH\b")
+#: The normalisation's own patterns (see normalise_text), run by ``re`` with ASCII word boundaries
+#: and RE2's whitespace (``\s`` is ``[\t\n\f\r ]`` there), so they read as they did on RE2.
+NORMALISATION_PATTERNS = {
+    "w_slash_o": r"\bW[\t\n\f\r ]*/[\t\n\f\r ]*O\b",
+    "w_slash": r"\bW[\t\n\f\r ]*/",
+    "not_word": r"[^A-Z0-9]+",
+    "without": r"\bWITHOUT\b",
+    "with": r"\bWITH\b",
+}
+_W_SLASH_O = re.compile(NORMALISATION_PATTERNS["w_slash_o"], re.ASCII)
+_W_SLASH = re.compile(NORMALISATION_PATTERNS["w_slash"], re.ASCII)
+_NOT_WORD = re.compile(NORMALISATION_PATTERNS["not_word"], re.ASCII)
+_WITHOUT = re.compile(NORMALISATION_PATTERNS["without"], re.ASCII)
+_WITH = re.compile(NORMALISATION_PATTERNS["with"], re.ASCII)
+#: Names up to this length are pre-checked by looking for each gate word in turn (C substring
+#: search; RE2's wrapper costs ~10 µs a call); a longer name by the RE2 gate, linear in its
+#: length whatever the number of words.
+SHORT_NAME_CHARS = 1024
 
 
 def word_pattern(alternatives: Iterable[str]) -> LinearPattern:
@@ -135,7 +157,10 @@ class NameMatcher:
 
     def could_match(self, name: str) -> bool:
         """The pre-check alone: False means the name cannot match."""
-        return self._gate.search(name.upper()) is not None
+        upper = name.upper()
+        if len(upper) <= SHORT_NAME_CHARS:
+            return any(word in upper for word in self.gate_words)
+        return self._gate.search(upper) is not None
 
     def match(self, name: str) -> bool:
         return self.could_match(name) and bool(self._pattern.search(normalise_text(name)))
