@@ -10,7 +10,8 @@ responses. A resource that is not valid FHIR, or that names another patient, is 
 counted, never guessed at: with less data the service says less.
 
 What a resource reads as depends only on its content and the patient in context: with a fact
-cache (cds_service.fhir.fact_cache), the calls of one ordering session read each resource once.
+cache (cds_service.fhir.fact_cache), the calls of one ordering session read the record once
+(keyed by all its resources), and a resource that passed the screen is validated once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from typing import Any
 
 from cds_service.clinical.orders import OrderClassifier, PendingOrder, PriorStudy, StudyReading
 from cds_service.clinical.report_text import compile_linear
-from cds_service.fhir.fact_cache import FactCache, key_prefix, read_through
+from cds_service.fhir.fact_cache import (
+    ENTRY_OVERHEAD,
+    FactCache,
+    key_prefix,
+    read_through,
+    whole_record_key,
+)
 from cds_service.fhir.json_limits import same_content
 from cds_service.fhir.records import (
     AllergyFact,
@@ -270,14 +277,38 @@ class RecordBuilder:
         The same resource twice (two prefetch keys, two pages) counts once; the same id with
         different content is contradictory: it is left out and counted, so the service says
         less."""
+        resources = tuple(resources)
+        if self._cache is None:
+            return self._build(
+                patient_id, resources, devices_known, allergies_known, observations_known, b""
+            )
+        self._cache.sweep()
+        prefix = key_prefix(self._cache_namespace, patient_id)
+        flags = b"%d%d%d" % (devices_known, allergies_known, observations_known)
+        key, size = whole_record_key(prefix + flags, resources)
+        return self._cache.get_or_compute(
+            key,
+            lambda: self._build(
+                patient_id, resources, devices_known, allergies_known, observations_known, prefix
+            ),
+            size=size + ENTRY_OVERHEAD,
+        )
+
+    def _build(
+        self,
+        patient_id: str,
+        resources: tuple[Mapping[str, Any], ...],
+        devices_known: bool,
+        allergies_known: bool,
+        observations_known: bool,
+        prefix: bytes,
+    ) -> PatientRecord:
+        """The record, each resource read from the fact cache when it holds the reading
+        (``prefix``: the cache keys' for this patient; empty without a cache)."""
         kept: dict[tuple[str, str], Fact] = {}
         first_seen: dict[tuple[str, str], Mapping[str, Any]] = {}
         contradictory: set[tuple[str, str]] = set()
         skipped = 0
-        prefix = b""
-        if self._cache is not None:
-            self._cache.sweep()
-            prefix = key_prefix(self._cache_namespace, patient_id)
         for raw in resources:
             kind, rid = raw.get("resourceType"), raw.get("id")
             if not isinstance(kind, str) or kind not in READ_TYPES:
@@ -317,16 +348,18 @@ class RecordBuilder:
     def _reading(
         self, kind: str, raw: Mapping[str, Any], patient_id: str, prefix: bytes
     ) -> Reading:
-        """What the resource reads as for this patient, from the cache when it holds it
-        (``prefix``: the cache keys' for this patient)."""
-        return read_through(
-            self._cache, prefix, raw, lambda: self._read_validated(kind, raw, patient_id)
-        )
-
-    def _read_validated(self, kind: str, raw: Mapping[str, Any], patient_id: str) -> Reading:
+        """What the resource reads as for this patient. The screen comes first and costs less
+        than a content key: most resources cannot matter, and they are neither hashed nor
+        kept. What passed is validated and tied to the patient once per content (the fact
+        cache, under ``prefix``: the cache keys' for this patient)."""
         fact = self._read(kind, raw)
         if fact is None:
             return None
+        cache = self._cache if prefix else None
+        return read_through(cache, prefix, raw, lambda: self._checked(fact, raw, patient_id))
+
+    def _checked(self, fact: Fact, raw: Mapping[str, Any], patient_id: str) -> Reading:
+        """The fact of a resource that is valid FHIR and this patient's; else SKIPPED."""
         if validated(raw) is None or subject_tie(raw, patient_id) != "same":
             return SKIPPED
         return fact

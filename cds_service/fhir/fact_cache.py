@@ -4,10 +4,11 @@ An EHR calls order-select for every selection and order-sign at the end, for the
 with the same prefetched resources, within minutes. Reading a resource (screening it, validating
 it with fhir.resources, tying it to the patient) costs up to ~170 µs and gives the same answer
 every time for the same content, so the answer is kept here, keyed by a hash of the resource's
-canonical JSON (and what else the answer depends on). The same id with new content has another
-key: it is read again. Entries expire a TTL (minutes) after they were stored, and past the
-capacity (a count, and bytes: each entry counted at its resource's size) the oldest go first, so
-memory stays bounded whatever the traffic.
+canonical JSON (and what else the answer depends on); and a whole record, keyed by the hash of
+all the resources it was read from, so the later calls of a session read none of them again.
+The same id with new content has another key: it is read again. Entries expire a TTL (minutes)
+after they were stored, and past the capacity (a count, and bytes: each entry counted at its
+resource's size) the oldest go first, so memory stays bounded whatever the traffic.
 
 What is kept is patient data (the facts: codes, names, dates), in this process's memory only:
 never written anywhere, gone when the worker stops. ``CDS_FACT_CACHE=off`` switches it off.
@@ -19,7 +20,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -50,6 +51,21 @@ def content_key(prefix: bytes, resource: Mapping[str, Any]) -> bytes | None:
     limit): it is then read without the cache, as if the cache were off."""
     canonical = _canonical(resource)
     return None if canonical is None else hashlib.sha256(prefix + canonical).digest()
+
+
+def whole_record_key(
+    prefix: bytes, resources: Sequence[Mapping[str, Any]]
+) -> tuple[bytes | None, int]:
+    """sha256 of the prefix and the resources' JSON as sent (keys in their order), and that
+    JSON's size: the key of a whole record and what its entry is counted at. An ordering
+    session sends the same prefetch with each call, in the same order, so one key answers for
+    all of it; the same content in another order is only a miss (read again), never a wrong
+    answer. A key of None when the JSON cannot be written (see ``content_key``)."""
+    try:
+        serialised = orjson.dumps(resources)
+    except TypeError:
+        return None, 0
+    return hashlib.sha256(prefix + serialised).digest(), len(serialised)
 
 
 #: What an entry costs besides its resource's size (key, tuple, the fact object itself).
