@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import socket
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import create_engine, select
 
 from cds_service.cli.main import main
+from cds_service.store.storage import issued_cards
 from tests.conftest import EXAMPLES, HOOK_URL, ROOT
 from tests.live import GUNICORN_ARGV, LiveServer, free_port, start_gunicorn
 
@@ -140,3 +144,43 @@ def test_two_workers_under_load_write_whole_log_lines(live: LiveServer) -> None:
     for line in records:
         record = json.loads(line)  # one whole record a line, never two run together
         assert isinstance(record, dict) and "event" in record
+
+
+def test_sigterm_loses_no_log_line_and_no_shown_card(tmp_path: Path) -> None:
+    """Log lines and shown cards are written off the request path, from queues that wait up to
+    200 ms (lines) and 50 ms (cards) to fill a batch. A SIGTERM right after the last answer
+    must still leave every line in the log and every shown card in the database: each worker
+    flushes both on its way out (gunicorn's worker_exit)."""
+    server = start_gunicorn(tmp_path / "gunicorn")
+    body = json.loads(
+        (EXAMPLES / "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json").read_text()
+    )
+    try:
+
+        def burst(n: int) -> int:
+            with requests.Session() as session:
+                cards = 0
+                for i in range(15):
+                    call = {**body, "hookInstance": str(uuid.UUID(int=n * 1000 + i))}
+                    answer = session.post(f"{server.url}{HOOK_URL}", json=call, timeout=10)
+                    assert answer.status_code == 200
+                    cards += len(answer.json()["cards"])
+                return cards
+
+        with ThreadPoolExecutor(6) as pool:
+            shown = sum(pool.map(burst, range(6)))
+    finally:
+        server.stop()  # SIGTERM at once
+    assert server.process.returncode == 0
+    hook_lines = [
+        json.loads(line)
+        for line in server.log_path.read_text().splitlines()
+        if line.startswith("{") and '"event":"hook"' in line
+    ]
+    assert len(hook_lines) == 90, "every call's line is in the log"
+    assert shown > 0
+    database = create_engine(f"sqlite:///{tmp_path / 'gunicorn' / 'data' / 'cds_service.sqlite3'}")
+    with database.connect() as connection:
+        rows = list(connection.execute(select(issued_cards)))
+    database.dispose()
+    assert len([r for r in rows if r.mode == "shown"]) == shown, "every shown card is recorded"

@@ -3,6 +3,10 @@
 A shown card is not an acknowledgement (feedback is): recording it must not add a database round
 trip to the clinician's wait. Cards wait here at most ``max_delay`` seconds; feedback handling
 calls ``flush()`` first, so feedback about a card shown a moment ago still finds it.
+
+The queue is bounded (``capacity`` calls): when the database is slower than the traffic, the
+request thread writes its own cards, so memory stays bounded and nothing is dropped. At exit,
+and from gunicorn's ``worker_exit`` hook on SIGTERM, ``flush`` writes what is still queued.
 """
 
 from __future__ import annotations
@@ -25,12 +29,17 @@ _Batch = tuple[str, str, Sequence[IssuedCard], str]
 
 class CardLog:
     def __init__(
-        self, store: IssuedCardStore, max_batch: int = 200, max_delay: float = 0.05
+        self,
+        store: IssuedCardStore,
+        max_batch: int = 200,
+        max_delay: float = 0.05,
+        capacity: int = 10_000,
     ) -> None:
         self._store = store
         self._max_batch = max_batch
         self._max_delay = max_delay
-        self._queue: queue.Queue[_Batch | threading.Event] = queue.Queue()
+        self._capacity = capacity
+        self._queue: queue.Queue[_Batch | threading.Event] = queue.Queue(capacity)
         self._pid: int | None = None
         self._lock = threading.Lock()
 
@@ -44,14 +53,21 @@ class CardLog:
         """Queue the cards of one call; ``client`` is the caller (a hash of its issuer), so
         that only it may give feedback on them."""
         self._ensure_writer()
-        self._queue.put((service_id, hook_instance, cards, client))
+        batch = (service_id, hook_instance, cards, client)
+        try:
+            self._queue.put_nowait(batch)
+        except queue.Full:  # the database lags behind: written here, never dropped
+            self._write([batch])
 
     def flush(self, timeout: float = 5.0) -> None:
         """Return once every card queued before this call is written (or has failed)."""
         if self._pid != os.getpid():
             return  # nothing was queued in this process
         done = threading.Event()
-        self._queue.put(done)
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return
         done.wait(timeout)
 
     def _ensure_writer(self) -> None:
@@ -60,7 +76,7 @@ class CardLog:
             return
         with self._lock:
             if self._pid != os.getpid():
-                self._queue = queue.Queue()
+                self._queue = queue.Queue(self._capacity)
                 threading.Thread(target=self._run, name="card-log", daemon=True).start()
                 self._pid = os.getpid()
                 atexit.register(self.flush)

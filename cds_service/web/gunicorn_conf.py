@@ -30,7 +30,7 @@ from cds_service.web.logs import configure_logging
 startup.install_excepthook()  # the app is loaded (preload_app) outside this module
 try:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, queued=True)  # lines written off the request path
     for warning in unknown_variables():
         structlog.get_logger("cds_service.config").warning("unknown-variable", message=warning)
     initialise(settings)  # the database tables, once, in the master
@@ -93,6 +93,18 @@ def child_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's h
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def worker_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's hook signature
+    """On SIGTERM (or any exit) of a worker: the cards shown and the log lines still queued are
+    written before it goes (the queues' threads are daemons, stopped with the process)."""
+    from cds_service.web.logs import flush_logs
+    from cds_service.web.runtime import runtime
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        runtime(app).card_log.flush()
+    flush_logs()
 
 
 def when_ready(server: Any) -> None:  # noqa: ARG001 - gunicorn's hook signature

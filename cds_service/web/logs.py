@@ -1,26 +1,37 @@
 """Structured JSON-lines logs. Callers bind only ids of the call, never patient data.
 
 Configured by the entry points (gunicorn's configuration, the command line), never by building
-the app. Each record is written to standard output with a single ``write`` of one whole line,
-looked up when written (a test's captured stream, or a worker's inherited descriptor), so
-records of concurrent threads or processes sharing the stream do not interleave mid-line.
+the app. Each record is rendered by orjson into one whole line for standard output, looked up
+when written (a test's captured stream, or a worker's inherited descriptor). Under gunicorn
+(``queued``) the line is handed to a writer thread (cds_service.web.line_queue) that writes
+batches of whole lines, each batch in one atomic ``write``; elsewhere (the command line, whose
+own output shares stdout) each line is one ``write`` at once. Either way records of concurrent
+threads or processes sharing the stream never interleave mid-line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from typing import Any
 
+import orjson
 import structlog
+
+from cds_service.web.line_queue import LineQueue
+
+#: The writer thread's queue (gunicorn workers); None: each line is written at once.
+_queue: LineQueue | None = None
 
 
 class _LineWriter:
     """A structlog logger that writes each rendered record as one line, in one call."""
 
-    def msg(self, message: str) -> None:
-        line = (message + "\n").encode("utf-8", "replace")
+    def msg(self, message: str | bytes) -> None:
+        text = message.decode("utf-8") if isinstance(message, bytes) else message
+        line = (text + "\n").encode("utf-8", "replace")
         stream = sys.stdout
         try:
             fileno = stream.fileno()
@@ -31,7 +42,10 @@ class _LineWriter:
             stream.flush()
             return
         stream.flush()  # nothing earlier may be left in Python's buffer behind this line
-        os.write(fileno, line)  # one system call: appends whole lines under O_APPEND or a pipe
+        if _queue is not None:
+            _queue.put(fileno, line)
+        else:
+            os.write(fileno, line)  # one system call: appends whole lines under O_APPEND or a pipe
 
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
@@ -40,15 +54,37 @@ def _line_writer(*_args: Any) -> _LineWriter:
     return _LineWriter()
 
 
-def configure_logging(level: str) -> None:
-    """JSON lines on stdout, one per event, with ISO timestamps."""
+def flush_logs(timeout: float = 5.0) -> None:
+    """Write every queued line now (gunicorn's ``worker_exit``; at exit by itself too)."""
+    if _queue is not None:
+        _queue.flush(timeout)
+
+
+def _fallback(value: Any) -> Any:
+    return repr(value)
+
+
+def _render(event: Any, **_kwargs: Any) -> bytes:
+    """The record as JSON by orjson (~5x json's speed); json for what orjson refuses (an
+    integer past 64 bits)."""
+    try:
+        return orjson.dumps(event, default=_fallback, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(event, default=_fallback).encode("utf-8")
+
+
+def configure_logging(level: str, queued: bool = False) -> None:
+    """JSON lines on stdout, one per event, with ISO timestamps; ``queued``: written off the
+    request path by a writer thread (gunicorn's workers)."""
+    global _queue
+    _queue = LineQueue() if queued else None
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level, force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_render),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=_line_writer,
