@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 
@@ -123,3 +126,31 @@ def test_a_full_card_log_writes_on_the_request_thread_and_loses_nothing() -> Non
     log.flush()
     calls = ["first", *(f"call-{n}" for n in range(6))]
     assert sorted(b[1] for b in store.batches) == sorted(calls), "nothing lost"
+
+
+_FORKING = """
+import os, sys
+import structlog
+from cds_service.web.logs import configure_logging, flush_logs
+configure_logging("INFO", queued=True)
+log = structlog.get_logger("t")
+log.info("master-line")  # the configuring process: written at once
+pid = os.fork()
+if pid == 0:
+    log.info("worker-line-flushed")
+    flush_logs()
+    log.info("worker-line-dropped")
+    os._exit(0)  # no atexit: what is still queued is gone
+os.waitpid(pid, 0)
+os._exit(0)
+"""
+
+
+def test_start_up_lines_are_written_at_once_and_workers_lines_queued() -> None:
+    """gunicorn's master writes its start-up lines at once (they are in the log before any
+    worker answers); a forked worker queues its lines, and ``flush_logs`` writes them."""
+    out = subprocess.run(
+        [sys.executable, "-c", _FORKING], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    assert events == ["master-line", "worker-line-flushed"]

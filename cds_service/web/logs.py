@@ -3,7 +3,7 @@
 Configured by the entry points (gunicorn's configuration, the command line), never by building
 the app. Each record is rendered by orjson into one whole line for standard output, looked up
 when written (a test's captured stream, or a worker's inherited descriptor). Under gunicorn
-(``queued``) the line is handed to a writer thread (cds_service.web.line_queue) that writes
+(``queued``) a worker's line is handed to a writer thread (cds_service.web.line_queue) that writes
 batches of whole lines, each batch in one atomic ``write``; elsewhere (the command line, whose
 own output shares stdout) each line is one ``write`` at once. Either way records of concurrent
 threads or processes sharing the stream never interleave mid-line.
@@ -24,6 +24,9 @@ from cds_service.web.line_queue import LineQueue
 
 #: The writer thread's queue (gunicorn workers); None: each line is written at once.
 _queue: LineQueue | None = None
+#: The process that configured logging (gunicorn's master): its start-up lines are written at
+#: once, so they are in the log before any worker answers; only forked workers queue theirs.
+_configured_in: int | None = None
 
 
 class _LineWriter:
@@ -42,7 +45,7 @@ class _LineWriter:
             stream.flush()
             return
         stream.flush()  # nothing earlier may be left in Python's buffer behind this line
-        if _queue is not None:
+        if _queue is not None and os.getpid() != _configured_in:
             _queue.put(fileno, line)
         else:
             os.write(fileno, line)  # one system call: appends whole lines under O_APPEND or a pipe
@@ -74,10 +77,12 @@ def _render(event: Any, **_kwargs: Any) -> bytes:
 
 
 def configure_logging(level: str, queued: bool = False) -> None:
-    """JSON lines on stdout, one per event, with ISO timestamps; ``queued``: written off the
-    request path by a writer thread (gunicorn's workers)."""
-    global _queue
+    """JSON lines on stdout, one per event, with ISO timestamps; ``queued``: the lines of
+    processes forked from this one (gunicorn's workers) are written off the request path by a
+    writer thread; this process's own (start-up) lines are written at once."""
+    global _queue, _configured_in
     _queue = LineQueue() if queued else None
+    _configured_in = os.getpid()
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level, force=True)
     structlog.configure(
         processors=[
