@@ -609,3 +609,12 @@ def test_every_answer_is_the_same_with_fhir_resources_alone(
     assert asked  # fhir.resources decided every resource
     assert fast == reference
     assert any(answer["cards"] for answer in fast)
+
+
+def test_a_resource_type_that_is_not_a_string_is_no_resource() -> None:
+    """A list or object as resourceType once raised TypeError (an unhashable key) in
+    ``validated``: it is simply not a resource the service reads."""
+    from cds_service.fhir.records import validated
+
+    for kind in (["Condition"], {"a": 1}, 5):
+        assert validated({"resourceType": kind, "id": "x"}) is None

@@ -410,7 +410,8 @@ def _validated(resource: Mapping[str, Any], fast: bool) -> dict[str, Any] | None
     if too_deep(resource, MAX_RESOURCE_DEPTH) is not None:
         return None
     cleaned = clean(resource)
-    model = _MODELS.get(cleaned.get("resourceType", ""))
+    kind = cleaned.get("resourceType")
+    model = _MODELS.get(kind) if isinstance(kind, str) else None  # a list is no type (nor key)
     if model is None or not isinstance(cleaned.get("id"), str):
         return None
     if fast and proven_valid(cleaned):
