@@ -93,14 +93,17 @@ class CardRenderer:
             groups.append((reasonless[0], tuple(reasonless[1:])))
         rendered = []
         for a, together in groups:
-            card, kinds = self._card(
-                a, situation, ordering, new_uuid, cautions, style, guidance_base, together
-            )
             # The standalone history card is info, yet shown where the service asks for it
             # (order-sign: once per call, for every order without a reason) whatever its floor.
             history = a.rule_id == RuleId.MISSING_CLINICAL_HISTORY and style.history_card
-            if (INDICATOR_RANK[card.indicator] >= floor or history) and a.rule_id is not None:
-                rendered.append(RenderedCard(a.rule_id, card, a.order.reference, kinds, a.variant))
+            if a.rule_id is None or not (
+                INDICATOR_RANK[self._k.rules[a.rule_id].indicator] >= floor or history
+            ):
+                continue  # below the floor: not built at all (a card's indicator is its rule's)
+            card, kinds = self._card(
+                a, situation, ordering, new_uuid, cautions, style, guidance_base, together
+            )
+            rendered.append(RenderedCard(a.rule_id, card, a.order.reference, kinds, a.variant))
         return rendered
 
     def render_due(
