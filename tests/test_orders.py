@@ -9,6 +9,7 @@ from cds_service.engine import CdsEngine
 from cds_service.fhir.records import order_fact
 from cds_service.knowledge.loader import Knowledge
 from cds_service.knowledge.names import NameMatcher, normalise_text
+from cds_service.knowledge.terminology import Code
 from tests.conftest import draft_service_request as draft
 
 LOCAL = "http://hospital.example.org/fhir/CodeSystem/imaging-orderables"
@@ -234,6 +235,23 @@ def test_the_head_and_neck_pre_check_admits_every_head_and_neck_name(
     for name, _, regions, _ in ORDER_NAMES:
         if regions & head_neck:
             assert gate.could_match(name), name
+
+
+def test_an_order_is_read_once_per_process_and_kept_within_bounds(knowledge: Knowledge) -> None:
+    """Codes and names read together are kept like names (issue 32), within the same bounds:
+    at most NAME_READINGS, and only when all their text is at most NAME_CACHE_CHARS."""
+    from cds_service.clinical.orders import NAME_CACHE_CHARS, NAME_READINGS
+
+    fresh = OrderClassifier(knowledge.imaging)
+    codes = [Code("http://www.ama-assn.org/go/cpt", "70543", "MRI orbit face neck w/o & w/dye")]
+    first = fresh.read(codes, ["MRI NECK SOFT TISSUE W WO CONTRAST"])
+    assert fresh.read(list(codes), ["MRI NECK SOFT TISSUE W WO CONTRAST"]) is first
+    assert first is not None and first.modality == "MR"
+    info = fresh._cached_study.cache_info()
+    assert (info.hits, info.misses, info.maxsize) == (1, 1, NAME_READINGS)
+    long_name = "MRI NECK W WO CONTRAST " + "X" * NAME_CACHE_CHARS  # read, not kept
+    assert (reading := fresh.read(codes, [long_name])) is not None and reading.modality == "MR"
+    assert fresh._cached_study.cache_info().currsize == 1
 
 
 def test_a_name_is_read_once_per_process_and_kept_within_bounds(knowledge: Knowledge) -> None:

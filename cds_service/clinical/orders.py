@@ -144,6 +144,10 @@ class OrderClassifier:
         #: Orderable and study names recur across patients ("MRI NECK W WO CONTRAST"): each
         #: distinct name is read once per process, the last NAME_READINGS of them kept.
         self._cached_read = lru_cache(maxsize=NAME_READINGS)(self._read_text)
+        #: The same for whole orders and studies (their codes and names together): an ordering
+        #: session reads the same drafts at each call, and a draft is read twice in one (before
+        #: it is cleaned and validated, and after).
+        self._cached_study = lru_cache(maxsize=NAME_READINGS)(self._read_study)
 
     @cached_property
     def coded_keys(self) -> frozenset[tuple[str, str]]:
@@ -242,6 +246,18 @@ class OrderClassifier:
         return mapped
 
     def _read(self, codes: Iterable[Code], texts: list[str]) -> StudyReading | None:
+        """How codes and names read together; kept per process when all their text together
+        is at most NAME_CACHE_CHARS (an order's codes and names are a catalogue entry's, not
+        the patient's), else read anew."""
+        code_key, text_key = tuple(codes), tuple(texts)
+        size = sum(map(len, text_key)) + sum(
+            len(c.system) + len(c.code) + len(c.display or "") for c in code_key
+        )
+        if size <= NAME_CACHE_CHARS:
+            return self._cached_study(code_key, text_key)
+        return self._read_study(code_key, text_key)
+
+    def _read_study(self, codes: tuple[Code, ...], texts: tuple[str, ...]) -> StudyReading | None:
         coded = [
             self._coded[key]
             for c in codes
