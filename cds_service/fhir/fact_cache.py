@@ -2,7 +2,7 @@
 
 An EHR calls order-select for every selection and order-sign at the end, for the same patient,
 with the same prefetched resources, within minutes. Reading a resource (screening it, validating
-it with fhir.resources, tying it to the patient) costs up to ~170 µs and gives the same answer
+it, tying it to the patient) costs tens of microseconds and gives the same answer
 every time for the same content, so the answer is kept here, keyed by a hash of the resource's
 canonical JSON (and what else the answer depends on); and a whole record, keyed by the hash of
 all the resources it was read from, so the later calls of a session read none of them again.
