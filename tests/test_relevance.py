@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmarks.workload import make_request
 from cds_service.engine import CdsEngine
 from cds_service.fhir.records import clean, condition_fact, device_fact, prior_imaging_fact
-from cds_service.knowledge.loader import Knowledge
+from cds_service.knowledge.loader import Knowledge, load_knowledge
 from tests.conftest import SERVICE_ID, expected_outcomes, patient_record, vignette
 
 OUTCOMES = expected_outcomes()
@@ -109,3 +112,33 @@ def test_reading_before_or_after_cleaning_gives_the_same_fact() -> None:
     for raw in noisy:
         read = readers[raw["resourceType"]]
         assert read(raw) == read(clean(raw))
+
+
+@functools.cache
+def _engine() -> CdsEngine:
+    return CdsEngine(load_knowledge(None))
+
+
+SAMPLING_WORDS = [
+    "biopsy", "biopsies", "Biopsy of parotid", "fine needle aspiration", "fine-needle aspiration",
+    "FNA", "fna-guided", "core needle", "cytology", "Cytologic", "pathology", "Surgical pathology",
+    "report", "neck", "biopsyx", "xfna", " ", "-", "é", "ß",
+]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(parts=st.lists(st.sampled_from(SAMPLING_WORDS) | st.text(max_size=4), max_size=6))
+def test_one_alternation_screens_as_its_patterns(parts: list[str]) -> None:
+    """The biopsy and pathology-report screens run one RE2 alternation a name (issue 32):
+    it matches exactly where one of the knowledge's patterns did."""
+    from cds_service.clinical.report_text import compile_linear
+
+    builder = _engine().records
+    sampling = _engine().knowledge.pathway.tissueSampling
+    name = " ".join(parts).lower()
+    for combined, patterns in (
+        (builder._sampling_names, sampling.procedurePatterns),
+        (builder._tissue_report_names, sampling.reportPatterns),
+    ):
+        each = any(compile_linear(p).search(name) for p in patterns)
+        assert (combined.search(name) is not None) == each, name

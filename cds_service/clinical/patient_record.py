@@ -131,6 +131,11 @@ class PatientRecord:
 _MAX_NAME = 500
 
 
+def _any_of(patterns: Iterable[str]) -> str:
+    """One pattern that matches where any of ``patterns`` does (each kept in its own group)."""
+    return "|".join(f"(?:{p})" for p in patterns)
+
+
 def _keys(codes: Iterable[Code]) -> Iterable[tuple[str, str]]:
     return ((c.system, normalise_code(c.system, c.code)) for c in codes)
 
@@ -165,8 +170,9 @@ class RecordBuilder:
         self._procedure_codes = members(TREATMENT_VALUESETS)
         #: A biopsy or FNA is kept by its name (clinical.pathway: tissue sampled after a report).
         sampling = knowledge.pathway.tissueSampling
-        self._sampling_names = [compile_linear(p) for p in sampling.procedurePatterns]
-        self._tissue_report_names = [compile_linear(p) for p in sampling.reportPatterns]
+        # Each list as one alternation: one RE2 call a name instead of one a pattern.
+        self._sampling_names = compile_linear(_any_of(sampling.procedurePatterns))
+        self._tissue_report_names = compile_linear(_any_of(sampling.reportPatterns))
         self._tissue_report_codes = frozenset((c.system, c.code) for c in sampling.reportCategories)
         self._tissue_report_statuses = knowledge.pathway.reportStatuses
         self._implant_names = implant_names
@@ -212,9 +218,7 @@ class RecordBuilder:
             return True
         names = [text_of(raw.get("code")), *(c.display for c in codes)]
         return any(
-            n and len(n) <= _MAX_NAME and p.search(n.lower())
-            for n in names
-            for p in self._sampling_names
+            n and len(n) <= _MAX_NAME and self._sampling_names.search(n.lower()) for n in names
         )
 
     def _device_matters(self, raw: Mapping[str, Any]) -> bool:
@@ -242,7 +246,7 @@ class RecordBuilder:
         if any((c.system, c.code) in self._tissue_report_codes for c in categories):
             return True
         said = [n.lower() for n in names if len(n) <= _MAX_NAME]
-        return any(p.search(n) for n in said for p in self._tissue_report_names)
+        return any(self._tissue_report_names.search(n) for n in said)
 
     def _prior_reading(
         self, found: tuple[tuple[Code, ...], tuple[str, ...]] | None
