@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from flask import Flask
 
 from cds_service.cards.rules import RULES
 from cds_service.contract.errors import CdsError
@@ -758,3 +759,35 @@ def test_no_guidance_page_shows_an_unfilled_placeholder(engine: CdsEngine) -> No
             assert re.search(r"\{[a-z_]+\}", page.html) is None, (rule, variant)
     page = engine.guidance.get("/guidance/incomplete-mri-protocol")
     assert page is not None and "trigeminal (CN V) and facial (CN VII) nerves" in page.html
+
+
+@pytest.mark.parametrize(
+    ("host", "link"),
+    [
+        ("cds.example.org", "http://cds.example.org/guidance/"),
+        ("CDS.Example.ORG:8443", "http://cds.example.org:8443/guidance/"),
+        ("[::1]:5000", "http://[::1]:5000/guidance/"),
+        # an IDN host stays a URI (request.host_url gave "http://bücher.example/")
+        ("xn--bcher-kva.example", "http://xn--bcher-kva.example/guidance/"),
+        ("bad host", None),
+        ("a/b", None),
+    ],
+)
+def test_the_guidance_link_is_built_from_the_request_host(
+    app: Flask, host: str, link: str | None
+) -> None:
+    """Without CDS_PUBLIC_BASE_URL the card links its guidance page under the host the request
+    came to; a host that cannot make a link gives the published guidance's link instead (never
+    a broken one)."""
+    response = app.test_client().post(
+        f"/cds-services/{SERVICE_ID}",
+        json=vignette("parotid_mec_after_parotidectomy_and_imrt_local_mri_neck"),
+        headers={"Host": host},
+    )
+    assert response.status_code == 200
+    [card] = response.get_json()["cards"]
+    url = card["links"][0]["url"]
+    if link is None:
+        assert url == "https://doi.org/10.1016/j.jacr.2023.08.008"
+    else:
+        assert url.startswith(link)

@@ -247,8 +247,9 @@ class OrderClassifier:
 
     def _read(self, codes: Iterable[Code], texts: list[str]) -> StudyReading | None:
         """How codes and names read together; kept per process when all their text together
-        is at most NAME_CACHE_CHARS (an order's codes and names are a catalogue entry's, not
-        the patient's), else read anew."""
+        is at most NAME_CACHE_CHARS, else read anew. An order's are mostly a catalogue entry's;
+        a past study's or report's name may be a clinician's text: kept like the names above
+        (the last NAME_READINGS, in this process's memory only; README "Security")."""
         code_key, text_key = tuple(codes), tuple(texts)
         size = sum(map(len, text_key)) + sum(
             len(c.system) + len(c.code) + len(c.display or "") for c in code_key

@@ -57,7 +57,10 @@ class CardLog:
         try:
             self._queue.put_nowait(batch)
         except queue.Full:  # the database lags behind: written here, never dropped
-            self._write([batch])
+            try:
+                self._write([batch])
+            except Exception as exc:  # recording never fails the hook call
+                log.error("cards-not-recorded", cards=len(cards), error_type=type(exc).__name__)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Return once every card queued before this call is written (or has failed)."""

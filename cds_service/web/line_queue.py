@@ -6,10 +6,12 @@ to ``PIPE_BUF`` bytes (4,096 on Linux), so lines of concurrent workers sharing a
 interleave mid-line (POSIX: such writes are atomic), and a busy worker makes one system call for
 several lines.
 
-Nothing is lost: when the queue is full (the stream is slower than the service), the request
-thread writes its line itself, as before; ``flush`` (at exit, and from gunicorn's ``worker_exit``
-hook on SIGTERM) returns once every line queued before it is written. A line may wait up to
-``max_delay`` seconds for its batch to fill.
+Nothing is lost on a graceful exit: when the queue is full (the stream is slower than the service),
+the request thread writes its line itself, as before (2,000 lines of at most a few KB: a stalled
+stream holds a worker's memory to a few MB); ``flush`` (at exit, and from gunicorn's
+``worker_exit`` hook on SIGTERM) returns once every line queued before it is written. A line may
+wait up to ``max_delay`` seconds for its batch to fill: a SIGKILL (the OOM killer, gunicorn's
+timeout escalating) loses at most that much.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class LineQueue:
 
     def __init__(
         self,
-        capacity: int = 10_000,
+        capacity: int = 2_000,
         max_delay: float = 0.2,
         batch_bytes: int = ATOMIC_WRITE_BYTES,
         write: Callable[[int, bytes], None] | None = None,

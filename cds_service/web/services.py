@@ -20,6 +20,8 @@ from cds_service.web.runtime import runtime
 
 blueprint = Blueprint("cds_services", __name__)
 log = structlog.get_logger("cds_service.hook")
+#: A host as a link may name it: a DNS name or an IP literal, with an optional port.
+_HOST = re.compile(r"^(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -75,7 +77,7 @@ def _record_cards(service_id: str, hook_instance: str, outcome: Outcome) -> None
     runtime().card_log.record(service_id, hook_instance, outcome.issued, client_key())
 
 
-def public_base() -> str:
+def public_base() -> str | None:
     """The service's public URL, under which the cards link their guidance pages: the
     configured ``CDS_PUBLIC_BASE_URL`` (behind a proxy that changes host or scheme it must be
     set: the same URL the client JWT's aud names), else the URL this request came to."""
@@ -83,8 +85,12 @@ def public_base() -> str:
     if configured:
         return configured.rstrip("/")
     # request.host_url, less its IRI decoding (a card's link is a URI: an IDN host stays in
-    # its ASCII form) and its cost (~30 µs, paid by every call, imaging or not)
-    return f"{request.scheme}://{request.host}"
+    # its ASCII form) and its cost (~30 µs, paid by every call, imaging or not). Without a
+    # usable host the cards link the guidance's public text instead (no broken link).
+    host = request.host.lower()
+    if not host or not _HOST.match(host):
+        return None
+    return f"{request.scheme}://{host}"
 
 
 def overridden_before(order_keys: Collection[str], minutes: int) -> set[tuple[str, str]]:
