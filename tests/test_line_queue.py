@@ -154,3 +154,33 @@ def test_start_up_lines_are_written_at_once_and_workers_lines_queued() -> None:
     ).stdout
     events = [json.loads(line)["event"] for line in out.splitlines()]
     assert events == ["master-line", "worker-line-flushed"]
+
+
+def test_a_failed_write_is_reported_and_the_writer_lives_on() -> None:
+    """Once, a write failing with anything but a database error stopped the card log's thread
+    for good (every later card waited in the queue for ever); now the failure is handed to
+    ``on_error`` and the next batch is written."""
+    from cds_service.store.background_writer import BackgroundWriter
+
+    written: list[list[str]] = []
+    errors: list[tuple[str, int]] = []
+
+    def write(batch: list[str]) -> None:
+        if "boom" in batch:
+            raise RuntimeError("sink failed")
+        written.append(batch)
+
+    writer: BackgroundWriter[str] = BackgroundWriter(
+        write,
+        name="test-writer",
+        capacity=10,
+        max_delay=0.01,
+        batch_limit=100,
+        on_error=lambda exc, n: errors.append((type(exc).__name__, n)),
+    )
+    writer.put("boom")
+    writer.flush()
+    writer.put("after")
+    writer.flush()
+    assert errors == [("RuntimeError", 1)]
+    assert written == [["after"]]

@@ -1,4 +1,4 @@
-"""Log lines written off the request path: a bounded queue, one writer thread per process, batches.
+"""Log lines written off the request path (cds_service.store.background_writer), in batches.
 
 A hook call's JSON line used to be one ``write`` system call on the request thread. Here the
 request thread only queues the line; a writer thread writes what has gathered in one call of up
@@ -16,14 +16,14 @@ timeout escalating) loses at most that much.
 
 from __future__ import annotations
 
-import atexit
 import os
-import queue
-import threading
 from collections.abc import Callable
+
+from cds_service.store.background_writer import BackgroundWriter
 
 #: Largest write that is atomic on a pipe (POSIX PIPE_BUF; 4,096 bytes on Linux).
 ATOMIC_WRITE_BYTES = 4096
+_Line = tuple[int, bytes]
 
 
 class LineQueue:
@@ -39,66 +39,25 @@ class LineQueue:
         """``write``: how bytes reach a descriptor (``os.write`` until all is written; the
         tests watch it)."""
         self._write_bytes = write or _write_all
-        self._capacity = capacity
-        self._max_delay = max_delay
         self._batch_bytes = batch_bytes
-        self._queue: queue.Queue[tuple[int, bytes] | threading.Event] = queue.Queue(capacity)
-        self._pid: int | None = None
-        self._lock = threading.Lock()
+        self._writer: BackgroundWriter[_Line] = BackgroundWriter(
+            self._write,
+            name="log-lines",
+            capacity=capacity,
+            max_delay=max_delay,
+            batch_limit=batch_bytes,
+            weight=lambda item: len(item[1]),
+        )
 
     def put(self, fileno: int, line: bytes) -> None:
         """Queue ``line`` for ``fileno``; written at once, here, when the queue is full."""
-        self._ensure_writer()
-        try:
-            self._queue.put_nowait((fileno, line))
-        except queue.Full:
-            self._write_bytes(fileno, line)
+        self._writer.put((fileno, line))
 
     def flush(self, timeout: float = 5.0) -> None:
         """Return once every line queued before this call is written (or ``timeout`` passed)."""
-        if self._pid != os.getpid():
-            return  # nothing was queued in this process
-        done = threading.Event()
-        try:
-            self._queue.put(done, timeout=timeout)
-        except queue.Full:
-            return
-        done.wait(timeout)
+        self._writer.flush(timeout)
 
-    def _ensure_writer(self) -> None:
-        # A thread does not survive fork: each gunicorn worker starts its own, on first use.
-        if self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._pid != os.getpid():
-                self._queue = queue.Queue(self._capacity)
-                threading.Thread(target=self._run, name="log-lines", daemon=True).start()
-                self._pid = os.getpid()
-                atexit.register(self.flush)
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            batch: list[tuple[int, bytes]] = []
-            waiters: list[threading.Event] = []
-            size = 0
-            while True:
-                if isinstance(item, threading.Event):
-                    waiters.append(item)
-                else:
-                    batch.append(item)
-                    size += len(item[1])
-                if size >= self._batch_bytes:
-                    break
-                try:
-                    item = self._queue.get(timeout=0 if waiters else self._max_delay)
-                except queue.Empty:
-                    break
-            self._write(batch)
-            for waiter in waiters:
-                waiter.set()
-
-    def _write(self, batch: list[tuple[int, bytes]]) -> None:
+    def _write(self, batch: list[_Line]) -> None:
         """Consecutive lines for the same descriptor joined into writes of at most
         ``batch_bytes`` (a longer line alone, as it was written before)."""
         chunk: list[bytes] = []
