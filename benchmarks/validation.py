@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchmarks.workload import make_request, non_imaging_calls, session_calls
+from benchmarks.workload import json_objects, make_request, non_imaging_calls, session_calls
 from cds_service.fhir.records import (
     READ_TYPES,
     clean,
@@ -36,14 +36,7 @@ ROUNDS = 7
 
 def resources_in(node: Any) -> Iterator[dict[str, Any]]:
     """Every resource of a type the service validates, anywhere in a JSON document."""
-    if isinstance(node, dict):
-        if node.get("resourceType") in READ_TYPES:
-            yield node
-        for value in node.values():
-            yield from resources_in(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from resources_in(item)
+    return (o for o in json_objects(node) if o.get("resourceType") in READ_TYPES)
 
 
 @cache

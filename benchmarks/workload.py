@@ -132,7 +132,7 @@ def personalised(request: dict[str, Any], patient: str) -> dict[str, Any]:
     too, since every resource names its subject."""
     ids = {
         (node["resourceType"], node["id"])
-        for node in _walk(request)
+        for node in json_objects(request)
         if isinstance(node.get("resourceType"), str) and isinstance(node.get("id"), str)
     }
     ids.add(("Patient", request["context"]["patientId"]))
@@ -164,14 +164,15 @@ def personalised(request: dict[str, Any], patient: str) -> dict[str, Any]:
     return copied
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
+def json_objects(node: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object in a document, the root included, depth first."""
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _walk(value)
+            yield from json_objects(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _walk(item)
+            yield from json_objects(item)
 
 
 #: The drafts of an ordering session, in the order they are selected: the first is the typical

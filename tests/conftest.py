@@ -171,6 +171,19 @@ def walk(value: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
             yield from walk(item, f"{path}[{index}]")
 
 
+def json_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a field or item of a JSON document (not the root), as keys and indexes:
+    where the property tests put a value of their own."""
+    found = [path] if path else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += json_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += json_paths(item, (*path, index))
+    return found
+
+
 def postgres_url() -> str | None:
     """PostgreSQL for the tests that need a real server: CDS_TEST_POSTGRES_URL (set by .ci/run).
 

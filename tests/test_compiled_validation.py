@@ -27,7 +27,7 @@ from cds_service.fhir import records
 from cds_service.fhir.compiled_validation import compile_validator, primitive_check
 from cds_service.fhir.records import clean, proven_valid, validated, validated_by_models
 from cds_service.knowledge.loader import Knowledge
-from tests.conftest import SERVICE_ID, expected_outcomes, vignette
+from tests.conftest import SERVICE_ID, expected_outcomes, json_paths, vignette
 
 MODELS: dict[str, type[FHIRAbstractModel]] = records._MODELS
 TODAY = date(2026, 11, 24)
@@ -157,18 +157,6 @@ any_value = st.one_of(
 )
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path to a field or item of a JSON document (not the root)."""
-    found = [path] if path else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _paths(item, (*path, index))
-    return found
-
-
 def _objects(value: Any) -> list[dict[str, Any]]:
     """Every JSON object in a document, the root included."""
     found = [value] if isinstance(value, dict) else []
@@ -196,7 +184,7 @@ def _json_type(value: Any) -> str:
 
 def _replace(draw: st.DrawFn, resource: dict[str, Any]) -> None:
     """A value anywhere replaced: by one of another JSON type, or by anything tricky."""
-    path = draw(st.sampled_from(_paths(resource)))
+    path = draw(st.sampled_from(json_paths(resource)))
     old = _at(resource, path)
     kind = _json_type(old)
     other_type = json_values.filter(lambda value: _json_type(value) != kind)
@@ -205,7 +193,7 @@ def _replace(draw: st.DrawFn, resource: dict[str, Any]) -> None:
 
 def _delete(draw: st.DrawFn, resource: dict[str, Any]) -> None:
     """A field or an array item removed (a required element, a choice, a whole list entry)."""
-    path = draw(st.sampled_from(_paths(resource)))
+    path = draw(st.sampled_from(json_paths(resource)))
     del _at(resource, path[:-1])[path[-1]]
 
 
@@ -215,7 +203,7 @@ def _add(draw: st.DrawFn, resource: dict[str, Any]) -> None:
     names, _ = _element_names()
     target = draw(st.sampled_from(_objects(resource)))
     key = draw(st.one_of(st.sampled_from(names), st.text(max_size=12)))
-    copied = st.sampled_from([copy.deepcopy(_at(resource, p)) for p in _paths(resource)])
+    copied = st.sampled_from([copy.deepcopy(_at(resource, p)) for p in json_paths(resource)])
     target[key] = draw(st.one_of(any_value, copied))
 
 
@@ -273,7 +261,7 @@ def mutated_resources(draw: st.DrawFn) -> dict[str, Any]:
     """An example resource with 1-3 mutations anywhere in it."""
     resource: dict[str, Any] = copy.deepcopy(draw(st.sampled_from(SAMPLES)))
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        if _paths(resource):
+        if json_paths(resource):
             draw(st.sampled_from(MUTATIONS))(draw, resource)
     return resource
 

@@ -21,7 +21,14 @@ from schemathesis.config import SchemathesisConfig
 from cds_service.config import Settings
 from cds_service.contract.wire import CdsResponse
 from cds_service.web.runtime import runtime
-from tests.conftest import SERVICE_ID, SIGN_SERVICE_ID, build_app, expected_outcomes, vignette
+from tests.conftest import (
+    SERVICE_ID,
+    SIGN_SERVICE_ID,
+    build_app,
+    expected_outcomes,
+    json_paths,
+    vignette,
+)
 
 # Built at import for schemathesis, so with its own throwaway database folder.
 APP = build_app(
@@ -101,18 +108,6 @@ def mutated_requests(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path to a field or item of a JSON document (not the root)."""
-    found = [path] if path else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _paths(item, (*path, index))
-    return found
-
-
 def _replace(body: Any, path: tuple[Any, ...], value: Any) -> None:
     node = body
     for key in path[:-1]:
@@ -133,7 +128,7 @@ def _other_type_than(old: Any) -> Callable[[Any], bool]:
     return lambda value: _json_type(value) != kind
 
 
-VIGNETTE_PATHS = {name: _paths(body) for name, body in BASES.items()}
+VIGNETTE_PATHS = {name: json_paths(body) for name, body in BASES.items()}
 
 
 @st.composite

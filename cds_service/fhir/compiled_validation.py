@@ -190,27 +190,26 @@ def _date(value: Any) -> bool:
     return parts is not None and _calendar_day(*parts.groups())
 
 
-def _date_time(value: Any) -> bool:
-    """A FHIR dateTime: fhir_core's pattern (a time has seconds and a zone), a real day, no leap
-    second (fhir_core takes those through a path of its own: unsure)."""
-    if type(value) is not str or fhir_types.DateTime.pattern.fullmatch(value) is None:
+def _moment(value: Any, declared: re.Pattern[str], parts: re.Pattern[str]) -> bool:
+    """A dateTime or an instant: fhir_core's pattern (``declared``), a real day, no leap second
+    (fhir_core takes those through a path of its own: unsure)."""
+    if type(value) is not str or declared.fullmatch(value) is None:
         return False
-    parts = _DATE_TIME.fullmatch(value)
-    if parts is None:
+    found = parts.fullmatch(value)
+    if found is None:
         return False
-    year, month, day, second = parts.groups()
+    year, month, day, second = found.groups()
     return second != "60" and _calendar_day(year, month, day)
+
+
+def _date_time(value: Any) -> bool:
+    """A FHIR dateTime (a time has seconds and a zone)."""
+    return _moment(value, fhir_types.DateTime.pattern, _DATE_TIME)
 
 
 def _instant(value: Any) -> bool:
-    """A FHIR instant: fhir_core's pattern, a real day, no leap second."""
-    if type(value) is not str or fhir_types.Instant.pattern.fullmatch(value) is None:
-        return False
-    parts = _INSTANT.fullmatch(value)
-    if parts is None:
-        return False
-    year, month, day, second = parts.groups()
-    return second != "60" and _calendar_day(year, month, day)
+    """A FHIR instant."""
+    return _moment(value, fhir_types.Instant.pattern, _INSTANT)
 
 
 def _time(value: Any) -> bool:
