@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmarks.workload import json_objects, make_request, non_imaging_calls, session_calls
 from cds_service.fhir.records import (
-    READ_TYPES,
+    VALIDATED_TYPES,
     clean,
     compiled_validator,
     proven_valid,
@@ -36,7 +36,7 @@ ROUNDS = 7
 
 def resources_in(node: Any) -> Iterator[dict[str, Any]]:
     """Every resource of a type the service validates, anywhere in a JSON document."""
-    return (o for o in json_objects(node) if o.get("resourceType") in READ_TYPES)
+    return (o for o in json_objects(node) if o.get("resourceType") in VALIDATED_TYPES)
 
 
 @cache

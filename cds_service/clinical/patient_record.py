@@ -31,6 +31,7 @@ from cds_service.fhir.fact_cache import (
 )
 from cds_service.fhir.json_limits import same_content
 from cds_service.fhir.records import (
+    VALIDATED_TYPES,
     AllergyFact,
     ConditionFact,
     DeviceFact,
@@ -69,14 +70,9 @@ from cds_service.knowledge.terminology import (
 
 #: Resource types that record a study already done (a completed order, a study, a report).
 PRIOR_STUDY_TYPES = frozenset({"ServiceRequest", "ImagingStudy", "DiagnosticReport"})
-#: Every resource type the reasoning reads.
-READ_TYPES = PRIOR_STUDY_TYPES | {
-    "Condition",
-    "Procedure",
-    "Device",
-    "AllergyIntolerance",
-    "Observation",
-}
+#: Every resource type the reasoning reads: those ``validated`` has a model for (Condition,
+#: Procedure, Device, AllergyIntolerance, Observation and the prior study types).
+READ_TYPES = VALIDATED_TYPES
 Fact = (
     ConditionFact
     | ProcedureFact
@@ -359,8 +355,7 @@ class RecordBuilder:
         fact = self._read(kind, raw)
         if fact is None:
             return None
-        cache = self._cache if prefix else None
-        return read_through(cache, prefix, raw, lambda: self._checked(fact, raw, patient_id))
+        return read_through(self._cache, prefix, raw, lambda: self._checked(fact, raw, patient_id))
 
     def _checked(self, fact: Fact, raw: Mapping[str, Any], patient_id: str) -> Reading:
         """The fact of a resource that is valid FHIR and this patient's; else SKIPPED."""

@@ -46,8 +46,9 @@ _MODELS: dict[str, Any] = {
     "ImagingStudy": ImagingStudy,
     "DiagnosticReport": DiagnosticReport,
 }
-#: The resource types read (and validated), by resourceType.
-READ_TYPES = frozenset(_MODELS)
+#: The resource types that can be validated: the record reads these and no other
+#: (cds_service.clinical.patient_record.READ_TYPES is this set).
+VALIDATED_TYPES = frozenset(_MODELS)
 #: Statuses of a past study or report that say it was really done.
 _DONE_IMAGING = {
     "ServiceRequest": {"completed"},
