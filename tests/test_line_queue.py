@@ -184,3 +184,13 @@ def test_a_failed_write_is_reported_and_the_writer_lives_on() -> None:
     writer.flush()
     assert errors == [("RuntimeError", 1)]
     assert written == [["after"]]
+
+
+def test_a_record_orjson_refuses_is_written_by_json() -> None:
+    """An integer past 64 bits, or a lone surrogate: still one valid JSON line, UTF-8."""
+    from cds_service.web.logs import _render
+
+    for event in ({"event": "x", "n": 2**70}, {"event": "x", "s": "\ud800"}, {"event": "é"}):
+        line = _render(event)
+        line.decode("utf-8")  # never invalid UTF-8 on the stream
+        assert json.loads(line)["event"] == event["event"]

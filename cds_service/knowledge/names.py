@@ -56,18 +56,11 @@ def normalise_text(text: str) -> str:
 
 #: The normalisation's own patterns (see normalise_text), run by ``re`` with ASCII word boundaries
 #: and RE2's whitespace (``\s`` is ``[\t\n\f\r ]`` there), so they read as they did on RE2.
-NORMALISATION_PATTERNS = {
-    "w_slash_o": r"\bW[\t\n\f\r ]*/[\t\n\f\r ]*O\b",
-    "w_slash": r"\bW[\t\n\f\r ]*/",
-    "not_word": r"[^A-Z0-9]+",
-    "without": r"\bWITHOUT\b",
-    "with": r"\bWITH\b",
-}
-_W_SLASH_O = re.compile(NORMALISATION_PATTERNS["w_slash_o"], re.ASCII)
-_W_SLASH = re.compile(NORMALISATION_PATTERNS["w_slash"], re.ASCII)
-_NOT_WORD = re.compile(NORMALISATION_PATTERNS["not_word"], re.ASCII)
-_WITHOUT = re.compile(NORMALISATION_PATTERNS["without"], re.ASCII)
-_WITH = re.compile(NORMALISATION_PATTERNS["with"], re.ASCII)
+_W_SLASH_O = re.compile(r"\bW[\t\n\f\r ]*/[\t\n\f\r ]*O\b", re.ASCII)
+_W_SLASH = re.compile(r"\bW[\t\n\f\r ]*/", re.ASCII)
+_NOT_WORD = re.compile(r"[^A-Z0-9]+", re.ASCII)
+_WITHOUT = re.compile(r"\bWITHOUT\b", re.ASCII)
+_WITH = re.compile(r"\bWITH\b", re.ASCII)
 #: Names up to this length are pre-checked by looking for each gate word in turn (C substring
 #: search; RE2's wrapper costs ~10 µs a call); a longer name by the RE2 gate, linear in its
 #: length whatever the number of words.
