@@ -150,7 +150,9 @@ def test_sigterm_loses_no_log_line_and_no_shown_card(tmp_path: Path) -> None:
     """Log lines and shown cards are written off the request path, from queues that wait up to
     200 ms (lines) and 50 ms (cards) to fill a batch. A SIGTERM right after the last answer
     must still leave every line in the log and every shown card in the database: each worker
-    flushes both on its way out (gunicorn's worker_exit)."""
+    flushes both on its way out (gunicorn's worker_exit, and at exit). With neither flush the
+    shown cards went missing here; the lines, whose batch closes within 200 ms of the last
+    call, were written anyway on this machine (tests/test_line_queue.py tests their flush)."""
     server = start_gunicorn(tmp_path / "gunicorn")
     body = json.loads(
         (EXAMPLES / "parotid_mec_after_parotidectomy_and_imrt_local_mri_neck.json").read_text()
